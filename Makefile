@@ -1,0 +1,47 @@
+# The two commands a newcomer types: `make report` and `make test`. Both set everything up first and are
+# idempotent: when the virtual environment, model, corpus and tools are in place, set-up costs seconds.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fakequant-installed
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+# llama-cpp-python compiles llama.cpp from source. The suite needs neither the multimodal library (mtmd) nor
+# HTTPS downloads, so they are left out; GGML_NATIVE keeps every SIMD feature of this CPU. pip caches the built
+# wheel, so this costs minutes once per machine. See README, "Build time".
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(NPROC)
+
+.PHONY: report test setup assets tools lint bench clean
+
+report: setup
+	@$(BIN)/pytest -k layer0 -p no:cacheprovider; status=$$?; \
+	  echo "Reports: reports/summary.md, reports/report.html, reports/junit.xml, reports/layer0/"; exit $$status
+
+test: setup tools
+	$(BIN)/pytest
+
+setup: $(STAMP) assets
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+assets: $(STAMP)
+	@$(BIN)/fakequant fetch
+
+tools: $(STAMP)
+	@$(BIN)/python -m fakequant.tools build
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: setup tools
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) reports/*/ reports/*.xml reports/*.html reports/*.md.tmp

@@ -1,0 +1,150 @@
+"""Where artifacts live, and how they are written so that no reader ever sees half a file.
+
+Everything fakequant fetches or computes lives under one folder, ``$FAKEQUANT_HOME`` (default
+``~/.cache/fakequant``), so that a fresh clone of the project, CI included, reuses what an earlier run built:
+
+    models/      the default model, fetched and sha256-checked
+    corpora/     the default perplexity corpus
+    tools/       llama.cpp reference binaries built from the same source as llama-cpp-python
+    candidates/  fake-quantized models, content-addressed by recipe and source hash
+    baselines/   the original model's results, keyed by model, corpus, settings and llama.cpp build
+
+Writers use :func:`atomic_output` (temporary file in the destination folder, fsync, rename) and
+:func:`locked` (a file lock beside the artifact) so that concurrent workers build a thing once and nobody
+reads it half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("FAKEQUANT_HOME") or Path.home() / ".cache" / "fakequant")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cache_dir(kind: str) -> Path:
+    path = cache_root() / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """A short hash of a JSON-able value, independent of dict order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def atomic_output(dest: Path, mode: str = "wb") -> Iterator[Any]:
+    """Yield a file object; on success its content appears at ``dest`` at once, on failure nothing does.
+
+    The temporary file sits in the destination folder (same filesystem, so the rename is atomic) and is named
+    ``.<name>.tmp-*``, which no reader ever looks for. A crash (even ``kill -9``) leaves at most such a
+    temporary file, which :func:`remove_stale_temporaries` clears.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _make_temporary(dest)
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Like :func:`atomic_output` for code that wants a path to write to (e.g. a library that opens it)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _make_temporary(dest)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _make_temporary(dest: Path) -> Path:
+    """An empty file beside ``dest`` with the permissions a plain ``open()`` would give (mkstemp's are 0600)."""
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete ``.*.tmp-*`` files left by a killed writer; return how many. Only call under the folder's lock."""
+    removed = 0
+    for leftover in Path(folder).glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def locked(path: Path, timeout: float = 3600) -> Iterator[None]:
+    """Hold an exclusive lock named after ``path`` (``path`` + ``.lock``) across processes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=timeout):
+        yield
+
+
+def write_json(dest: Path, data: Any) -> None:
+    with atomic_output(dest, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def cached_json(dest: Path, compute: Callable[[], Any]) -> Any:
+    """Return the JSON stored at ``dest``, computing and storing it first if absent (once across processes)."""
+    dest = Path(dest)
+    with locked(dest):
+        if dest.exists():
+            try:
+                return json.loads(dest.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                dest.unlink()  # a corrupt entry cannot come from atomic writes, but never trust it
+        value = compute()
+        write_json(dest, value)
+        return value

@@ -1,0 +1,104 @@
+"""``fakequant`` (also ``python -m fakequant``): the command line.
+
+The parser lives here; each command's work lives in the module that owns it and is imported only when that
+command runs, so ``fakequant inspect`` does not pay for loading llama.cpp. Every user mistake is a
+:class:`~fakequant.errors.FakequantError`: one line on stderr, exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fakequant.errors import FakequantError
+
+# command -> "module:function"; the function takes the parsed arguments and returns an exit status.
+HANDLERS = {
+    "quantize": "fakequant.engine:cli_quantize",
+    "inspect": "fakequant.engine:cli_inspect",
+    "ppl": "fakequant.perplexity:cli_ppl",
+    "compare": "fakequant.perplexity:cli_compare",
+    "report": "fakequant.report:cli_report",
+    "sweep": "fakequant.sweep:cli_sweep",
+    "list": "fakequant.sweep:cli_list",
+    "fetch": "fakequant.assets:cli_fetch",
+}
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True, help="UTF-8 text file to score")
+    p.add_argument("--ctx", type=int, default=512, help="context size = chunk length in tokens (default 512)")
+    p.add_argument("--batch", type=int, default=512, help="logical batch size (default 512)")
+    p.add_argument("--ubatch", type=int, default=None, help="physical micro-batch size (default: = batch)")
+    p.add_argument("--chunks", type=int, default=None, help="score only the first N chunks (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--flash-attn", choices=("on", "off"), default="off",
+                   help="flash attention (default off; llama-perplexity's default is on)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal or output is not --json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fakequant", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("quantize", help="fake-quantize tensors of a GGUF into a new GGUF")
+    p.add_argument("src", help="original GGUF (never modified)")
+    p.add_argument("dst", help="where to write the fake-quantized GGUF")
+    p.add_argument("--tensor", action="append", required=True, metavar="PATTERN",
+                   help="tensor name or glob (repeatable), e.g. 'blk.*.ffn_norm.weight'")
+    p.add_argument("--format", required=True, help="bf16, fp16, fp8_e4m3, fp8_e5m2, int8, int4, q8_0, q4_k, ...")
+    p.add_argument("--group-size", type=int, default=None, help="group size for int4 (default 32)")
+    p.add_argument("--store", choices=("f32", "f16"), default=None,
+                   help="dtype to store quantized sources in (default: f32)")
+    p.add_argument("--epsilon", type=float, default=1e-8, help="ε in |a-b|/(|a|+ε) (default 1e-8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    p = sub.add_parser("inspect", help="list a GGUF's metadata and tensors")
+    p.add_argument("model")
+    p.add_argument("--tensor", action="append", metavar="PATTERN", help="only tensors matching (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ppl", help="perplexity of one model, computed the way llama-perplexity does")
+    p.add_argument("model")
+    _add_runtime_options(p)
+
+    p = sub.add_parser("compare", help="paired perplexity/KL-divergence comparison of two models in one pass")
+    p.add_argument("base")
+    p.add_argument("candidate")
+    _add_runtime_options(p)
+
+    p = sub.add_parser("report", help="rebuild an experiment's Markdown and HTML from its report.json")
+    p.add_argument("report_json")
+    p.add_argument("--lang", choices=("en", "zh-TW"), default="en")
+
+    p = sub.add_parser("sweep", help="run a sweep of criteria.toml and draw its sensitivity map")
+    p.add_argument("name")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="parallel pytest-xdist workers")
+    p.add_argument("--criteria", default="criteria.toml")
+    p.add_argument("--report-dir", default="reports")
+
+    p = sub.add_parser("list", help="list the experiments (and sweep cells) of criteria.toml")
+    p.add_argument("--criteria", default="criteria.toml")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("fetch", help="fetch and verify the default model and corpus")
+    p.add_argument("what", nargs="*", metavar="{model,corpus}", help="what to fetch (default: both)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = HANDLERS[args.command].split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except FakequantError as err:
+        print(f"fakequant {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fakequant: interrupted", file=sys.stderr)
+        return 130
