@@ -14,7 +14,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(NPROC)
 
-.PHONY: report test setup assets tools lint bench clean
+.PHONY: report test setup assets tools lint bench clean fuzz
 
 report: setup
 	@$(BIN)/pytest -k layer0 -p no:cacheprovider; status=$$?; \
@@ -39,6 +39,11 @@ tools: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The GGUF fuzz test with many more examples than CI runs (override: make fuzz FUZZ_EXAMPLES=100000).
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	FAKEQUANT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/unit/test_fuzz_gguf.py -p no:cacheprovider -o addopts="" -q
 
 bench: setup tools
 	$(BIN)/python benchmarks/run.py

@@ -1,0 +1,351 @@
+"""The fake-quantization engine: GGUF in, GGUF out, numbers out.
+
+:func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
+selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf_io` (atomic, verified
+against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
+
+Storage of the fake-quantized values: a float source (F32/F16/BF16) is stored back in its own type when every
+value is exactly representable there, otherwise as F32; a quantized source is stored as F32. ``store = "f32" |
+"f16"`` forces a type, and is refused for any tensor whose values it would change.
+
+Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
+in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe and :data:`ENGINE_VERSION`, built once across
+processes under a file lock and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakequant import __version__, formats, gguf_io
+from fakequant.analysis import TensorStats, compare_tensors
+from fakequant.cache import atomic_path, cache_dir, cached_json, locked, sha256_file, stable_hash, write_json
+from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
+from fakequant.gguf_io import ModelInfo, Replacement
+from fakequant.select import Selection, select_tensors
+
+ENGINE_VERSION = "1"  # bump when the bytes or numbers a recipe produces change
+STORE_TYPES = {"f32": "F32", "f16": "F16"}
+_ROW_CHUNK_ELEMENTS = 1 << 20  # values per round-trip chunk: bounds the temporaries of a format's round trip
+
+__all__ = ["BuildResult", "ModelInfo", "Recipe", "build_candidate", "model_info", "verify_format"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    selection: Selection
+    format: str
+    group_size: int | None = None
+    store: str | None = None  # "f32" | "f16" | None (automatic)
+    epsilon: float = 1e-8
+
+    def validate(self) -> Recipe:
+        """Raise RecipeError naming the bad field; return self when everything is valid."""
+        formats.check_format(self.format)
+        if self.format not in formats.FORMATS:
+            raise RecipeError(f"format {self.format!r}: write it as {formats.check_format(self.format)!r}")
+        formats.effective_group_size(self.format, self.group_size)
+        if self.store is not None and self.store not in STORE_TYPES:
+            raise RecipeError(f"store {self.store!r}: choose one of {', '.join(STORE_TYPES)} (or leave it unset)")
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+            raise RecipeError(f"epsilon {eps!r}: must be a finite number > 0")
+        if self.selection.is_empty():
+            raise RecipeError("selection: names no tensors (give names, layers or kinds)")
+        return self
+
+    def to_json(self) -> dict:
+        return {"selection": self.selection.to_json(), "format": self.format, "group_size": self.group_size,
+                "store": self.store, "epsilon": self.epsilon}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Recipe:
+        sel = data["selection"]
+        return cls(Selection(tuple(sel["names"]), sel["layers"], tuple(sel["kinds"])), data["format"],
+                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8))
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    source: Path
+    source_sha256: str
+    recipe: Recipe
+    noop: bool
+    tensors: list[TensorStats]
+    same_size: bool = True  # the data section kept its layout (copy + patch) rather than being re-streamed
+    reused: bool = False  # taken from the candidate cache, not built by this call
+    output_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> list[str]:
+        return [t.name for t in self.tensors]
+
+    def to_json(self) -> dict:
+        return {"output": str(self.output), "source": str(self.source), "source_sha256": self.source_sha256,
+                "recipe": self.recipe.to_json(), "noop": self.noop, "same_size": self.same_size,
+                "output_bytes": self.output_bytes, "engine_version": ENGINE_VERSION,
+                "tensors": [t.to_json() for t in self.tensors]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BuildResult:
+        return cls(output=Path(data["output"]), source=Path(data["source"]), source_sha256=data["source_sha256"],
+                   recipe=Recipe.from_json(data["recipe"]), noop=data["noop"],
+                   tensors=[TensorStats.from_json(t) for t in data["tensors"]], same_size=data["same_size"],
+                   output_bytes=data.get("output_bytes", 0))
+
+
+def model_info(path: Path) -> ModelInfo:
+    """Metadata and tensor table (name, type, shape, nbytes, offset) of a GGUF, validated first."""
+    return gguf_io.read_layout(Path(path))
+
+
+def verify_format(original: Path, candidate: Path, changed: Collection[str]) -> list[str]:
+    """Human-readable differences beyond the allowed ones (``fakequant.*`` keys, the changed tensors' data and type);
+    [] means the candidate has the original's format."""
+    return gguf_io.verify_copy(Path(original), Path(candidate), set(changed))
+
+
+def source_sha256(path: Path) -> str:
+    """sha256 of a file, cached by (path, size, mtime, inode) so repeated builds do not rehash a big model."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = stable_hash([str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev])
+    entry = cached_json(cache_dir("sha256") / f"{key}.json",
+                        lambda: {"path": str(path), "size": st.st_size, "sha256": sha256_file(path)})
+    return str(entry["sha256"])
+
+
+def provenance(recipe: Recipe, sha: str) -> dict[str, str]:
+    return {"fakequant.recipe": json.dumps(recipe.to_json(), sort_keys=True), "fakequant.source_sha256": sha,
+            "fakequant.version": f"{__version__}+engine{ENGINE_VERSION}"}
+
+
+def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
+    """The tensors the recipe changes, after checking each can go through the format; RecipeError otherwise."""
+    recipe.validate()
+    names = select_tensors([t.name for t in info.tensors], recipe.selection, source=str(info.path))
+    for name in names:
+        t = info.tensor(name)
+        if t.type_name not in gguf_io.FLOAT_TYPES and t.type_name not in gguf_io.GGML_QUANT_TYPES:
+            raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
+        problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
+        if problem:
+            raise RecipeError(f"{info.path}: tensor {name}: {problem}")
+    return names
+
+
+def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> BuildResult:
+    """Build (or reuse from the cache when ``dest`` is None) the fake-quantized copy of ``source``."""
+    source = Path(source)
+    info = model_info(source)
+    names = plan(info, recipe)
+    sha = source_sha256(source)
+    if dest is not None:
+        dest = Path(dest)
+        if dest.is_dir():
+            raise RecipeError(f"{dest}: is a directory; give the path of the GGUF file to write")
+        if dest.exists() and os.path.samefile(dest, source):
+            raise RecipeError(f"{dest}: is the source model itself; the original is never written")
+        return _build(info, names, recipe, dest, sha)
+
+    key = stable_hash({"source_sha256": sha, "recipe": recipe.to_json(), "engine": ENGINE_VERSION})
+    out = cache_dir("candidates") / f"{key}.gguf"
+    numbers = out.with_suffix(".json")
+    with locked(out):
+        if out.exists() and numbers.exists():
+            try:
+                cached = BuildResult.from_json(json.loads(numbers.read_text()))
+            except (ValueError, KeyError, TypeError):
+                cached = None
+            if cached is not None and cached.output_bytes == out.stat().st_size:
+                cached.output, cached.source, cached.reused = out, source, True
+                return cached
+        for leftover in out.parent.glob(f".{out.name}.tmp-*"):  # from a build of this key that was killed
+            leftover.unlink(missing_ok=True)
+        result = _build(info, names, recipe, out, sha)
+        write_json(numbers, result.to_json())
+        return result
+
+
+def _storage_type(info: ModelInfo, name: str, after: np.ndarray, recipe: Recipe) -> str:
+    t = info.tensor(name)
+    if recipe.store is not None:
+        target = STORE_TYPES[recipe.store]
+        if not gguf_io.exactly_representable(after, target):
+            raise RecipeError(f"{info.path}: tensor {name}: store {recipe.store} would change the {recipe.format} "
+                              f"values (not exactly representable); use store f32")
+        return target
+    if t.type_name in gguf_io.FLOAT_TYPES and gguf_io.exactly_representable(after, t.type_name):
+        return t.type_name
+    return "F32"
+
+
+def _round_trip_rows(before: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Round trip row chunks (every format works row by row), so temporaries stay small."""
+    rows = before.reshape(-1, before.shape[-1])
+    after = np.empty_like(rows)
+    step = max(1, _ROW_CHUNK_ELEMENTS // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], step):
+        after[start:start + step] = formats.round_trip(rows[start:start + step], recipe.format,
+                                                       group_size=recipe.group_size)
+    return after.reshape(before.shape)
+
+
+def _build(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
+    # A full disk (or a read-only or vanished folder) is the user's to fix: one line, not a traceback.
+    try:
+        return _write_candidate(info, names, recipe, dest, sha)
+    except OSError as err:
+        raise FakequantError(f"{dest}: cannot write the candidate ({err.strerror or err}); "
+                             f"nothing was left at the destination") from err
+
+
+def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
+    stats: list[TensorStats] = []
+    replacements: list[Replacement] = []
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp, tempfile.NamedTemporaryFile(prefix=f".{dest.name}.tmp-spill-",
+                                                              dir=dest.parent) as spill:
+        spill_path = Path(spill.name)
+        for name in names:
+            t = info.tensor(name)
+            before = gguf_io.read_tensor_values(info, name)
+            after = _round_trip_rows(before, recipe)
+            stored = _storage_type(info, name, after, recipe)
+            offset = spill.tell()
+            flat = after.reshape(-1)
+            for start in range(0, flat.size, _ROW_CHUNK_ELEMENTS):  # encode in pieces: no second full-size copy
+                spill.write(gguf_io.encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
+            replacements.append(Replacement(name, stored, spill_path, offset, spill.tell() - offset))
+            s = compare_tensors(name, before, after, epsilon=recipe.epsilon, overwrite_inputs=True)
+            s.shape, s.source_type, s.stored_type, s.format = t.shape, t.type_name, stored, recipe.format
+            stats.append(s)
+            del before, after
+        spill.flush()
+        same_size = gguf_io.write_gguf(info, tmp, provenance(recipe, sha), replacements)
+        # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
+        syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
+        syncer.start()
+        try:
+            # Re-open what was written and compare it with the original (parsed with bounds checks but not
+            # re-validated by check_gguf: compare_layouts checks alignment and extent itself).
+            written = gguf_io.read_layout(tmp, check=False)
+            problems = gguf_io.compare_layouts(info, written, set(names), allow_type_change=True)
+            problems += _check_replaced(written, replacements)
+        finally:
+            syncer.join()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise GGUFFormatError(f"{dest}: the written copy failed verification: {problems[0]}{more}")
+        size = tmp.stat().st_size
+    return BuildResult(output=dest, source=info.path, source_sha256=sha, recipe=recipe,
+                       noop=all(s.noop for s in stats), tensors=stats, same_size=same_size, output_bytes=size)
+
+
+def _fsync(path: Path) -> None:
+    """Early flush only: errors are left to atomic_path's own fsync, which reports them."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list[str]:
+    problems = []
+    for r in replacements:
+        t = written.tensor(r.name)
+        with open(r.data_path, "rb") as fh:
+            want = os.pread(fh.fileno(), r.nbytes, r.offset)
+        if t.type_name != r.type_name or gguf_io.read_tensor_bytes(written, r.name) != want:
+            problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.4g}"
+
+
+def format_table(result: BuildResult) -> str:
+    header = ("tensor", "type", "n", "changed", "max_abs", "mean_abs", "max_rel", "mean_rel", "sqnr_db", "noop")
+    rows = [header]
+    for t in result.tensors:
+        rows.append((t.name, f"{t.source_type}->{t.stored_type}", str(t.n), str(t.changed), _fmt(t.max_abs),
+                     _fmt(t.mean_abs), _fmt(t.max_rel), _fmt(t.mean_rel), _fmt(t.sqnr_db), str(t.noop).lower()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    how = "same-size rewrite" if result.same_size else "size-changing rewrite"
+    lines.append(f"wrote {result.output} ({how}, {result.output_bytes} bytes)")
+    if result.noop:
+        lines.append(f"NOTE: no value changed: every selected value is already representable in "
+                     f"{result.recipe.format}; an experiment on this candidate measures nothing (noop).")
+    return "\n".join(lines)
+
+
+def cli_quantize(args: argparse.Namespace) -> int:
+    recipe = Recipe(Selection(names=tuple(args.tensor)), args.format, group_size=args.group_size, store=args.store,
+                    epsilon=args.epsilon)
+    result = build_candidate(Path(args.src), recipe, Path(args.dst))
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(result))
+    return 0
+
+
+def _value_text(value: Any, limit: int = 80) -> str:
+    if isinstance(value, gguf_io.ArrayPreview):
+        text = f"[{', '.join(map(repr, value.head))}, ...] ({value.length} {value.element_type})"
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def cli_inspect(args: argparse.Namespace) -> int:
+    info = model_info(Path(args.model))
+    tensors = info.tensors
+    if args.tensor:
+        wanted = set(select_tensors([t.name for t in tensors], Selection(names=tuple(args.tensor)),
+                                    source=str(info.path)))
+        tensors = [t for t in tensors if t.name in wanted]
+    if args.json:
+        data = info.to_json()
+        data["tensors"] = [t.to_json() for t in tensors]
+        json.dump(data, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{info.path}: GGUF v{info.version}, {len(info.fields)} metadata keys, {len(info.tensors)} tensors, "
+          f"alignment {info.alignment}, {info.file_size} bytes")
+    for f in info.fields:
+        print(f"  {f.key} ({f.value_type.lower()}) = {_value_text(f.value)}")
+    width = max((len(t.name) for t in tensors), default=4)
+    print(f"  {'tensor'.ljust(width)}  {'type':>6}  {'shape':>16}  {'bytes':>12}")
+    for t in tensors:
+        print(f"  {t.name.ljust(width)}  {t.type_name:>6}  {'x'.join(map(str, t.shape)):>16}  {t.nbytes:>12}")
+    return 0

@@ -1,0 +1,198 @@
+"""Reports: from what the suite recorded (:mod:`fakequant.outcomes`) to the files a user reads.
+
+Per experiment, in ``<report_dir>/<experiment>/``: ``report.json`` (everything, the decision included — the one file
+the others can be rebuilt from), ``summary.md`` and ``summary.html``, the plan's own ``numerical_analysis.json``,
+``conversation_tests.txt`` and ``perplexity_comparison.txt``, and PNG plots. Per run: ``<report_dir>/summary.md``
+(an index) and an HTML fragment for pytest-html's summary section.
+
+Layout: document.py decides what is said (as blocks), markdown.py / html.py say it, plots.py draws, text.py writes
+the plain-text files, i18n.py holds the English and Traditional Chinese words.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fakequant.cache import atomic_output, write_json
+from fakequant.errors import FakequantError
+from fakequant.outcomes import CheckOutcome, Decision, ExperimentData, load_experiment
+from fakequant.report import document, html, markdown, plots, text
+from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
+from fakequant.report.i18n import LANGS, translator
+from fakequant.verdict import Verdict, decide
+
+SCHEMA = 1
+__all__ = ["ReportError", "build_document", "cli_report", "finish_run", "html_summary", "render_experiment",
+           "terminal_lines"]
+
+
+class ReportError(FakequantError):
+    """A report.json that is missing, unreadable or not a fakequant report."""
+
+
+def build_document(data: ExperimentData, verdict: Verdict) -> dict[str, Any]:
+    """The content of report.json: the verdict, every outcome and every artifact."""
+    return {
+        "schema": SCHEMA,
+        "experiment": data.experiment,
+        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "verdict": verdict.to_json(),
+        "outcomes": [o.to_json() for o in data.outcomes],
+        "artifacts": data.artifacts,
+        "plots": [],
+    }
+
+
+def _write_text(dest: Path, content: str) -> None:
+    with atomic_output(dest, "w") as fh:
+        fh.write(content)
+
+
+def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> None:
+    """Draw the plots and write summary.md, summary.html and the plan's text files from a report.json document."""
+    folder = Path(folder)
+    artifacts, name = document.d(doc.get("artifacts")), str(doc.get("experiment", "?"))
+    doc["plots"] = plots.draw_all(artifacts, folder)
+    if "numerical_analysis" in artifacts:
+        write_json(folder / "numerical_analysis.json", artifacts["numerical_analysis"])
+    _write_text(folder / "conversation_tests.txt", text.conversation_tests(name, artifacts.get("conversations")))
+    _write_text(folder / "perplexity_comparison.txt",
+                text.perplexity_comparison(name, artifacts.get("perplexity_comparison")))
+    try:
+        blocks = document.experiment_blocks(doc, lang)
+    except Exception as err:  # a report that crashes at the end of a long run loses it all: say what failed instead
+        verdict = document.d(doc.get("verdict"))
+        line = "".join(traceback.format_exception_only(err)).strip().splitlines()[-1]
+        blocks = [Heading(1, name), Banner(str(verdict.get("decision", "INCONCLUSIVE")),
+                                           [str(verdict.get("headline", ""))]),
+                  Para([translator(lang)("render_failed", error=line)])]
+    _write_text(folder / "summary.md", markdown.render(blocks))
+    images = html.read_images(folder, doc["plots"])
+    _write_text(folder / "summary.html", html.page(f"fakequant: {name}", html.render(blocks, images), lang))
+
+
+def _error_verdict(experiment: str, err: BaseException) -> tuple[ExperimentData, Verdict]:
+    reason = f"the recorded results could not be read: {type(err).__name__}: {err}".splitlines()[0]
+    data = ExperimentData(experiment, [], {})
+    return data, Verdict(experiment, Decision.INCONCLUSIVE, [reason], reason)
+
+
+def finish_run(report_dir: Path, experiments: Sequence[str], *, lang: str = "en") -> list[Verdict]:
+    """Write every per-experiment report and the run's index; return the verdicts in the order given."""
+    report_dir = Path(report_dir)
+    verdicts, docs = [], []
+    for experiment in experiments:
+        try:
+            data = load_experiment(report_dir, experiment)
+            verdict = decide(data)
+        except (OSError, ValueError, TypeError, KeyError) as err:  # a corrupt .data file must not sink the run
+            data, verdict = _error_verdict(experiment, err)
+        doc = build_document(data, verdict)
+        folder = report_dir / experiment
+        render_experiment(doc, folder, lang)
+        write_json(folder / "report.json", doc)
+        verdicts.append(verdict)
+        docs.append(doc)
+    _write_text(report_dir / "summary.md", markdown.render(document.index_blocks(docs, lang)))
+    return verdicts
+
+
+def terminal_lines(verdicts: Sequence[Verdict]) -> list[str]:
+    """``layer0  INCONCLUSIVE  0/576 values changed (already representable in bf16)``, names and decisions aligned."""
+    if not verdicts:
+        return []
+    width = max(len(v.experiment) for v in verdicts)
+    lines = []
+    for v in verdicts:
+        line = f"{v.experiment:<{width}}  {v.decision.value:<12}  {text.clean(v.headline)}"
+        if v.expected is not None:
+            line += f"  [expected {v.expected.value}: {'matched' if v.matched else 'DID NOT MATCH'}]"
+        lines.append(line)
+    return lines
+
+
+def _load_doc(report_dir: Path, experiment: str) -> dict[str, Any]:
+    path = Path(report_dir) / experiment / "report.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict):
+            return doc
+    except (OSError, ValueError):
+        pass
+    try:  # finish_run has not written it (or it is damaged): decide from the recorded data
+        data = load_experiment(Path(report_dir), experiment)
+        doc = build_document(data, decide(data))
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        doc = build_document(*_error_verdict(experiment, err))
+    doc["plots"] = []
+    return doc
+
+
+def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
+    """A fragment for pytest-html's summary: one row per experiment, key numbers, plots embedded as data: URIs."""
+    rows: list[list[Cell]] = []
+    thumbs: list[Block] = []
+    images: dict[str, bytes] = {}
+    for experiment in experiments:
+        doc = _load_doc(report_dir, experiment)
+        verdict = document.d(doc.get("verdict"))
+        decision = str(verdict.get("decision", "INCONCLUSIVE"))
+        expected = (f" (expected {verdict['expected']}: {'matched' if verdict.get('matched') else 'DID NOT MATCH'})"
+                    if verdict.get("expected") else "")
+        rows.append([Span(experiment, "code"), [document.badge(decision, "en"), expected],
+                     str(verdict.get("headline", "")), document.key_numbers(doc),
+                     Link("summary.html", f"{quote(experiment)}/summary.html")])
+        names = [p for p in document.lst(doc.get("plots")) if p in (plots.WEIGHTS, plots.CHUNKS, plots.KLD)]
+        found = html.read_images(Path(report_dir) / experiment, names)
+        images.update({f"{experiment}/{n}": png for n, png in found.items()})
+        if found:
+            thumbs += [Para([Span(experiment, "code")]), *(Image(f"{experiment}/{n}", f"{experiment}: {n}")
+                                                         for n in names if n in found)]
+    blocks: list[Block] = [Heading(3, "fakequant decisions"),
+                           Table(["experiment", "decision", "why", "key numbers", "report"], rows), *thumbs]
+    return html.fragment(html.render(blocks, images))
+
+
+def cli_report(args: Any) -> int:
+    """``fakequant report reports/<exp>/report.json [--lang en|zh-TW]``: rebuild summary.md and summary.html."""
+    path = Path(args.report_json)
+    lang = getattr(args, "lang", "en") or "en"
+    if lang not in LANGS:
+        raise ReportError(f"--lang {lang}: unknown language, expected one of {', '.join(LANGS)}")
+    doc = read_report(path)
+    render_experiment(doc, path.parent, lang)
+    print(f"wrote {path.parent / 'summary.md'} and {path.parent / 'summary.html'} "
+          f"({document.d(doc.get('verdict')).get('decision')})")
+    return 0
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A report.json written by :func:`finish_run`; its verdict is recomputed only when it lacks one."""
+    if not path.exists():
+        raise ReportError(f"{path}: no such file (expected reports/<experiment>/report.json)")
+    if path.is_dir():
+        raise ReportError(f"{path}: is a directory, expected a report.json file")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("experiment"), str):
+        raise ReportError(f"{path}: not a fakequant report (no \"experiment\" name at the top level)")
+    if not isinstance(doc.get("verdict"), dict) or "decision" not in doc["verdict"]:
+        try:
+            outcomes = [CheckOutcome.from_json(o) for o in document.lst(doc.get("outcomes"))]
+        except (TypeError, ValueError) as err:
+            raise ReportError(f"{path}: an entry of \"outcomes\" is not a check outcome ({err})") from None
+        data = ExperimentData(doc["experiment"], outcomes, document.d(doc.get("artifacts")))
+        doc["verdict"] = decide(data).to_json()
+    return doc

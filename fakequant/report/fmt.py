@@ -1,0 +1,83 @@
+"""Numbers → short strings with units. Every function returns None when the value is absent or not a number, so
+that the caller writes "not measured" in the report's language."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(x) else x
+
+
+def sig(value: Any, digits: int = 4) -> str | None:
+    """Significant digits, plain notation for ordinary magnitudes."""
+    x = number(value)
+    if x is None:
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    if 1e-4 <= abs(x) < 1e6:
+        decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+        return f"{x:.{decimals}f}"
+    return f"{x:.{digits - 1}e}"
+
+
+def fixed(value: Any, decimals: int = 4, signed: bool = False) -> str | None:
+    x = number(value)
+    return None if x is None else f"{x:{'+' if signed else ''}.{decimals}f}"
+
+
+def pm(value: Any, se: Any, decimals: int = 4, signed: bool = False) -> str | None:
+    """``6.7040 ± 0.1234`` (the ± is one standard error, as llama.cpp prints it)."""
+    x, s = fixed(value, decimals, signed), fixed(se, decimals)
+    if x is None:
+        return None
+    return x if s is None else f"{x} ± {s}"
+
+
+def pct(value: Any, decimals: int = 2, signed: bool = True) -> str | None:
+    """A fraction as a percentage: 0.0123 → ``+1.23%``."""
+    x = number(value)
+    if x is None:
+        return None
+    return f"{x * 100:{'+' if signed else ''}.{decimals}f}%"
+
+
+def integer(value: Any) -> str | None:
+    x = number(value)
+    return None if x is None or math.isinf(x) else f"{round(x):,}"
+
+
+def seconds(value: Any) -> str | None:
+    """Durations: ``503 ms`` below 10 s, ``12.3 s`` above."""
+    x = number(value)
+    if x is None:
+        return None
+    return f"{x * 1000:.0f} ms" if abs(x) < 10 else f"{x:.1f} s"
+
+
+def rate(value: Any) -> str | None:
+    x = number(value)
+    return None if x is None else f"{x:.1f} tok/s"
+
+
+def increase_interval(ln_ratio: Any, ln_ratio_se: Any) -> tuple[float, float, float] | None:
+    """The perplexity increase exp(ln ratio) − 1 and its 95% interval."""
+    r, s = number(ln_ratio), number(ln_ratio_se)
+    if r is None:
+        return None
+    s = s or 0.0
+    return math.expm1(r), math.expm1(r - Z95 * s), math.expm1(r + Z95 * s)
+

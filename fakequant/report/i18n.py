@@ -1,0 +1,159 @@
+"""The report's fixed words in English and Traditional Chinese (the language of the user's own report).
+
+Measured values and the checks' reasons are not translated: they are recorded once, in English, in report.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGS = ("en", "zh-TW")
+
+# key -> (English, Traditional Chinese); "{name}" fields are filled by str.format.
+STRINGS: dict[str, tuple[str, str]] = {
+    "title": ("Fake-quantization report: {name}", "Fake quantization 報告：{name}"),
+    "index_title": ("Fake-quantization experiments", "Fake quantization 實驗總覽"),
+    "decision": ("Decision", "決策"),
+    "expected": ("Expected (negative control)", "預期決策（負對照）"),
+    "matched": ("matched", "符合"),
+    "not_matched": ("DID NOT MATCH", "不符合"),
+    "not_measured": ("not measured", "未測量"),
+    "experiment": ("Experiment", "實驗"),
+    "description": ("Description", "說明"),
+    "recipe": ("Recipe", "量化設定"),
+    "model": ("Model", "模型"),
+    "corpus": ("Corpus", "語料"),
+    "date": ("Date", "日期"),
+    "summary": ("Summary", "測試摘要"),
+    "measure": ("Measure", "測試項目"),
+    "original": ("Original", "原始模型"),
+    "candidate": ("Candidate", "Fake Quantized 模型"),
+    "difference": ("Difference", "差異"),
+    "perplexity": ("Perplexity", "Perplexity"),
+    "ppl_row": ("Perplexity ({chunks} chunks × {ctx} tokens)", "Perplexity（{chunks} 個 chunk × {ctx} tokens）"),
+    "ppl_increase": ("{inc} (95% interval {lo} … {hi})", "{inc}（95% 區間 {lo} … {hi}）"),
+    "paired_ln": ("Paired Δ ln PPL", "成對 Δ ln PPL"),
+    "kld": ("KL divergence (mean)", "KL 散度（平均）"),
+    "top_agree": ("Top-token agreement", "Top token 一致率"),
+    "load_time": ("Load time", "載入時間"),
+    "prompt_speed": ("Prompt processing", "Prompt 處理速度"),
+    "gen_speed": ("Token generation", "Token 生成速度"),
+    "conversations": ("Conversations", "對話測試"),
+    "conv_summary": ("{ok}/{n} checks met", "{ok}/{n} 項檢查通過"),
+    "conv_identical": ("{same}/{n} identical", "{same}/{n} 完全一致"),
+    "no_sig": ("no significant difference", "無顯著差異"),
+    "sig_diff": ("significant: {ratio} of the original", "顯著差異：為原始模型的 {ratio}"),
+    "median_of": ("median of {n}, range {lo}–{hi}", "{n} 次中位數，範圍 {lo}–{hi}"),
+    "reasons": ("Decision and reasons", "決策與理由"),
+    "why": ("Why", "原因"),
+    "notes": ("Also reported (not deciding)", "其他紀錄（不影響決策）"),
+    "checks": ("Checks", "檢查項目"),
+    "check": ("Check", "檢查"),
+    "category": ("Category", "類別"),
+    "status": ("Status", "結果"),
+    "reason": ("Measured value, uncertainty, threshold", "測量值、不確定度、門檻"),
+    "numerical": ("Numerical analysis", "數值差異分析"),
+    "tensor": ("Tensor", "權重"),
+    "shape": ("Shape", "形狀"),
+    "type": ("Type (source → stored)", "型別（原始 → 儲存）"),
+    "changed": ("Changed", "變動數"),
+    "max_abs": ("Max abs", "最大絕對差異"),
+    "mean_abs": ("Mean abs", "平均絕對差異"),
+    "max_rel": ("Max rel", "最大相對差異"),
+    "mean_rel": ("Mean rel", "平均相對差異"),
+    "sqnr": ("SQNR", "SQNR"),
+    "cosine": ("Cosine", "餘弦相似度"),
+    "nonfinite": ("NaN/Inf after", "量化後 NaN/Inf"),
+    "epsilon_note": ("Relative difference = |a − b| / (|a| + ε), ε = {eps}.",
+                     "相對差異 = |a − b| / (|a| + ε)，ε = {eps}。"),
+    "noop_note": ("No value changed: the file the suite built is the original's data.",
+                  "沒有任何數值改變：產生的模型與原始模型資料相同。"),
+    "skipped_noop": ("Not measured: the fake quantization changed no value, so this would compare the model with "
+                     "itself.", "未測量：fake quantization 沒有改變任何數值，比較只會是模型與自己比較。"),
+    "load_format": ("Load and format checks", "載入與格式檢查"),
+    "format_ok": ("Format identical to the original apart from the selected tensors",
+                  "除選定權重外，格式與原始模型一致"),
+    "format_bad": ("Format differs from the original", "格式與原始模型不一致"),
+    "quick_inference": ("Quick inference", "快速推理"),
+    "single_load": ("Load time (one load each: a smoke test, not a speed comparison — see Speed)",
+                    "載入時間（各載入一次，僅為冒煙測試，速度比較見「速度」）"),
+    "prompt": ("Prompt", "Prompt"),
+    "answer": ("Answer", "輸出"),
+    "ppl_section": ("Perplexity and paired comparison", "Perplexity 與成對比較"),
+    "statistic": ("Statistic", "統計量"),
+    "value": ("Value", "數值"),
+    "exact_note": ("Computed in one pass over identical tokens, from full-precision log-probabilities of both "
+                   "models: every statistic here is exact for these tokens. llama.cpp's --kl-divergence mode "
+                   "stores the base model's log-probabilities in 16 bits, clamped 16 nats below the top logit, so its "
+                   "Mean PPL(base), ln(PPL(Q)/PPL(base)) and KLD differ slightly from exact values (on SmolLM2 with "
+                   "an FP8 candidate it printed PPL(base) 6.690250 where its plain perplexity run gives 6.7040, and "
+                   "ln ratio +0.000408 where the exact value is −0.00165). PPL(Q) and PPL(base) here follow "
+                   "llama-perplexity's plain mode: same chunks, same scored half of each chunk.",
+                   "本報告在相同 tokens 上一次計算兩個模型的完整精度 log 機率，所有統計量皆為精確值。llama.cpp 的 "
+                   "--kl-divergence 模式以 16 位元儲存基準模型的 log 機率，並在最高 logit 之下 16 nats 處截斷，"
+                   "因此其 Mean PPL(base)、ln(PPL(Q)/PPL(base)) 與 KLD 與精確值略有差異（SmolLM2 搭配 FP8 "
+                   "候選模型實測：其 PPL(base) 為 6.690250，一般 perplexity 模式為 6.7040；ln 比值 +0.000408，"
+                   "精確值為 −0.00165）。此處 PPL(Q) 與 PPL(base) 依 llama-perplexity 一般模式計算："
+                   "相同 chunk、只計每個 chunk 的後半。"),
+    "resolve_note": ("The 95% interval straddles the acceptable bound: about {needed} chunks (now {chunks}) would "
+                     "resolve it (the uncertainty shrinks as 1/√chunks).",
+                     "95% 區間跨越可接受門檻：約需 {needed} 個 chunk（目前 {chunks}）才能判定"
+                     "（不確定度隨 1/√chunks 縮小）。"),
+    "conv_status": ("Verdict", "判定"),
+    "detail": ("Detail", "細節"),
+    "exact_match": ("Exact match", "完全一致"),
+    "first_divergence": ("First divergence", "首個分歧 token"),
+    "fluency": ("Fluency (original model's perplexity of the answer)", "流暢度（原始模型對輸出的 perplexity）"),
+    "tokens": ("Tokens", "Tokens"),
+    "speed": ("Speed", "速度"),
+    "speed_note": ("{rounds} rounds per model; a slowdown counts only when it is significant (p < {alpha}) and beyond "
+                   "the tolerance of {tol}.",
+                   "每個模型 {rounds} 回合；變慢需統計顯著（p < {alpha}）且超過容許值 {tol} 才計入。"),
+    "metric": ("Metric", "指標"),
+    "ratio": ("Candidate / original", "Fake Quantized / 原始"),
+    "p_value": ("p-value", "p 值"),
+    "provenance": ("Provenance", "來源與環境"),
+    "settings": ("Runtime settings (identical for both models)", "執行設定（兩模型相同）"),
+    "plots": ("Plots", "圖表"),
+    "yes": ("yes", "是"),
+    "no": ("no", "否"),
+    "key_numbers": ("Key numbers", "關鍵數據"),
+    "report": ("Report", "報告"),
+    "render_failed": ("The report could not be rendered in full: {error}", "報告無法完整產生：{error}"),
+    "messages": ("Messages", "對話訊息"),
+    "params": ("Parameters", "參數"),
+    "prompt_tokens": ("prompt tokens", "prompt tokens"),
+    "generated": ("generated", "生成"),
+    "chunks": ("chunks", "chunks"),
+    "plot_weights": ("Weight distribution before and after", "量化前後權重分佈"),
+    "plot_error": ("Error distribution", "誤差分佈"),
+    "plot_chunks": ("Per-chunk perplexity", "各 chunk 的 perplexity"),
+    "plot_kld": ("KL divergence per token", "每個 token 的 KL 散度"),
+}
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``t(key, **fields)`` in ``lang``; an unknown language falls back to English."""
+    column = 1 if lang == "zh-TW" else 0
+
+    def t(key: str, **fields: object) -> str:
+        text = STRINGS[key][column]
+        return text.format(**fields) if fields else text
+
+    return t
+
+
+
+STATUS_WORDS = {
+    "pass": ("pass", "通過"), "caution": ("caution", "注意"), "fail": ("fail", "失敗"),
+    "limitation": ("model limitation", "模型本身限制"), "inconclusive": ("inconclusive", "無法判定"),
+    "error": ("error", "錯誤"),
+    "GO": ("GO", "繼續 (GO)"), "CAUTION": ("CAUTION", "謹慎繼續 (CAUTION)"), "STOP": ("STOP", "停止 (STOP)"),
+    "INCONCLUSIVE": ("INCONCLUSIVE", "無法判定 (INCONCLUSIVE)"),
+}
+
+
+def status_text(status: str, lang: str) -> str:
+    """The word for a check status or a decision in ``lang``."""
+    words = STATUS_WORDS.get(str(status))
+    return words[1 if lang == "zh-TW" else 0] if words else str(status)

@@ -1,0 +1,166 @@
+"""PNG plots from the recorded artifacts: weights before/after, quantization error, per-chunk perplexity, KLD.
+
+Each function draws from the artifact alone (so ``fakequant report`` can redraw them from report.json) and returns
+the file name it wrote, or None when the artifact lacks the data. Labels are English: matplotlib's bundled fonts
+have no CJK glyphs; captions in the reports are translated. Titles are drawn with ``parse_math=False`` because
+tensor names come from the model file and a ``$`` would otherwise start mathtext.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from fakequant.cache import atomic_output
+
+MAX_PANELS = 6  # tensors drawn per figure; the numerical table lists them all
+WEIGHTS = "plot_weights.png"
+ERROR = "plot_error.png"
+CHUNKS = "plot_chunk_ppl.png"
+KLD = "plot_kld.png"
+
+
+def _numbers(values: Any) -> list[float] | None:
+    if not isinstance(values, list) or not values:
+        return None
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def _hist(hist: Any, *keys: str) -> tuple[list[float], list[list[float]]] | None:
+    if not isinstance(hist, dict):
+        return None
+    edges = _numbers(hist.get("edges"))
+    series = [_numbers(hist.get(k)) for k in keys]
+    if edges is None or any(s is None or len(s) != len(edges) - 1 for s in series):
+        return None
+    return edges, [s for s in series if s is not None]
+
+
+def _save(fig: Any, dest: Path) -> None:
+    with atomic_output(dest, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _panels(items: Sequence[tuple[str, Any]], draw: Callable[[Any, Any], None], title: str, dest: Path) -> bool:
+    items = list(items)[:MAX_PANELS]
+    if not items:
+        return False
+    cols = min(len(items), 2)
+    rows = math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.4 * rows), squeeze=False, layout="constrained")
+    for ax, (name, data) in zip(axes.flat, items, strict=False):
+        draw(ax, data)
+        ax.set_title(name, fontsize=10, parse_math=False)
+    for ax in list(axes.flat)[len(items):]:
+        ax.set_visible(False)
+    fig.suptitle(title, parse_math=False)
+    _save(fig, dest)
+    return True
+
+
+def _tensors(analysis: Any) -> list[dict[str, Any]]:
+    tensors = analysis.get("tensors") if isinstance(analysis, dict) else None
+    chosen = [t for t in tensors or [] if isinstance(t, dict)]
+    # Changed tensors are the interesting ones; fall back to all when nothing changed.
+    return [t for t in chosen if t.get("changed")] or chosen
+
+
+def weights(analysis: Any, folder: Path) -> str | None:
+    items = [(str(t.get("name", "?")), h) for t in _tensors(analysis)
+             if (h := _hist(t.get("histogram"), "before", "after"))]
+
+    def draw(ax: Any, data: Any) -> None:
+        edges, (before, after) = data
+        ax.stairs(before, edges, label="original", linewidth=2.0, color="#0969da")
+        ax.stairs(after, edges, label="candidate", linewidth=1.2, linestyle="--", color="#cf222e")
+        ax.set_xlabel("weight value")
+        ax.set_ylabel("count")
+        ax.legend(fontsize=8)
+
+    ok = _panels(items, draw, "Weight distribution before and after fake quantization", folder / WEIGHTS)
+    return WEIGHTS if ok else None
+
+
+def errors(analysis: Any, folder: Path) -> str | None:
+    items = [(str(t.get("name", "?")), (h, t.get("changed") == 0)) for t in _tensors(analysis)
+             if (h := _hist(t.get("error_histogram"), "counts"))]
+
+    def draw(ax: Any, data: Any) -> None:
+        (edges, (counts,)), unchanged = data
+        ax.stairs(counts, edges, fill=True, color="#8250df", alpha=0.7)
+        if unchanged:
+            ax.text(0.02, 0.95, "no value changed: every error is 0", transform=ax.transAxes, va="top",
+                    parse_math=False)
+        ax.set_xlabel("candidate − original")
+        ax.set_ylabel("count")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+
+    ok = _panels(items, draw, "Quantization error per value", folder / ERROR)
+    return ERROR if ok else None
+
+
+def chunk_perplexity(comparison: Any, folder: Path) -> str | None:
+    if not isinstance(comparison, dict):
+        return None
+    base, cand = _numbers(comparison.get("chunk_ppl_base")), _numbers(comparison.get("chunk_ppl_q"))
+    if base is None or cand is None:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, layout="constrained",
+                                      gridspec_kw={"height_ratios": [2, 1]})
+    x = list(range(1, len(base) + 1))
+    top.plot(x, base, marker="o", markersize=3, label="original", color="#0969da")
+    top.plot(list(range(1, len(cand) + 1)), cand, marker="x", markersize=3, linestyle="--", label="candidate",
+             color="#cf222e")
+    top.set_ylabel("perplexity")
+    top.legend(fontsize=8)
+    top.set_title("Perplexity per chunk (each chunk scored on its second half)", parse_math=False)
+    pairs = list(zip(base, cand, strict=False))
+    bottom.axhline(0, color="#57606a", linewidth=0.8)
+    bottom.plot(x[:len(pairs)], [100 * (q / b - 1) if b else math.nan for b, q in pairs], marker="o", markersize=3,
+                color="#8250df")
+    bottom.set_ylabel("candidate vs original (%)")
+    bottom.set_xlabel("chunk")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _save(fig, folder / CHUNKS)
+    return CHUNKS
+
+
+def kld(comparison: Any, folder: Path) -> str | None:
+    data = _hist(comparison.get("kld_histogram") if isinstance(comparison, dict) else None, "counts")
+    if data is None:
+        return None
+    edges, (counts,) = data
+    fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+    ax.stairs(counts, edges, fill=True, color="#1a7f37", alpha=0.7)
+    if edges[0] > 0 and edges[-1] / edges[0] > 100:
+        ax.set_xscale("log")
+    if max(counts) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("KL divergence per token (nats)")
+    ax.set_ylabel("tokens")
+    ax.set_title("KL divergence of the candidate from the original, per scored token", parse_math=False)
+    _save(fig, folder / KLD)
+    return KLD
+
+
+def draw_all(artifacts: dict[str, Any], folder: Path) -> list[str]:
+    """Every plot the artifacts allow; returns the file names written into ``folder``."""
+    analysis, comparison = artifacts.get("numerical_analysis"), artifacts.get("perplexity_comparison")
+    written = [weights(analysis, folder), errors(analysis, folder), chunk_perplexity(comparison, folder),
+               kld(comparison, folder)]
+    for stale in {WEIGHTS, ERROR, CHUNKS, KLD} - set(written):  # an earlier run's plot must not pass for this one's
+        (folder / stale).unlink(missing_ok=True)
+    return [name for name in written if name]

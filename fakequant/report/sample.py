@@ -1,0 +1,240 @@
+"""Realistic recorded results without running a model: for the report's tests and for looking at a report quickly.
+
+``fill(report_dir, "layer0", "noop")`` writes what the suite would record for one experiment (outcomes and the
+artifacts of the shared contract) through :mod:`fakequant.outcomes`. Scenarios: ``go``, ``caution``, ``stop``,
+``inconclusive`` (the perplexity interval straddles the acceptable bound), ``noop`` (nothing changed, like layer0 on
+SmolLM2), ``partial`` (only the must-pass checks ran), ``error`` (a check crashed). ``hostile=True`` puts Markdown
+and HTML into every string that comes from the model file or the model.
+
+Run ``python -m fakequant.report.sample reports-demo`` to render every scenario.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakequant.outcomes import CheckOutcome, Status, record_outcome, save_artifact
+
+SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
+HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"
+# (mean ln ratio, its SE, numerical error scale, conversation regression)
+_SHAPES: dict[str, tuple[float, float, float, bool]] = {
+    "go": (0.0012, 0.0009, 2e-3, False),
+    "caution": (0.025, 0.003, 2e-2, False),
+    "stop": (0.31, 0.02, 0.4, True),
+    "inconclusive": (0.047, 0.012, 3e-2, False),
+    "noop": (0.0, 0.0, 0.0, False),
+    "partial": (0.0, 0.0, 1e-3, False),
+    "error": (0.0012, 0.0009, 2e-3, False),
+}
+
+
+def _tensor(name: str, rng: np.random.Generator, scale: float, n: int = 576) -> dict[str, Any]:
+    before = rng.normal(1.0, 0.25, n).astype(np.float32)
+    after = before if scale == 0 else (before + rng.normal(0, scale, n) * np.abs(before)).astype(np.float32)
+    diff = after.astype(np.float64) - before
+    rel = np.abs(diff) / (np.abs(before) + 1e-8)
+    edges = np.linspace(min(before.min(), after.min()), max(before.max(), after.max()), 61)
+    err_edges = np.linspace(diff.min() - 1e-9, diff.max() + 1e-9, 61)
+    signal = float(np.sum(before.astype(np.float64) ** 2))
+    noise = float(np.sum(diff ** 2))
+    q = {"0.0": float(before.min()), "0.5": float(np.median(before)), "1.0": float(before.max())}
+    return {
+        "name": name, "shape": [n], "source_type": "F32", "stored_type": "F32", "n": n,
+        "changed": int(np.count_nonzero(diff)), "max_abs": float(np.abs(diff).max()),
+        "mean_abs": float(np.abs(diff).mean()), "max_rel": float(rel.max()), "mean_rel": float(rel.mean()),
+        "rmse": float(np.sqrt(np.mean(diff ** 2))), "sqnr_db": 10 * math.log10(signal / noise) if noise else math.inf,
+        "cosine": float(np.dot(before, after) / (np.linalg.norm(before) * np.linalg.norm(after))),
+        "nan_before": 0, "inf_before": 0, "nan_after": 0, "inf_after": 0,
+        "quantiles_before": q, "quantiles_after": q,
+        "histogram": {"edges": edges.tolist(), "before": np.histogram(before, edges)[0].tolist(),
+                      "after": np.histogram(after, edges)[0].tolist()},
+        "error_histogram": {"edges": err_edges.tolist(), "counts": np.histogram(diff, err_edges)[0].tolist()},
+        "wasserstein": float(np.mean(np.abs(np.sort(before) - np.sort(after)))), "noop": scale == 0,
+        "epsilon": 1e-8,
+    }
+
+
+def _comparison(ln_ratio: float, se: float, rng: np.random.Generator, chunks: int = 20) -> dict[str, Any]:
+    base = rng.normal(6.7, 0.9, chunks).clip(3)
+    cand = base * np.exp(ln_ratio + rng.normal(0, se * math.sqrt(chunks), chunks))
+    ppl_base, ppl_q = 6.7040, 6.7040 * math.exp(ln_ratio)
+    kld = rng.gamma(0.4, 0.002 + 3 * ln_ratio, 256 * chunks) if ln_ratio else np.zeros(256 * chunks)
+    edges = np.geomspace(1e-6, 10, 41)
+    return {
+        "ppl_base": ppl_base, "ppl_base_se": 0.0612, "ppl_q": ppl_q, "ppl_q_se": 0.0612 * math.exp(ln_ratio),
+        "ln_ppl_cor": 0.9991 if ln_ratio else 1.0, "ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": se,
+        "ppl_ratio": math.exp(ln_ratio), "ppl_ratio_se": se * math.exp(ln_ratio),
+        "ppl_diff": ppl_q - ppl_base, "ppl_diff_se": se * ppl_base,
+        "kld_mean": float(kld.mean()), "kld_se": float(kld.std() / math.sqrt(kld.size)),
+        "kld_max": float(kld.max()), "kld_p999": float(np.quantile(kld, 0.999)),
+        "kld_p99": float(np.quantile(kld, 0.99)),
+        "kld_p90": float(np.quantile(kld, 0.9)), "kld_median": float(np.median(kld)),
+        "kld_p10": float(np.quantile(kld, 0.1)), "kld_p05": float(np.quantile(kld, 0.05)),
+        "kld_p01": float(np.quantile(kld, 0.01)), "kld_min": float(kld.min()),
+        "dp_mean": -ln_ratio / 10, "dp_se": se / 10, "dp_rms": 0.01 + ln_ratio, "dp_rms_se": 0.0004,
+        "same_top_p": 1.0 - min(0.5, 2 * ln_ratio), "same_top_p_se": 0.001 if ln_ratio else 0.0,
+        "chunks": chunks, "tokens": 256 * chunks, "chunk_ppl_base": base.tolist(), "chunk_ppl_q": cand.tolist(),
+        "kld_histogram": {"edges": edges.tolist(), "counts": np.histogram(kld, edges)[0].tolist()},
+        "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False},
+        "nonfinite": None,
+    }
+
+
+def _side(text: str, rng: np.random.Generator) -> dict[str, Any]:
+    return {"text": text, "token_ids": [int(x) for x in rng.integers(0, 49152, max(1, len(text) // 4))],
+            "prompt_tokens": 9, "prompt_tokens_per_s": float(rng.normal(180, 5)),
+            "gen_tokens_per_s": float(rng.normal(100, 3)), "nonfinite": None}
+
+
+def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) -> list[dict[str, Any]]:
+    answer = "Hello! I'm SmolLM, an AI assistant.\nHow can I help?"
+    if hostile:
+        answer = "| a | b |\n|---|---|\n<img src=x onerror=alert(1)> **bold** ```code``` \x1b[31mred"
+    convs = []
+    for cid, prompt, temp in (("english_intro", "Hello, can you introduce yourself?", 0.7),
+                              ("chinese_intro", "你好，請介紹一下自己。", 0.7), ("math_zh", "2+2等於多少？", 0.1)):
+        broken = regression and cid == "english_intro"
+        cand = "the the the the the the the the" if broken else answer
+        base_side, cand_side = _side(answer, rng), _side(cand, rng)
+        if not broken:
+            cand_side["token_ids"] = base_side["token_ids"]
+        lang_ok = cid != "chinese_intro"  # the 135M model answers Chinese in English: a model limitation
+        checks = [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": ""},
+                  {"name": "not_degenerate", "baseline_ok": True, "candidate_ok": not broken,
+                   "detail": "distinct 3-grams 12% < 50%" if broken else ""},
+                  {"name": "language", "baseline_ok": lang_ok, "candidate_ok": lang_ok and not broken,
+                   "detail": "" if lang_ok else "answer is English, question is Chinese"}]
+        for check in checks:
+            check["status"] = ("pass" if check["candidate_ok"] else
+                               "limitation" if not check["baseline_ok"] else "fail")
+        status = "fail" if broken else ("limitation" if not lang_ok else "pass")
+        convs.append({"id": cid, "kind": "raw", "prompt": prompt, "params": {"temperature": temp, "seed": 42,
+                                                                              "max_tokens": 50},
+                      "baseline": base_side, "candidate": cand_side, "checks": checks, "exact_match": not broken,
+                      "first_divergence": {"index": 0, "baseline_token": "Hello", "candidate_token": "the"}
+                      if broken else None,
+                      "fluency": {"baseline_ppl_of_baseline_answer": 3.1,
+                                  "baseline_ppl_of_candidate_answer": 48.0 if broken else 3.1},
+                      "status": status})
+    convs.append({"id": "chat_multiturn", "kind": "chat",
+                  "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                               {"role": "user", "content": "讓我們聊聊天吧。"},
+                               {"role": "user", "content": HOSTILE if hostile else "What do you like?"}],
+                  "params": {"temperature": 0.0, "seed": 42, "max_tokens": 30},
+                  "baseline": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
+                  "candidate": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
+                  "checks": [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": "",
+                              "status": "pass"}],
+                  "exact_match": True, "first_divergence": None, "fluency": {}, "status": "pass"})
+    return convs
+
+
+def _speed(rng: np.random.Generator, slow: bool) -> dict[str, Any]:
+    def metric(center: float, factor: float, significant: bool, status: str) -> dict[str, Any]:
+        b = rng.normal(center, center * 0.02, 5)
+        c = rng.normal(center * factor, center * 0.02, 5)
+        return {"baseline": {"median": float(np.median(b)), "values": b.tolist()},
+                "candidate": {"median": float(np.median(c)), "values": c.tolist()},
+                "ratio": float(np.median(c) / np.median(b)), "p_value": 0.001 if significant else 0.43,
+                "significant": significant, "status": status}
+
+    return {"rounds": 5, "tolerance": 0.1,
+            "metrics": {"load_s": metric(0.12, 1.0, False, "pass"), "prompt_tps": metric(180, 1.0, False, "pass"),
+                        "gen_tps": metric(100, 0.8 if slow else 1.0, slow, "fail" if slow else "pass")}}
+
+
+def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bool = False, seed: int = 0) -> None:
+    """Record one experiment's outcomes and artifacts as the suite would."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    rng = np.random.default_rng(seed)
+    ln_ratio, se, scale, regression = _SHAPES[scenario]
+    name = HOSTILE if hostile else "blk.0.ffn_norm.weight"
+    fmt_name = {"stop": "int4", "caution": "fp8_e4m3", "inconclusive": "fp8_e5m2"}.get(scenario, "bf16")
+
+    def out(check: str, category: str, status: Status | str, reason: str, **values: Any) -> None:
+        record_outcome(report_dir, CheckOutcome(experiment, check, category, Status(status), reason, values))
+
+    recipe = {"selection": {"names": [name], "layers": [], "kinds": []}, "format": fmt_name, "group_size": None,
+              "store": "f32", "epsilon": 1e-8}
+    save_artifact(report_dir, experiment, "experiment", {
+        "name": experiment, "description": "the user's test 1" if not hostile else HOSTILE, "recipe": recipe,
+        "thresholds": {"mean_rel_diff": 0.01, "max_rel_diff": 0.1, "ppl_increase_ideal": 0.01,
+                       "ppl_increase_acceptable": 0.05},
+        "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False,
+                     "type_k": "f16", "type_v": "f16", "seed": 42},
+        "chunks": 20, "model": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "corpus": "/corpora/wiki.test.raw",
+        "expect": "STOP" if scenario == "stop" else None})
+    save_artifact(report_dir, experiment, "load", {
+        "baseline_load_s": 0.118, "candidate_load_s": 0.121,
+        "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],
+                            "nonfinite": None}})
+    save_artifact(report_dir, experiment, "format_check", {"ok": True, "differences": []})
+    out("load", "must_pass", "pass", "candidate loaded in 0.121 s and generated 5 tokens")
+    out("finite", "must_pass", "pass", "no NaN/Inf in 576 weights nor in 5×49152 logits")
+    out("format", "must_pass", "pass", "metadata, names, shapes and order identical; 1 tensor differs as declared")
+    if scenario == "partial":
+        return
+
+    tensor = _tensor(name, rng, scale)
+    save_artifact(report_dir, experiment, "numerical_analysis", {
+        "output": "/cache/candidates/abc.gguf", "source": "/models/SmolLM2-135M-Instruct-Q4_1.gguf",
+        "source_sha256": "9" * 64, "recipe": recipe, "noop": scale == 0, "tensors": [tensor]})
+    mean_rel = tensor["mean_rel"]
+    num_status = "inconclusive" if scale == 0 else ("fail" if mean_rel > 0.05 else
+                                                   "caution" if mean_rel > 0.01 else "pass")
+    out("numerical", "numerical", num_status, f"mean relative difference {mean_rel:.3%} (ideal < 1%, acceptable < 5%)")
+
+    pc = _comparison(ln_ratio, se, rng)
+    save_artifact(report_dir, experiment, "perplexity_comparison", pc)
+    inc, lo, hi = (math.expm1(ln_ratio + k * 1.96 * se) for k in (0, -1, 1))
+    ppl_status = ("pass" if hi < 0.01 else "fail" if lo > 0.05 else "caution" if hi < 0.05 else "inconclusive")
+    if scenario == "error":
+        out("perplexity", "perplexity", "error", "corpus.txt: tokenizes to 700 tokens, 1024 needed (2 × ctx 512)")
+    else:
+        out("perplexity", "perplexity", ppl_status,
+            f"perplexity increase {inc:+.2%} (95% interval {lo:+.2%} .. {hi:+.2%}); ideal < 1%, acceptable < 5%")
+
+    convs = _conversations(regression, hostile, rng)
+    save_artifact(report_dir, experiment, "conversations", convs)
+    for conv in convs:
+        out(f"conversation[{conv['id']}]", "conversation", conv["status"],
+            "; ".join(f"{c['name']}: baseline {c['baseline_ok']}, candidate {c['candidate_ok']}"
+                      for c in conv["checks"]))
+    speed = _speed(rng, slow=scenario == "caution")
+    save_artifact(report_dir, experiment, "speed", speed)
+    for key, metric in speed["metrics"].items():
+        out(f"speed[{key}]", "speed", metric["status"],
+            f"ratio {metric['ratio']:.3f}, p = {metric['p_value']}, tolerance 10%")
+    save_artifact(report_dir, experiment, "provenance", {
+        "model_path": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "model_sha256": "9" * 64,
+        "corpus_path": "/corpora/wiki.test.raw", "corpus_sha256": "7" * 64, "criteria_path": "criteria.toml",
+        "packages": {"llama-cpp-python": "0.3.36", "gguf": "0.19.0", "numpy": "2.4.6"},
+        "llama_build": {"version": "b0000", "system_info": "AVX2 = 1 | FMA = 1"},
+        "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False,
+                     "type_k": "f16", "type_v": "f16", "seed": 42},
+        "machine": {"cpu": "x86_64", "cores": 2, "os": "Linux", "python": "3.11.2"},
+        "date": "2025-07-15T10:00:00+00:00", "general.name": HOSTILE if hostile else "SmolLM2 135M Instruct"})
+
+
+def main(argv: list[str]) -> int:
+    from fakequant.report import finish_run, terminal_lines
+
+    report_dir = Path(argv[0] if argv else "reports-demo")
+    names = [*SCENARIOS, "hostile"]
+    for scenario in SCENARIOS:
+        fill(report_dir, scenario, scenario)
+    fill(report_dir, "hostile", "go", hostile=True)
+    lang = argv[1] if len(argv) > 1 else "en"
+    print("\n".join(terminal_lines(finish_run(report_dir, names, lang=lang))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

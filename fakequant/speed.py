@@ -1,0 +1,144 @@
+"""Speed: load time, prompt tokens/s and generation tokens/s of both models, over interleaved rounds.
+
+The seed report quoted "+1.6% load time" and "−2.1% tokens/s" from one run each: differences inside the run-to-run
+noise. Here each round loads both models afresh (order alternating, so drift and warm caches hit both alike), runs
+the same prompt and generation, and takes llama.cpp's own counters. A metric fails only when the candidate is slower
+than the tolerance **and** a one-sided Mann-Whitney U test over the rounds says the slowdown is significant
+(Bonferroni-corrected over the three metrics);
+otherwise it reports "no significant difference" (or a significant difference within tolerance).
+
+Both models are measured in the same run on purpose (never against a cached baseline): on a shared machine the
+load of the moment moves every number, and only interleaving cancels it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+
+from fakequant.outcomes import Status
+
+METRICS = {  # name → (unit, higher is better)
+    "load_s": ("s", False),
+    "prompt_tps": ("tokens/s", True),
+    "gen_tps": ("tokens/s", True),
+}
+SPEED_PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
+                "combined movable metal type, oil-based ink and a wooden press adapted from those used for wine. "
+                "Within fifty years presses were running in more than two hundred cities across Europe, and")
+SPEED_TOKENS = 32
+
+
+@dataclass
+class Samples:
+    baseline: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    candidate: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+
+
+def compare_metric(name: str, baseline: list[float], candidate: list[float], tolerance: float,
+                   alpha: float) -> dict[str, Any]:
+    """Verdict on one metric. ``slowdown`` > 0 means the candidate is slower (relative, on the medians)."""
+    unit, higher_better = METRICS[name]
+    mb, mc = statistics.median(baseline), statistics.median(candidate)
+    ratio = mc / mb if mb > 0 else float("nan")
+    slowdown = (1 - ratio) if higher_better else (ratio - 1)
+    # one-sided: is the candidate slower? (smaller tokens/s, or longer load)
+    alternative = "less" if higher_better else "greater"
+    p = float(mannwhitneyu(candidate, baseline, alternative=alternative).pvalue)
+    significant = p < alpha
+    if slowdown > tolerance and significant:
+        status, verdict = Status.FAIL, f"{slowdown:.1%} slower (p = {p:.3f} < {alpha:g}; tolerance {tolerance:.0%})"
+    elif significant:
+        status, verdict = Status.PASS, (f"{slowdown:.1%} slower, significant (p = {p:.3f}) but within the "
+                                        f"tolerance of {tolerance:.0%}")
+    else:
+        status, verdict = Status.PASS, (f"no significant difference ({ratio:.3f}× baseline, p = {p:.2f}; "
+                                        f"spread {_spread(baseline):.1%} / {_spread(candidate):.1%})")
+    return {
+        "unit": unit,
+        "baseline": {"median": mb, "values": list(baseline)},
+        "candidate": {"median": mc, "values": list(candidate)},
+        "ratio": ratio,
+        "slowdown": slowdown,
+        "p_value": p,
+        "significant": significant,
+        "status": str(status),
+        "verdict": verdict,
+    }
+
+
+def _spread(values: list[float]) -> float:
+    """Half the range relative to the median: the run-to-run noise band."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / 2 / med if med else 0.0
+
+
+def summarize(samples: Samples, rounds: int, tolerance: float, alpha: float, measured_by: str) -> dict[str, Any]:
+    """The "speed" artifact of the shared contract. Three metrics are tested at once, so each is held to
+    ``alpha / 3`` (Bonferroni): otherwise an identical file would "fail" about one run in seven."""
+    per_metric = alpha / len(METRICS)
+    metrics = {m: compare_metric(m, samples.baseline[m], samples.candidate[m], tolerance, per_metric)
+               for m in METRICS}
+    failed = [m for m, v in metrics.items() if v["status"] == "fail"]
+    return {"rounds": rounds, "tolerance": tolerance, "alpha": alpha, "alpha_per_metric": per_metric,
+            "test": "Mann-Whitney U, one-sided, Bonferroni over the 3 metrics",
+            "measured_by": measured_by, "metrics": metrics, "status": "fail" if failed else "pass"}
+
+
+def reason(speed: dict[str, Any]) -> str:
+    parts = [f"{m} {v['verdict']}" for m, v in speed["metrics"].items()]
+    return f"{speed['rounds']} interleaved rounds: " + "; ".join(parts)
+
+
+def measure_round(paths: dict[str, Path], settings: Any, samples: Samples, round_index: int) -> None:
+    """One round: each model loaded fresh, timed, then the same prompt and greedy generation; order alternates."""
+    from fakequant import runtime
+    from fakequant.settings import SamplingParams
+
+    order = ["baseline", "candidate"] if round_index % 2 == 0 else ["candidate", "baseline"]
+    params = SamplingParams(max_tokens=SPEED_TOKENS, temperature=0.0)
+    for who in order:
+        model = runtime.load_model(paths[who], settings)
+        try:
+            gen = runtime.generate(model, SPEED_PROMPT, params)
+        finally:
+            model.close()
+        store = samples.baseline if who == "baseline" else samples.candidate
+        store["load_s"].append(model.load_time_s)
+        store["prompt_tps"].append(gen.prompt_tokens_per_s)
+        store["gen_tps"].append(gen.gen_tokens_per_s)
+
+
+def measure(baseline: Path, candidate: Path, settings: Any, *, rounds: int, tolerance: float, alpha: float,
+            benchmark: Any = None, round_fn: Callable[..., None] = measure_round) -> dict[str, Any]:
+    """Run ``rounds`` interleaved rounds, through pytest-benchmark's ``pedantic`` when it is active.
+
+    pytest-benchmark turns itself off under pytest-xdist (and with ``--benchmark-disable``); then the same rounds
+    are run here and the artifact says so in ``measured_by``. Either way the numbers compared are llama.cpp's
+    counters of each round, not the benchmark's wall time of the whole round (which it keeps in its own stats)."""
+    samples = Samples()
+    paths = {"baseline": Path(baseline), "candidate": Path(candidate)}
+    counter = iter(range(rounds))
+
+    def one_round() -> None:
+        round_fn(paths, settings, samples, next(counter))
+
+    if benchmark is not None and getattr(benchmark, "enabled", False):
+        benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
+        measured_by = "pytest-benchmark (pedantic, 1 iteration per round)"
+    else:
+        for _ in range(rounds):
+            one_round()
+        why = "disabled (pytest-xdist or --benchmark-disable)" if benchmark is not None else "not available"
+        measured_by = f"fakequant's own loop: pytest-benchmark {why}"
+    result = summarize(samples, rounds, tolerance, alpha, measured_by)
+    if benchmark is not None and getattr(benchmark, "enabled", False):
+        benchmark.extra_info.update({m: {"baseline_median": v["baseline"]["median"],
+                                         "candidate_median": v["candidate"]["median"], "p_value": v["p_value"]}
+                                     for m, v in result["metrics"].items()})
+    return result

@@ -1,0 +1,374 @@
+"""Sweeps: run the cells of a ``[sweeps.<name>]`` table through pytest, cache each cell, draw the sensitivity map.
+
+A sweep cell is an ordinary experiment (named ``sweep_<name>_L05_ffn_norm_fp8_e4m3`` by :mod:`fakequant.criteria`)
+with its own tests and report. Cells are collected only when asked for (``pytest --sweep NAME``), so a plain
+``pytest`` run never pays for them. ``fakequant sweep NAME -j N``:
+
+1. reads criteria.toml and looks every cell up in the cell cache (``$FAKEQUANT_HOME/cells/<key>.json``), keyed by
+   model sha256, corpus sha256, runtime settings, recipe, chunks, thresholds, checks and llama.cpp version;
+2. runs only the uncached cells as ``python -m pytest --sweep NAME -k '<cells>' -n N --dist loadgroup`` (same
+   Python), each worker with ``cores // N`` threads, so that the cores are not oversubscribed;
+3. reads each new cell's recorded outcomes back (:func:`fakequant.outcomes.load_experiment`), decides it
+   (:func:`fakequant.verdict.decide`), caches it, and writes ``reports/sweeps/NAME/sensitivity.{json,md,png}``.
+
+The thread count is left out of the cache key on purpose: llama.cpp's CPU kernels split work by rows, and logits with
+1 and 2 threads were measured bitwise identical on the default model, so the map is the same whatever N.
+
+``fakequant list [--json]`` prints every experiment and every sweep's cells, for a CI job matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fakequant.cache import cache_dir, locked, sha256_file, stable_hash, write_json
+from fakequant.criteria import Criteria, Experiment, load_criteria
+from fakequant.errors import CriteriaError
+from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
+
+CELL_CACHE_VERSION = 2  # bump when what a cell records changes (2: only cells with every declared check measured)
+
+
+def threads_per_worker(jobs: int, cores: int | None = None) -> int:
+    """Threads for each of ``jobs`` workers so that together they use the cores without oversubscribing them."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+# ------------------------------------------------------------------------------------------------------ cell cache
+
+_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for this process: a sweep asks for it once per cell."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = sha256_file(Path(path))
+    return _SHA[key]
+
+
+def _llama_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama_cpp_python")
+    except PackageNotFoundError:  # only weakens the key, never breaks the sweep
+        return "unknown"
+
+
+def cell_key(exp: Experiment) -> str:
+    """The cache key of one cell: everything its numbers and decision depend on, and nothing else."""
+    settings = exp.settings.to_json()
+    settings.pop("n_threads", None)  # measured not to change results (module docstring)
+    return stable_hash({
+        "v": CELL_CACHE_VERSION,
+        "model": file_sha256(exp.model),
+        "corpus": file_sha256(exp.corpus),
+        "settings": settings,
+        "recipe": exp.recipe.to_json(),
+        "chunks": exp.chunks,
+        "thresholds": exp.thresholds.to_json(),
+        "checks": list(exp.checks),
+        "llama_cpp": _llama_version(),
+    })
+
+
+def cell_path(key: str) -> Path:
+    return cache_dir("cells") / f"{key}.json"
+
+
+def load_cached(key: str) -> CellResult | None:
+    path = cell_path(key)
+    if not path.exists():
+        return None
+    try:
+        return CellResult.from_json({**json.loads(path.read_text()), "cached": True})
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
+        return None  # a damaged entry is measured again and overwritten
+
+
+def store_cached(key: str, result: CellResult) -> None:
+    path = cell_path(key)
+    with locked(path):
+        write_json(path, {**result.to_json(), "cached": False})
+
+
+# ------------------------------------------------------------------------------------------------ reading results
+
+
+def cell_coordinates(exp: Experiment) -> tuple[int, str, str]:
+    """(layer, kind, format) of a sweep cell, from its recipe (never parsed out of its name)."""
+    sel = exp.recipe.selection
+    return int(sel.layers), sel.kinds[0], exp.recipe.format
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def result_from_data(exp: Experiment, data: Any) -> CellResult:
+    """One cell's result from what its tests recorded (an :class:`~fakequant.outcomes.ExperimentData`)."""
+    from fakequant.verdict import decide
+
+    layer, kind, fmt = cell_coordinates(exp)
+    if not data.outcomes:
+        return CellResult(exp.name, layer, kind, fmt, ERROR, "no outcome recorded: its tests did not run")
+    verdict = decide(data)
+    ppl = data.artifacts.get("perplexity_comparison") or {}
+    return CellResult(
+        name=exp.name, layer=layer, kind=kind, format=fmt, decision=str(verdict.decision),
+        headline=verdict.headline,
+        ln_ppl_ratio=_float(ppl.get("ln_ppl_ratio")), ln_ppl_ratio_se=_float(ppl.get("ln_ppl_ratio_se")),
+        kld_mean=_float(ppl.get("kld_mean")), same_top_p=_float(ppl.get("same_top_p")),
+        chunks=int(ppl["chunks"]) if isinstance(ppl.get("chunks"), int) else exp.chunks,
+    )
+
+
+def cacheable(result: CellResult, data: Any, exp: Experiment) -> bool:
+    """Only complete measurements are cached: a decision reached, no check that could not run, and an outcome for
+    every check category the cell declares (a no-op candidate skips the quality checks: that is complete too)."""
+    from fakequant.outcomes import Status
+    from fakequant.verdict import no_op
+
+    measured = {o.category for o in data.outcomes}
+    missing = [c for c in exp.checks if c not in measured]
+    return (result.decision in DECISIONS and not any(o.status == Status.ERROR for o in data.outcomes)
+            and (not missing or no_op(data) is not None))
+
+
+# ------------------------------------------------------------------------------------------------------ the sweep
+
+
+@dataclass
+class SweepRun:
+    smap: SensitivityMap
+    paths: dict[str, Path]
+    pytest_rc: int | None  # None: every cell came from the cache, pytest was not started
+    command: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return all(c.decision in DECISIONS for c in self.smap.cells)
+
+
+def sweep_cells(criteria: Criteria, name: str) -> tuple[list[Experiment], dict[str, CriteriaError]]:
+    """The valid cells of sweep ``name`` and the errors of the invalid ones; CriteriaError for an unknown sweep."""
+    if f"sweep_{name}" in criteria.errors and name not in criteria.sweeps:
+        raise criteria.errors[f"sweep_{name}"]
+    if name not in criteria.sweeps:
+        known = list(criteria.sweeps)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(known) or 'none'}"
+        raise CriteriaError(f"{criteria.path}: sweeps.{name}: no such sweep{hint}")
+    cells = criteria.sweeps[name]
+    return ([criteria.experiments[c] for c in cells if c in criteria.experiments],
+            {c: criteria.errors[c] for c in cells if c in criteria.errors})
+
+
+def project_root(criteria_path: Path) -> Path:
+    """Where pytest runs: the folder of criteria.toml when it holds the suite, else the current one."""
+    folder = Path(criteria_path).resolve().parent
+    return folder if (folder / "tests" / "acceptance").is_dir() else Path.cwd()
+
+
+def pytest_command(name: str, cells: Sequence[str], *, criteria_path: Path, report_dir: Path, jobs: int,
+                   threads: int, root: Path) -> list[str]:
+    out_dir = Path(report_dir) / "sweeps" / name
+    cmd = [sys.executable, "-m", "pytest", "--sweep", name, "-k", " or ".join(cells),
+           "--criteria", str(Path(criteria_path).resolve()), "--report-dir", str(Path(report_dir).resolve()),
+           "--threads", str(threads), "-p", "no:cacheprovider",
+           # keep the main run's JUnit/HTML reports: the sweep writes its own beside its map
+           f"--junitxml={(out_dir / 'junit.xml').resolve()}", f"--html={(out_dir / 'report.html').resolve()}"]
+    if jobs > 1:
+        cmd += ["-n", str(jobs), "--dist", "loadgroup"]
+    if (root / "tests" / "acceptance").is_dir():
+        cmd.append("tests/acceptance")
+    return cmd
+
+
+def _run(cmd: list[str], cwd: Path) -> int:
+    return subprocess.run(cmd, cwd=cwd).returncode
+
+
+def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir: str | Path | None = None,
+              runner: Callable[[list[str], Path], int] | None = None,
+              log: Callable[[str], None] = print) -> SweepRun:
+    criteria_path = Path(criteria_path)
+    if jobs < 1:
+        raise CriteriaError(f"--jobs: must be >= 1, got {jobs}")
+    threads = threads_per_worker(jobs)
+    criteria = load_criteria(criteria_path, report_dir=report_dir, threads=threads)
+    report_dir = Path(criteria.report_dir)
+    cells, invalid = sweep_cells(criteria, name)
+
+    keys = {exp.name: cell_key(exp) for exp in cells}
+    results: dict[str, CellResult] = {}
+    adopted = 0
+    for exp in cells:
+        hit = load_cached(keys[exp.name])
+        if hit is not None:
+            results[exp.name] = _renamed(hit, exp)
+        elif (recorded := recorded_result(report_dir, exp)) is not None:
+            # measured by a pytest run of its own (another host, CI): take it, and cache it
+            store_cached(keys[exp.name], recorded)
+            results[exp.name] = replace(recorded, cached=True)
+            adopted += 1
+    todo = [exp for exp in cells if exp.name not in results]
+    workers = max(1, min(jobs, len(todo)))
+    log(f"sweep {name}: {len(cells) + len(invalid)} cells, {len(results) - adopted} cached, {adopted} taken from "
+        f"{report_dir}, {len(todo)} to run ({workers} worker(s) × {threads_per_worker(workers)} thread(s))")
+
+    start = time.perf_counter()
+    rc: int | None = None
+    cmd: list[str] = []
+    if todo:
+        root = project_root(criteria_path)
+        cmd = pytest_command(name, [e.name for e in todo], criteria_path=criteria_path, report_dir=report_dir,
+                             jobs=workers, threads=threads_per_worker(workers), root=root)
+        log("$ " + shlex.join(cmd))
+        rc = (runner or _run)(cmd, root)
+        from fakequant.outcomes import load_experiment
+
+        for exp in todo:
+            data = load_experiment(report_dir, exp.name)
+            result = result_from_data(exp, data)
+            if cacheable(result, data, exp):
+                store_cached(keys[exp.name], result)
+            results[exp.name] = result
+    wall = time.perf_counter() - start
+
+    for cname, err in invalid.items():
+        results[cname] = _invalid_result(cname, err)
+    order = [*(e.name for e in cells), *invalid]
+    first = cells[0] if cells else None
+    meta: dict[str, Any] = {
+        "criteria": str(criteria_path),
+        "timing": {"wall_s": round(wall, 2), "cells_run": len(todo), "cells_cached": len(cells) - len(todo) - adopted,
+                   "cells_from_reports": adopted,
+                   "jobs": workers, "threads": threads_per_worker(workers)},
+    }
+    if first is not None:
+        settings = first.settings.to_json()
+        settings.pop("n_threads", None)
+        meta |= {"model": str(first.model), "corpus": str(first.corpus), "chunks": first.chunks,
+                 "settings": json.dumps(settings, sort_keys=True)}
+    smap = SensitivityMap(sweep=name, cells=[results[n] for n in order if n in results], meta=meta)
+    paths = write(smap, report_dir / "sweeps" / name)
+    return SweepRun(smap=smap, paths=paths, pytest_rc=rc, command=cmd)
+
+
+def _renamed(hit: CellResult, exp: Experiment) -> CellResult:
+    """A cached result under this sweep's cell name (another sweep may have measured the same recipe)."""
+    return replace(hit, name=exp.name, cached=True)
+
+
+def _comparable(experiment: dict[str, Any]) -> dict[str, Any]:
+    """What of an "experiment" artifact must match for its recorded results to stand for this cell: not the paths
+    (other hosts keep the model elsewhere) nor the thread count (it does not change results)."""
+    settings = dict(experiment.get("settings") or {})
+    settings.pop("n_threads", None)
+    return {"recipe": experiment.get("recipe"), "settings": settings, "chunks": experiment.get("chunks"),
+            "thresholds": experiment.get("thresholds"), "checks": list(experiment.get("checks") or []),
+            "model": Path(str(experiment.get("model"))).name, "corpus": Path(str(experiment.get("corpus"))).name}
+
+
+def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
+    """The complete result a pytest run already recorded for this very cell under ``report_dir``, else None."""
+    from fakequant.outcomes import load_experiment
+
+    if not (Path(report_dir) / exp.name / ".data").is_dir():
+        return None
+    data = load_experiment(report_dir, exp.name)
+    recorded = data.artifacts.get("experiment")
+    if not data.outcomes or not isinstance(recorded, dict) or _comparable(recorded) != _comparable(exp.to_json()):
+        return None
+    result = result_from_data(exp, data)
+    return result if cacheable(result, data, exp) else None
+
+
+def _invalid_result(cname: str, err: CriteriaError) -> CellResult:
+    # criteria names cells sweep_<name>_L<layer>_<kind>_<format>; an invalid one has no recipe to read them from
+    parts = cname.split("_L", 1)[-1].split("_", 1)
+    layer = int(parts[0]) if parts[0].isdigit() else -1
+    rest = parts[1] if len(parts) > 1 else "?"
+    return CellResult(cname, layer, rest, "?", ERROR, str(err))
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+
+
+def cli_sweep(args: argparse.Namespace) -> int:
+    run = run_sweep(args.criteria, args.name, jobs=args.jobs, report_dir=args.report_dir)
+    counts = {d: sum(c.decision == d for c in run.smap.cells) for d in (*DECISIONS, ERROR)}
+    print(" ".join(f"{d}={n}" for d, n in counts.items() if n))
+    print(run.smap.safe_line())
+    for kind, path in run.paths.items():
+        print(f"{kind:5} {path}")
+    if not run.complete:
+        print(f"fakequant sweep: {counts[ERROR]} cell(s) could not be measured; see their reports", file=sys.stderr)
+        return 1
+    return 0
+
+
+def listing(criteria: Criteria) -> dict[str, Any]:
+    """Every experiment and sweep cell, and a job matrix of the experiments (sweep cells are run per sweep)."""
+    experiments = []
+    for name in criteria.names:
+        exp = criteria.experiments.get(name)
+        err = criteria.errors.get(name)
+        sweep = exp.sweep if exp is not None else next((s for s, cells in criteria.sweeps.items() if name in cells),
+                                                         None)
+        experiments.append({
+            "name": name,
+            "sweep": sweep,
+            "source": exp.source if exp is not None else None,
+            "description": exp.description if exp is not None else None,
+            "error": str(err) if err is not None else None,
+            "pytest": (["--sweep", sweep, "-k", name] if sweep else ["-m", name]),
+        })
+    plain = [e["name"] for e in experiments if e["sweep"] is None]
+    return {
+        "criteria": str(criteria.path),
+        "experiments": experiments,
+        "sweeps": {s: {"cells": list(cells), "pytest": ["--sweep", s, "-m", f"sweep_{s}"]}
+                   for s, cells in criteria.sweeps.items()},
+        # GitHub Actions: strategy.matrix: ${{ fromJSON(needs.list.outputs.matrix) }}
+        "matrix": {"experiment": plain},
+    }
+
+
+def cli_list(args: argparse.Namespace) -> int:
+    criteria = load_criteria(args.criteria)
+    data = listing(criteria)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    for e in data["experiments"]:
+        if e["sweep"] is None:
+            state = f"  INVALID: {e['error']}" if e["error"] else ""
+            print(f"{e['name']:24} pytest {shlex.join(e['pytest'])}{state}")
+    for sname, sweep in data["sweeps"].items():
+        print(f"sweep {sname}: {len(sweep['cells'])} cells  (fakequant sweep {sname} -j N)")
+        for cell in sweep["cells"]:
+            print(f"  {cell}")
+    # An invalid experiment is listed (pytest still runs the others), but `fakequant list` doubles as the
+    # criteria.toml validator: each problem goes to stderr as one line, and the exit status is 2.
+    errors = [e["error"] for e in data["experiments"] if e["error"]]
+    for error in errors:
+        print(f"fakequant list: error: {error}", file=sys.stderr)
+    return 2 if errors else 0

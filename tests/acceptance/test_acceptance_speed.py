@@ -1,0 +1,26 @@
+"""The report's speed table, measured properly: load time, prompt and generation tokens/s of both models over
+interleaved rounds; a slowdown fails only when beyond the tolerance AND significant over the rounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakequant import speed
+from fakequant.outcomes import Status, save_artifact
+
+
+def test_speed(fq_suite, experiment, candidate, outcome, benchmark):
+    if "speed" not in experiment.checks:
+        pytest.skip(f"speed is not among {experiment.name}'s checks ({', '.join(experiment.checks)})")
+    th = experiment.thresholds
+    result = speed.measure(experiment.model, candidate.output, experiment.settings, rounds=th.speed_rounds,
+                           tolerance=th.speed_tolerance, alpha=th.speed_alpha, benchmark=benchmark)
+    save_artifact(fq_suite.report_dir, experiment.name, "speed", result)
+    assert all(len(m["candidate"]["values"]) == th.speed_rounds for m in result["metrics"].values())
+    values = {f"{m}.{k}": v[k] for m, v in result["metrics"].items()
+              for k in ("ratio", "p_value", "significant", "status")}
+    values.update({f"{m}.baseline_median": v["baseline"]["median"] for m, v in result["metrics"].items()})
+    values.update({f"{m}.candidate_median": v["candidate"]["median"] for m, v in result["metrics"].items()})
+    values["measured_by"] = result["measured_by"]
+    outcome("speed", "speed", Status.FAIL if result["status"] == "fail" else Status.PASS, speed.reason(result),
+            values)

@@ -1,0 +1,167 @@
+"""fakequant.settings and fakequant.runtime on the default model: loading, generation, chat, scoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fakequant import assets, runtime
+from fakequant.errors import CriteriaError, ModelRuntimeError
+from fakequant.settings import RuntimeSettings, SamplingParams
+
+SETTINGS = RuntimeSettings(n_ctx=256, n_batch=256, n_ubatch=256, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with runtime.load_model(assets.model_path(), SETTINGS) as m:
+        yield m
+
+
+# --- settings ---------------------------------------------------------------------------------------------------
+
+
+def test_settings_defaults_are_recorded_with_flash_attention_off():
+    data = RuntimeSettings().to_json()
+    assert data["flash_attn"] is False
+    assert data["n_ctx"] == 512 and data["n_batch"] == 512 and data["n_ubatch"] == 512
+    assert isinstance(data["n_threads"], int) and data["n_threads"] >= 1  # None is resolved to the core count
+    assert set(data) >= {"type_k", "type_v", "seed", "repack"}
+
+
+def test_settings_from_mapping_round_trip_and_errors_name_the_key():
+    s = RuntimeSettings.from_mapping({"n_ctx": 256, "flash_attn": True, "n_threads": 2}, source="criteria.toml")
+    assert (s.n_ctx, s.flash_attn, s.n_threads) == (256, True, 2)
+    assert RuntimeSettings.from_mapping(s.to_json(), source="x") == s
+    with pytest.raises(CriteriaError, match=r"criteria.toml: unknown key 'nctx'"):
+        RuntimeSettings.from_mapping({"nctx": 256}, source="criteria.toml")
+    with pytest.raises(CriteriaError, match=r"'flash_attn' must be bool"):
+        RuntimeSettings.from_mapping({"flash_attn": "yes"}, source="criteria.toml")
+    with pytest.raises(CriteriaError, match=r"'n_ctx' must be int"):
+        RuntimeSettings.from_mapping({"n_ctx": 2.5}, source="criteria.toml")
+    with pytest.raises(CriteriaError, match="type_k"):
+        RuntimeSettings(type_k="q3_k")
+    with pytest.raises(CriteriaError, match="top_p"):
+        SamplingParams.from_mapping({"top_p": 0}, source="prompts.a")
+    assert SamplingParams.from_mapping({"temperature": 1}, source="p").temperature == 1.0
+
+
+# --- loading ----------------------------------------------------------------------------------------------------
+
+
+def test_load_is_timed_and_keeps_settings(model):
+    assert model.settings == SETTINGS
+    assert 0 < model.load_time_s < 60
+    assert model.n_vocab == 49152
+    assert model.llama.n_ctx() == 256
+
+
+def test_load_missing_file_names_it(tmp_path):
+    with pytest.raises(ModelRuntimeError, match=r"nope\.gguf: no such model file"):
+        runtime.load_model(tmp_path / "nope.gguf", SETTINGS)
+
+
+def test_load_garbage_gives_llama_cpp_reason(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(ModelRuntimeError) as err:
+        runtime.load_model(bad, SETTINGS)
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message
+    assert "magic" in message.lower() or "gguf" in message.lower()
+
+
+# --- generation -------------------------------------------------------------------------------------------------
+
+
+def test_greedy_generation_is_the_argmax_and_repeatable(model):
+    params = SamplingParams(max_tokens=6)
+    g1 = runtime.generate(model, "The capital of France is", params)
+    g2 = runtime.generate(model, "The capital of France is", params)
+    assert g1.token_ids == g2.token_ids and len(g1.token_ids) == 6
+    assert g1.text == model.llama.detokenize(g1.token_ids).decode()
+    assert g1.prompt_tokens == len(model.tokenize("The capital of France is"))
+    assert g1.prompt_tokens_per_s > 0 and g1.gen_tokens_per_s > 0 and g1.nonfinite is None
+    # independent check: each greedy token is the argmax of a fresh full decode of prompt + tokens so far
+    prompt = model.tokenize("The capital of France is", special=True)
+    for k in range(3):
+        runtime.clear_memory(model)
+        seq = prompt + g1.token_ids[:k]
+        logits = runtime.decode(model, seq, first_output=len(seq) - 1)
+        assert int(np.argmax(logits[-1])) == g1.token_ids[k]
+
+
+def test_seeded_sampling_repeats_with_its_seed(model):
+    hot = SamplingParams(max_tokens=12, temperature=1.5, top_k=200, top_p=1.0, seed=7)
+    a = runtime.generate(model, "Once upon a time", hot)
+    b = runtime.generate(model, "Once upon a time", hot)
+    assert a.token_ids == b.token_ids
+    others = {tuple(runtime.generate(model, "Once upon a time",
+                                     SamplingParams(max_tokens=12, temperature=1.5, top_k=200, top_p=1.0,
+                                                    seed=s)).token_ids) for s in (8, 9, 10)}
+    assert others - {tuple(a.token_ids)}, "three other seeds all reproduced seed 7's text"
+
+
+def test_chat_uses_the_models_template_with_history(model):
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+               {"role": "user", "content": "What is 2+2?"}]
+    prompt = runtime.format_chat(model, history)
+    # SmolLM2's own template (tokenizer.chat_template in the GGUF), rendered by hand:
+    assert prompt == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                      "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+                      "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")
+    tokens = model.tokenize(prompt, add_bos=False, special=True)
+    assert tokens[0] == 1  # <|im_start|> parsed as one special token
+    g = runtime.chat(model, history, SamplingParams(max_tokens=24))
+    assert g.prompt_tokens == len(tokens)
+    assert g.stop_reason in ("eog", "length") and g.text.strip()
+    with pytest.raises(ModelRuntimeError, match="message 0"):
+        runtime.chat(model, [{"text": "hi"}], SamplingParams())
+
+
+def test_prompt_longer_than_context_is_an_error(model):
+    with pytest.raises(ModelRuntimeError, match="exceed the context of 256"):
+        runtime.generate(model, "word " * 300, SamplingParams(max_tokens=4))
+
+
+# --- scoring and watching the logits -----------------------------------------------------------------------------
+
+
+def test_text_logprob_matches_token_by_token_decoding():
+    # f32 KV cache: with an f16 cache and flash attention off, this llama.cpp build's one-token-at-a-time decoding
+    # drifts from batch decoding by up to ~1 logit after a few steps (measured); with f32 both paths agree exactly.
+    model = runtime.load_model(assets.model_path(), RuntimeSettings(n_ctx=256, n_batch=256, n_ubatch=256,
+                                                                     n_threads=2, type_k="f32", type_v="f32"))
+    prefix, text = "The capital of France is", " Paris, a city on the Seine."
+    total, count = runtime.text_logprob(model, text, prefix=prefix)
+    pre = model.tokenize(prefix, special=True)
+    full = model.tokenize(prefix + text, special=True)
+    assert count == len(full) - len(pre) > 3
+    # independent path: one token at a time through the KV cache, log-softmax in float64
+    runtime.clear_memory(model)
+    expected = 0.0
+    for i, tok in enumerate(full[:-1]):
+        logits = runtime.decode(model, [tok], first_output=0, start_pos=i)[0].astype(np.float64)
+        if i + 1 >= len(pre):
+            expected += logits[full[i + 1]] - logits.max() - math.log(np.exp(logits - logits.max()).sum())
+    assert total == pytest.approx(expected, rel=1e-5)
+    assert total < 0
+    model.close()
+
+
+def test_first_nonfinite_reports_position():
+    logits = np.zeros((4, 10), dtype=np.float32)
+    assert runtime.first_nonfinite(logits, "chunk 1") is None
+    logits[2, 7] = np.nan
+    logits[3, 1] = np.inf
+    where = runtime.first_nonfinite(logits, "chunk 1")
+    assert where.startswith("chunk 1, position 2, token id 7")
+
+
+def test_build_info_names_the_llama_cpp_build():
+    info = runtime.build_info()
+    assert info["llama_cpp_python"] == "0.3.36"
+    assert info["llama_cpp"]
+    assert "CPU" in info["system_info"]

@@ -1,0 +1,166 @@
+"""The decision rules of issue 5, one rule per test, on outcomes built in memory."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fakequant.outcomes import CheckOutcome, Decision, ExperimentData
+from fakequant.verdict import Verdict, chunks_to_resolve, decide
+
+ALL_PASS = [("load", "must_pass"), ("format", "must_pass"), ("numerical", "numerical"),
+            ("perplexity", "perplexity"), ("conversation[intro]", "conversation"), ("speed[gen_tps]", "speed")]
+
+
+def outcome(check: str, category: str, status: str = "pass", reason: str = "") -> CheckOutcome:
+    return CheckOutcome("exp", check, category, status, reason or f"{check} measured 1.0 ± 0.1, threshold 2")
+
+
+def data(*changes: tuple[str, str, str], artifacts: dict | None = None, drop: tuple[str, ...] = ()) -> ExperimentData:
+    """All checks pass except ``changes`` = (check, status, reason); ``drop`` removes categories."""
+    status = {check: (st, reason) for check, st, reason in changes}
+    outcomes = [outcome(check, cat, *status.get(check, ("pass", ""))) for check, cat in ALL_PASS if cat not in drop]
+    return ExperimentData("exp", outcomes, artifacts or {})
+
+
+def test_all_pass_is_go_and_says_so_with_the_perplexity_numbers():
+    v = decide(data(("perplexity", "pass", "increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal")))
+    assert v.decision == Decision.GO
+    assert v.headline == "all 6 checks pass; increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal"
+
+
+@pytest.mark.parametrize("check", ["load", "perplexity", "numerical", "conversation[intro]"])
+def test_a_failure_of_a_stopping_category_stops(check):
+    v = decide(data((check, "fail", "measured 7.1% ± 0.4%, acceptable < 5%")))
+    assert v.decision == Decision.STOP
+    assert v.reasons == [f"{check}: measured 7.1% ± 0.4%, acceptable < 5%"]
+
+
+def test_stop_wins_over_inconclusive_and_error_which_become_notes():
+    v = decide(data(("perplexity", "fail", "+9% > 5%"), ("numerical", "error", "crashed"),
+                    ("conversation[intro]", "inconclusive", "too short")))
+    assert v.decision == Decision.STOP
+    assert v.reasons == ["perplexity: +9% > 5%"]
+    assert "numerical could not run: crashed" in v.notes
+    assert "conversation[intro]: too short" in v.notes
+
+
+def test_stop_reasons_put_must_pass_and_perplexity_first():
+    v = decide(data(("conversation[intro]", "fail", "degenerate"), ("perplexity", "fail", "+9% > 5%"),
+                    ("load", "fail", "did not load")))
+    assert [r.split(":")[0] for r in v.reasons] == ["load", "perplexity", "conversation[intro]"]
+    assert v.headline == "load: did not load (+2 more)"
+
+
+def test_a_speed_failure_alone_is_a_caution_never_a_stop():
+    v = decide(data(("speed[gen_tps]", "fail", "0.80× the original, p = 0.001, tolerance 10%")))
+    assert v.decision == Decision.CAUTION
+    assert v.reasons[0].startswith("speed[gen_tps]: 0.80× the original")
+    assert "never stops" in v.reasons[0]
+
+
+def test_perplexity_caution_is_caution():
+    v = decide(data(("perplexity", "caution", "+2.5% (1.9% .. 3.1%), ideal 1%, acceptable 5%")))
+    assert v.decision == Decision.CAUTION
+    assert v.reasons == ["perplexity: +2.5% (1.9% .. 3.1%), ideal 1%, acceptable 5%"]
+
+
+def test_a_model_limitation_is_a_note_not_a_reason():
+    v = decide(data(("conversation[intro]", "limitation", "baseline answers in English too")))
+    assert v.decision == Decision.GO
+    assert v.notes == ["model limitation, not the quantization's: conversation[intro]: baseline answers in English too"]
+
+
+def test_an_error_prevents_go():
+    v = decide(data(("perplexity", "error", "corpus.txt: 700 tokens, 1024 needed")))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.reasons == ["perplexity could not run: corpus.txt: 700 tokens, 1024 needed"]
+
+
+def test_noop_flag_is_inconclusive_with_the_issue_headline():
+    analysis = {"noop": True, "recipe": {"format": "bf16"},
+                "tensors": [{"name": "blk.0.ffn_norm.weight", "n": 576, "changed": 0}]}
+    v = decide(data(artifacts={"numerical_analysis": analysis}))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.headline == "0/576 values changed (already representable in bf16)"
+    assert "choose a format or tensors that change values" in v.reasons[0]
+
+
+def test_zero_changed_values_is_noop_even_without_the_flag():
+    analysis = {"tensors": [{"n": 576, "changed": 0}, {"n": 100, "changed": 0}]}
+    exp = {"recipe": {"format": "fp16"}}
+    v = decide(data(artifacts={"numerical_analysis": analysis, "experiment": exp}))
+    assert v.headline == "0/676 values changed (already representable in fp16)"
+
+
+def test_changed_values_are_not_noop():
+    analysis = {"noop": False, "tensors": [{"n": 576, "changed": 3}]}
+    assert decide(data(artifacts={"numerical_analysis": analysis})).decision == Decision.GO
+
+
+def test_a_missing_category_is_inconclusive_unless_the_experiment_declares_it_away():
+    v = decide(data(drop=("perplexity",)))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.reasons[0].startswith("not measured: perplexity")
+    declared = {"experiment": {"checks": ["must_pass", "numerical", "conversation", "speed"]}}
+    assert decide(data(drop=("perplexity",), artifacts=declared)).decision == Decision.GO
+
+
+def test_no_outcomes_at_all_is_inconclusive():
+    v = decide(ExperimentData("exp", [], {}))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert "must_pass, numerical, perplexity, conversation" in v.reasons[0]
+
+
+def test_inconclusive_perplexity_says_how_many_chunks_would_resolve_it():
+    pc = {"ln_ppl_ratio": 0.047, "ln_ppl_ratio_se": 0.012, "chunks": 20}
+    v = decide(data(("perplexity", "inconclusive", "+4.8% straddles 5%"), artifacts={"perplexity_comparison": pc}))
+    assert v.decision == Decision.INCONCLUSIVE
+    expected = math.ceil(20 * (1.959964 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
+    assert v.reasons == [f"perplexity: +4.8% straddles 5%; about {expected} chunks (now 20) would resolve it"]
+
+
+@pytest.mark.parametrize(("ratio", "se", "chunks"), [(0.03, 0.02, 10), (0.07, 0.02, 4), (0.0488, 0.001, 100)])
+def test_chunks_to_resolve_is_the_smallest_count_whose_interval_clears_the_bound(ratio, se, chunks):
+    needed = chunks_to_resolve({"ln_ppl_ratio": ratio, "ln_ppl_ratio_se": se, "chunks": chunks})
+    gap = abs(ratio - math.log(1.05))
+
+    def half_width(n: int) -> float:
+        return 1.959964 * se * math.sqrt(chunks / n)
+
+    assert needed is not None and needed > chunks
+    assert half_width(needed) <= gap
+    if needed > chunks + 1:
+        assert half_width(needed - 1) > gap
+
+
+def test_chunks_to_resolve_needs_the_numbers():
+    assert chunks_to_resolve({}) is None
+    assert chunks_to_resolve({"ln_ppl_ratio": 0.01, "ln_ppl_ratio_se": 0.0, "chunks": 4}) is None
+
+
+@pytest.mark.parametrize(("expect", "matched"), [("STOP", True), ("go", False)])
+def test_negative_controls_report_whether_the_expectation_matched(expect, matched):
+    v = decide(data(("perplexity", "fail", "+30% > 5%"), artifacts={"experiment": {"expect": expect}}))
+    assert v.decision == Decision.STOP
+    assert v.expected == Decision(expect.upper())
+    assert v.matched is matched
+
+
+def test_an_invalid_expectation_is_a_note():
+    v = decide(data(artifacts={"experiment": {"expect": "MAYBE"}}))
+    assert v.expected is None
+    assert any("'MAYBE'" in n for n in v.notes)
+
+
+def test_reasons_are_one_line():
+    v = decide(data(("perplexity", "fail", "line one\nline two")))
+    assert v.reasons == ["perplexity: line one line two"]
+
+
+def test_verdict_json_round_trip():
+    v = decide(data(("perplexity", "fail", "+9%"), artifacts={"experiment": {"expect": "STOP"}}))
+    again = Verdict.from_json(v.to_json())
+    assert again == v
+    assert v.to_json()["matched"] is True
