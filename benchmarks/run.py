@@ -267,7 +267,7 @@ def bench_layer0(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
 
     def pytest_cmd() -> list[str]:
         return [str(BIN / "pytest"), "-k", args.experiment, "-p", "no:cacheprovider", "-o",
-                "addopts=-ra --strict-markers", "--report-dir", str(reports), f"--junitxml={reports}/junit.xml",
+                "addopts=-ra --strict-markers", f"--report-dir={reports}", f"--junitxml={reports}/junit.xml",
                 f"--html={reports}/report.html", "--self-contained-html", "-q"]
 
     def pytest_run(home: Path) -> Run:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -130,9 +131,26 @@ def locked(path: Path, timeout: float = 3600) -> Iterator[None]:
         yield
 
 
+def strict_json(data: Any) -> Any:
+    """``data`` with every NaN/±inf float replaced by None: JSON has no such numbers, and strict parsers (jq,
+    browsers) reject Python's ``NaN``/``Infinity``. Where it matters, a neighbouring key says why (e.g. ``noop``)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict_json(value) for value in data]
+    return data
+
+
+def dumps(data: Any, **kwargs: Any) -> str:
+    """Strict JSON text (see :func:`strict_json`); keyword arguments as for :func:`json.dumps`."""
+    return json.dumps(strict_json(data), allow_nan=False, default=str, **kwargs)
+
+
 def write_json(dest: Path, data: Any) -> None:
     with atomic_output(dest, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        fh.write(dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
         fh.write("\n")
 
 

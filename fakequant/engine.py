@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Collection
@@ -31,7 +30,16 @@ import numpy as np
 
 from fakequant import __version__, formats, gguf_io
 from fakequant.analysis import TensorStats, compare_tensors
-from fakequant.cache import atomic_path, cache_dir, cached_json, locked, sha256_file, stable_hash, write_json
+from fakequant.cache import (
+    atomic_path,
+    cache_dir,
+    cached_json,
+    dumps,
+    locked,
+    sha256_file,
+    stable_hash,
+    write_json,
+)
 from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
 from fakequant.gguf_io import ModelInfo, Replacement
 from fakequant.select import Selection, select_tensors
@@ -284,7 +292,9 @@ def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list
 # ---------------------------------------------------------------------------------------------------------- CLI
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:  # read back from strict JSON: an infinite SQNR (nothing changed)
+        return "inf"
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return f"{x:.4g}"
@@ -312,8 +322,7 @@ def cli_quantize(args: argparse.Namespace) -> int:
                     epsilon=args.epsilon)
     result = build_candidate(Path(args.src), recipe, Path(args.dst))
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        print(dumps(result.to_json(), indent=2))
     else:
         print(format_table(result))
     return 0
@@ -337,8 +346,7 @@ def cli_inspect(args: argparse.Namespace) -> int:
     if args.json:
         data = info.to_json()
         data["tensors"] = [t.to_json() for t in tensors]
-        json.dump(data, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        print(dumps(data, indent=2))
         return 0
     print(f"{info.path}: GGUF v{info.version}, {len(info.fields)} metadata keys, {len(info.tensors)} tensors, "
           f"alignment {info.alignment}, {info.file_size} bytes")

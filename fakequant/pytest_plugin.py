@@ -65,6 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist controller → worker: the run id."""
     node.workerinput["fq_run_id"] = suite_of(node.config).run_id
+    node.workerinput["fq_dist"] = node.config.option.dist
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -81,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_worker(config) and getattr(config.option, "numprocesses", None) and config.option.dist == "load" \
             and not any(a.startswith(("--dist", "-d")) for a in config.invocation_params.args):
         config.option.dist = "loadgroup"  # `pytest -n N` alone: one worker per experiment (built and loaded once)
+    if _is_worker(config) and config.workerinput.get("fq_dist") == "loadgroup":
+        # workers parse the command line themselves: tell them, so that they tag node ids with the group
+        config.option.loadgroup = True
     try:
         suite.criteria = load_criteria(path, model=opt.model, corpus=opt.corpus, threads=opt.threads,
                                        report_dir=opt.report_dir, report_lang=opt.report_lang)
@@ -171,6 +175,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return (1, rank.get(exp, len(rank)), order, position[id(item)])
 
     items.sort(key=key)
+    if _is_worker(config) and config.getvalue("loadgroup"):
+        _tag_groups(items)
+
+
+def _tag_groups(items: list[pytest.Item]) -> None:
+    """What ``--dist loadgroup`` needs on each worker: node ids ending in ``@<group>``. pytest-xdist 3.8 sets
+    ``item._nodeid``, which pytest 9 no longer reads (the id lives in ``item._id``), so the groups silently vanish
+    and an experiment's tests spread over workers; set the id the way this pytest keeps it."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # an older pytest, where xdist's own tagging works
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 # ------------------------------------------------------------------------------------------------------ the suite

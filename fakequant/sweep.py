@@ -246,6 +246,12 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
 
         for exp in todo:
             data = load_experiment(report_dir, exp.name)
+            if data.outcomes and not _matches(data, exp):
+                # pytest did not get to this cell, and what lies there was recorded for another definition
+                layer, kind, fmt = cell_coordinates(exp)
+                results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR, "not measured by this run (the "
+                                               "outcomes on disk were recorded with other settings)")
+                continue
             result = result_from_data(exp, data)
             if cacheable(result, data, exp):
                 store_cached(keys[exp.name], result)
@@ -287,6 +293,11 @@ def _comparable(experiment: dict[str, Any]) -> dict[str, Any]:
             "model": Path(str(experiment.get("model"))).name, "corpus": Path(str(experiment.get("corpus"))).name}
 
 
+def _matches(data: Any, exp: Experiment) -> bool:
+    recorded = data.artifacts.get("experiment")
+    return isinstance(recorded, dict) and _comparable(recorded) == _comparable(exp.to_json())
+
+
 def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
     """The complete result a pytest run already recorded for this very cell under ``report_dir``, else None."""
     from fakequant.outcomes import load_experiment
@@ -294,8 +305,7 @@ def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
     if not (Path(report_dir) / exp.name / ".data").is_dir():
         return None
     data = load_experiment(report_dir, exp.name)
-    recorded = data.artifacts.get("experiment")
-    if not data.outcomes or not isinstance(recorded, dict) or _comparable(recorded) != _comparable(exp.to_json()):
+    if not data.outcomes or not _matches(data, exp):
         return None
     result = result_from_data(exp, data)
     return result if cacheable(result, data, exp) else None

@@ -229,6 +229,8 @@ def numerical(ctx: _Ctx) -> list[Block]:
         shape = "×".join(str(s) for s in lst(x.get("shape"))) or "?"
         changed = f"{fmt.integer(x.get('changed')) or '?'}/{fmt.integer(x.get('n')) or '?'}"
         sqnr = fmt.sig(x.get("sqnr_db"), 3)
+        if not sqnr and x.get("changed") == 0:
+            sqnr = "∞"  # nothing changed: no noise at all (strict JSON stores the infinite SQNR as null)
         rows.append([_code(x.get("name", "?")), shape, f"{x.get('source_type', '?')} → {x.get('stored_type', '?')}",
                      changed, ctx.na(fmt.sig(x.get("max_abs"), 3)), ctx.na(fmt.sig(x.get("mean_abs"), 3)),
                      ctx.na(fmt.pct(x.get("max_rel"), 3, signed=False)),

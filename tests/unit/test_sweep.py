@@ -312,3 +312,14 @@ def test_cells_missing_a_declared_check_are_not_cached(tmp_path):
     again = sweep.run_sweep(path, "norms", report_dir=tmp_path / "reports", runner=fake, log=lambda s: None)
     assert _cells_run(fake.calls[1]) == [lost]
     assert again.smap.cell(0, "attn_norm", "fp8_e4m3").decision == "GO"
+
+
+def test_stale_outcomes_of_another_definition_are_never_taken_for_this_run(tmp_path):
+    path = _criteria(tmp_path, layers="0")
+    FakePytest(path)(["pytest", "-k", "sweep_norms_L00_ffn_norm_fp8_e4m3", "--report-dir", str(tmp_path / "r")],
+                     tmp_path)
+    path.write_text(path.read_text().replace("chunks = 2", "chunks = 5"))
+    run = sweep.run_sweep(path, "norms", report_dir=tmp_path / "r", runner=lambda cmd, cwd: 4, log=lambda s: None)
+    stale = run.smap.cell(0, "ffn_norm", "fp8_e4m3")
+    assert stale.decision == "ERROR" and stale.ln_ppl_ratio is None and "other settings" in stale.headline
+    assert not list((tmp_path / "home" / "cells").glob("*.json"))
