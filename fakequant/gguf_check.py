@@ -158,7 +158,8 @@ class _Walker:
         """
         buf, size, pos = self.buf, self.size, self.pos
         unpack = struct.Struct("<Q").unpack_from
-        for i in range(n):  # n <= bytes left / 8, so this loop is bounded by the file size
+        done = 0
+        while done < n:  # n <= bytes left / 8, so this loop is bounded by the file size
             if pos + 8 > size:
                 break
             length = unpack(buf, pos)[0]
@@ -170,11 +171,9 @@ class _Walker:
             except UnicodeDecodeError:
                 break
             pos = end
-        else:
-            self.pos = pos
-            return
+            done += 1
         self.pos = pos
-        for j in range(i, n):
+        for j in range(done, n):
             self.string(f"string {j + 1} of {n}", keep=False)
 
     # --- sections ---------------------------------------------------------------------------------------------------
