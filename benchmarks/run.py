@@ -96,19 +96,32 @@ def fakequant_cmd(command: str, models: list[Path], corpus: Path, chunks: int) -
 
 
 _FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+)")
-_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([0-9.]+) ms /\s*(\d+) tokens")
+# llama.cpp's log lines start with the time since start, "m.ss.mmm.uuu"
+_STAMP = r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I "
+_LOOP_START = re.compile(_STAMP + r"perplexity: calculating perplexity over (\d+) chunks, n_ctx=(\d+)", re.M)
+_LOOP_END = re.compile(_STAMP + r"Final estimate", re.M)
+_TOKENIZE = re.compile(r"tokenization took ([0-9.]+) ms")
 _KLD = re.compile(r"Mean\s+KLD:\s+([-0-9.]+)")
 _LN_RATIO = re.compile(r"Mean\s+ln\(PPL\(Q\)/PPL\(base\)\)\s*:\s*([-0-9.]+)")
 
 
+def _seconds(m: re.Match) -> float:
+    minutes, secs, ms, us = (int(g) for g in m.groups()[:4])
+    return minutes * 60 + secs + ms / 1e3 + us / 1e6
+
+
 def parse_llama(run: Run) -> dict[str, float]:
-    """Numbers llama-perplexity prints: final PPL, its own prompt-eval throughput (tokens/s)."""
+    """Numbers llama-perplexity prints: final PPL, the tokens/s of its chunk loop (from the log's time stamps:
+    "calculating perplexity over N chunks" to "Final estimate"), its tokenization time."""
     text = run.stdout + run.stderr
     out: dict[str, float] = {}
     if m := _FINAL.search(text):
         out["ppl"] = float(m.group(1))
-    if m := _PROMPT_EVAL.search(text):
-        out["tps_inner"] = int(m.group(2)) / (float(m.group(1)) / 1000)
+    start, end = _LOOP_START.search(text), _LOOP_END.search(text)
+    if start and end:
+        out["tps_inner"] = int(start.group(5)) * int(start.group(6)) / (_seconds(end) - _seconds(start))
+    if m := _TOKENIZE.search(text):
+        out["tokenize_s"] = float(m.group(1)) / 1000
     if m := _KLD.search(text):
         out["kld"] = float(m.group(1))
     if m := _LN_RATIO.search(text):
