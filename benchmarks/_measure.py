@@ -10,6 +10,9 @@ Every measurement is of a whole child process, reaped with :func:`os.wait4`, who
 - bytes written to storage (``ru_oublock`` × 512: Linux counts a page when it is dirtied, so a file written and
   deleted before write-back still counts; tmpfs writes would not count, and :func:`check_disk` refuses tmpfs).
 
+Children run without ``PYTHONDONTWRITEBYTECODE`` (set on this project's build machines): with it every Python
+child recompiles fakequant and the test modules from source at each start, which no user's machine does.
+
 Commands of one comparison run alternately (A B, B A, A B, ...) in one process, so drift in the machine's load
 hits both sides alike; medians and their ratio are what the tables print.
 """
@@ -47,8 +50,9 @@ class Run:
 
 
 def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                 output: Path | None = None, timeout: float = 3600) -> Run:
-    """Run ``cmd`` to completion and measure it; raise :class:`BenchError` when it exits non-zero.
+                 output: Path | None = None, timeout: float = 3600, ok_codes: tuple[int, ...] = (0,)) -> Run:
+    """Run ``cmd`` to completion and measure it; raise :class:`BenchError` when its exit status is not in
+    ``ok_codes``.
 
     stdout/stderr go to temporary files (a pipe would need a reader thread and ``communicate`` reaps the child
     itself, losing its resource usage)."""
@@ -57,9 +61,10 @@ def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cw
         argv = list(map(str, cmd))
         if GNU_TIME.is_file():
             argv = [str(GNU_TIME), "-f", "%M", "-o", rss_file.name, *argv]
+        child_env = dict(os.environ if env is None else env)
+        child_env.pop("PYTHONDONTWRITEBYTECODE", None)
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=dict(env) if env else None, cwd=cwd,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env, cwd=cwd, stdin=subprocess.DEVNULL)
         deadline = start + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -78,7 +83,7 @@ def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cw
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         max_rss = _time_rss(rss_file.name) or usage.ru_maxrss * 1024
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes:
         tail = "\n".join((stderr.strip() or stdout.strip()).splitlines()[-15:])
         raise BenchError(f"`{shlex.join(map(str, cmd))}` exited with status {proc.returncode}:\n{tail}")
     return Run(seconds=seconds, max_rss=max_rss, written=usage.ru_oublock * 512, stdout=stdout,

@@ -75,10 +75,15 @@ class CheckResult:
     baseline_ok: bool
     candidate_ok: bool
     detail: str
+    sampled: bool = False  # one sampled answer per model
 
     @property
     def status(self) -> Status:
-        return judge(self.baseline_ok, self.candidate_ok)
+        status = judge(self.baseline_ok, self.candidate_ok)
+        # one sample per model cannot tell a regression from sampling: the first sampled token already differs
+        # when the logits move at all (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
+        # question in English at temperature 0.7). Greedy prompts carry the regression verdict.
+        return Status.INCONCLUSIVE if status is Status.FAIL and self.sampled else status
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
@@ -94,7 +99,7 @@ def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
 
 def overall(checks: Sequence[CheckResult]) -> Status:
     statuses = [c.status for c in checks]
-    for s in (Status.FAIL, Status.LIMITATION):
+    for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION):
         if s in statuses:
             return s
     return Status.PASS
@@ -237,8 +242,13 @@ def evaluate(prompt: Prompt, baseline: Sequence[dict[str, Any]], candidate: Sequ
     c_text = [g["text"] for g in candidate]
     b_checks = answer_checks(prompt, qs, b_text, thresholds)
     c_checks = answer_checks(prompt, qs, c_text, thresholds)
+    sampled = not prompt.params.greedy
     checks = [CheckResult(name, b_checks[name][0], c_checks[name][0],
-                          f"baseline: {b_checks[name][1]} | candidate: {c_checks[name][1]}") for name in b_checks]
+                          f"baseline: {b_checks[name][1]} | candidate: {c_checks[name][1]}", sampled=sampled)
+              for name in b_checks if name != "valid_text"]
+    # broken text is broken whatever the sampling: judged as a regression even for sampled answers
+    checks.insert(0, CheckResult("valid_text", b_checks["valid_text"][0], c_checks["valid_text"][0],
+                                 f"baseline: {b_checks['valid_text'][1]} | candidate: {c_checks['valid_text'][1]}"))
 
     b_ids = [t for g in baseline for t in g["token_ids"]]
     c_ids = [t for g in candidate for t in g["token_ids"]]
@@ -290,9 +300,15 @@ def reason(entry: dict[str, Any]) -> str:
     lim = [c for c in checks if c["status"] == "limitation"]
     match = "identical answer" if entry["exact_match"] else (
         f"diverges at token {entry['first_divergence']['index']}" if entry["first_divergence"] else "differs")
+    unsure = [c for c in checks if c["status"] == "inconclusive"]
     if bad:
         return (f"{entry['id']}: regression in {', '.join(c['name'] for c in bad)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
+    if unsure:
+        return (f"{entry['id']}: only the candidate fails {', '.join(c['name'] for c in unsure)}, on one answer "
+                f"sampled at temperature {entry['params']['temperature']:g}: one sample per model cannot separate a "
+                "regression from sampling (greedy prompts or more seeds would) — " +
+                "; ".join(f"{c['name']}: {c['detail']}" for c in unsure))
     if lim:
         return (f"{entry['id']}: model limitation (baseline fails too) in {', '.join(c['name'] for c in lim)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in lim))

@@ -249,7 +249,9 @@ class Suite:
             if not marker.exists() or marker.read_text() != self.run_id:
                 clear_experiment(self.report_dir, exp.name)
                 marker.write_text(self.run_id)
-        self.original_sha.setdefault(str(exp.model), sha256_file(exp.model))
+        key = str(exp.model)
+        if key not in self.original_sha:  # hash once per process; the controller hashed it at session start
+            self.original_sha[key] = self.start_sha.get(key) or sha256_file(exp.model)
         save_artifact(self.report_dir, exp.name, "experiment", exp.to_json())
         save_artifact(self.report_dir, exp.name, "provenance", self.provenance(exp))
 

@@ -143,6 +143,17 @@ def test_nonfinite_logits_in_candidate_fail():
     assert e["status"] == "fail" and any(c["name"] == "finite_logits" for c in e["checks"])
 
 
+def test_sampled_candidate_only_failure_is_inconclusive_but_broken_text_fails():
+    p = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",), params=SamplingParams(temperature=0.7))
+    e = evaluate(p, [gen("你好，我是助手。")], [gen("Hello, I am an assistant.")], T, None)
+    assert {c["name"]: c["status"] for c in e["checks"]}["language"] == "inconclusive"
+    assert e["status"] == "inconclusive" and "cannot separate a regression" in reason(e)
+    broken = evaluate(p, [gen("你好，我是助手。")], [gen("你好\ufffd我是")], T, None)
+    assert broken["status"] == "fail" and "valid_text" in reason(broken)
+    greedy = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",))
+    assert evaluate(greedy, [gen("你好，我是助手。")], [gen("Hello, I am an assistant.")], T, None)["status"] == "fail"
+
+
 def test_sampled_answers_fluency_is_informational():
     p = Prompt(id="s", kind="raw", prompt="Write a story.", language="any", params=SamplingParams(temperature=0.7))
     scorer, _ = scorer_from({"A fine story.": 10.0, "story a fine.": 40.0})

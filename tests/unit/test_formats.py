@@ -192,7 +192,10 @@ GGML_BOUND = {"q8_0": 0.01, "q4_0": 0.13, "q4_1": 0.1, "q5_0": 0.07, "q5_1": 0.0
 
 @pytest.mark.parametrize("fmt", GGML_FORMATS)
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(1e-3, 1e3), rows=st.integers(1, 3))
+# scales from 1: ggml stores block scales as fp16, which go subnormal for tiny weights (q6_k's d = amax / 4096 is
+# below fp16's smallest normal when amax < 0.25) and lose the relative precision this bound assumes; llama.cpp's
+# own quantizer does the same (the engine matches llama-quantize byte for byte, test_ggml_quants)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(1.0, 1e3), rows=st.integers(1, 3))
 def test_ggml_formats_error_bound(fmt: str, seed: int, scale: float, rows: int) -> None:
     x = (scale * np.random.default_rng(seed).standard_normal((rows, 256))).astype(np.float32)
     out = round_trip(x, fmt)
