@@ -52,7 +52,7 @@ def model_runs(criteria: Path, name: str) -> dict[str, Any]:
     if not built.noop and "conversation" in exp.checks:
         t = time.perf_counter()
         for prompt in exp.prompts:
-            answers = [g["text"] for g in conv.run_prompt(cand, prompt)]
+            answers = [g["text"] for g in conv.run_prompt(cand, prompt)[0]]  # fluency scores the first sample
             qs = conv.questions(prompt)
             conv.fluency_nll(lambda a, q: conv.token_logprobs(base, a, q), qs, answers)
         parts["conversations"] = time.perf_counter() - t

@@ -53,7 +53,7 @@ class Thresholds:
     ppl_increase_ideal: float = 0.01  # plan: < 1% ideal
     ppl_increase_acceptable: float = 0.05  # plan: < 5% acceptable
     fluency_factor: float = 1.5  # candidate answer's fluency PPL may be at most this × the baseline answer's
-    fluency_alpha: float = 0.05  # ... unless the per-token difference is not significant at this level
+    conversation_alpha: float = 0.05  # significance level: fluency per token, and pass counts of sampled answers
     repetition_max: float = 0.5  # share of the answer made of its most repeated n-gram beyond which it is degenerate
     cjk_min_ratio: float = 0.2  # share of CJK among letters for an answer to count as Chinese
     speed_tolerance: float = 0.10  # the candidate may be up to 10% slower before a *significant* slowdown fails
@@ -79,6 +79,7 @@ class Prompt:
     contains: tuple[str, ...] = ()  # every one must appear in the answer (case-insensitive)
     contains_any: tuple[str, ...] = ()  # at least one must appear
     language: str = "auto"  # "auto" (that of the question), "en", "zh", or "any"
+    samples: int = 1  # answers per model, seeds seed, seed+1, ...: a sampled answer is judged over several
 
     @property
     def question(self) -> str:
@@ -152,9 +153,12 @@ _EXPERIMENT_KEYS = ("description", "tensors", "layers", "kinds", "format", "grou
                     "thresholds", "settings", "chunks", "prompts", "checks", "expect", "model", "corpus")
 _SWEEP_KEYS = ("description", "layers", "kinds", "formats", "group_size", "store", "epsilon", "thresholds",
                "settings", "chunks", "prompts", "checks", "model", "corpus")
-_PROMPT_KEYS = ("prompt", "turns", "system", "contains", "contains_any", "language",
+_PROMPT_KEYS = ("prompt", "turns", "system", "contains", "contains_any", "language", "samples",
                 *(f.name for f in dataclasses.fields(SamplingParams)))
 _REPORT_KEYS = ("dir", "lang")
+# answers per model for a sampled prompt by default: with 5 seeds each, 5/5 baseline against 1/5 candidate passes is
+# a significant regression (one-sided Fisher exact p = 0.024), 5/5 against 2/5 is not (p = 0.083)
+SAMPLED_ANSWERS = 5
 LANGS = ("en", "zh-TW")
 
 
@@ -344,13 +348,17 @@ def _parse_prompts(table: Mapping[str, Any], ctx: _Ctx) -> dict[str, Prompt]:
         language = ctx.typed(raw.get("language", "auto"), "str", f"{key}.language")
         if language not in ("auto", "en", "zh", "any"):
             raise ctx.error(f"{key}.language", f"must be auto, en, zh or any, got {language!r}")
+        samples = ctx.typed(raw.get("samples", 1 if params.greedy else SAMPLED_ANSWERS), "int", f"{key}.samples")
+        if samples < 1 or (params.greedy and samples > 1):
+            raise ctx.error(f"{key}.samples", f"must be >= 1, and 1 for a greedy prompt (temperature 0 gives the "
+                                              f"same answer for every seed), got {samples}")
         out[pid] = Prompt(
             id=pid, kind="raw" if has_prompt else "chat", prompt=prompt, turns=tuple(turns or ()),
             system=ctx.typed(raw["system"], "str", f"{key}.system") if "system" in raw else None,
             params=params,
             contains=tuple(ctx.typed(raw.get("contains", []), "list[str]", f"{key}.contains")),
             contains_any=tuple(ctx.typed(raw.get("contains_any", []), "list[str]", f"{key}.contains_any")),
-            language=language,
+            language=language, samples=samples,
         )
     return out
 
@@ -477,7 +485,7 @@ def _thresholds(defaults: Mapping[str, Any], override: Any, ctx: _Ctx, key: str)
         if name == "speed_rounds":
             if value < 2:
                 raise ctx.error(where, f"must be >= 2 (a significance test needs rounds), got {value}")
-        elif name in ("speed_alpha", "fluency_alpha"):
+        elif name in ("speed_alpha", "conversation_alpha"):
             if not 0 < value < 1:
                 raise ctx.error(where, f"must be in (0, 1), got {value}")
         elif name == "fluency_factor":

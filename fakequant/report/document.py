@@ -395,8 +395,12 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
     for check in map(d, lst(conv.get("checks"))):
         def mark(ok: Any) -> Badge | str:
             return badge("pass" if ok else "fail", ctx.lang) if isinstance(ok, bool) else "?"
-        checks_rows.append([_code(check.get("name", "?")), mark(check.get("baseline_ok")),
-                            mark(check.get("candidate_ok")), _status(ctx, check.get("status")),
+        if check.get("samples"):  # a sampled prompt: answers passing out of those drawn (one per seed)
+            b_cell: Cell = f"{check.get('baseline_passes')}/{check['samples']}"
+            c_cell: Cell = f"{check.get('candidate_passes')}/{check['samples']}"
+        else:
+            b_cell, c_cell = mark(check.get("baseline_ok")), mark(check.get("candidate_ok"))
+        checks_rows.append([_code(check.get("name", "?")), b_cell, c_cell, _status(ctx, check.get("status")),
                             str(check.get("detail", ""))])
     if checks_rows:
         blocks.append(Table([t("check"), t("original"), t("candidate"), t("conv_status"), t("detail")],

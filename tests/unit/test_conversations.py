@@ -89,7 +89,7 @@ def scorer_from(table: dict[str, float]):
 def test_identical_answers_pass_and_skip_second_fluency_scoring():
     p = Prompt(id="m", kind="chat", turns=("What is 2+2?",), contains=("4",))
     scorer, calls = scorer_from({"2+2 is 4.": 5.0})
-    e = evaluate(p, [gen("2+2 is 4.")], [gen("2+2 is 4.")], T, scorer)
+    e = evaluate(p, [[gen("2+2 is 4.")]], [[gen("2+2 is 4.")]], T, scorer)
     assert e["status"] == "pass" and e["exact_match"] and e["first_divergence"] is None
     assert e["fluency"]["baseline_ppl_of_candidate_answer"] == pytest.approx(5.0)
     assert calls == ["2+2 is 4."]
@@ -99,7 +99,7 @@ def test_identical_answers_pass_and_skip_second_fluency_scoring():
 def test_regression_when_only_candidate_fails():
     p = Prompt(id="m", kind="chat", turns=("What is 2+2?",), contains=("4",))
     scorer, _ = scorer_from({"2+2 is 4.": 5.0, "2+2 is 5.": 6.0})
-    e = evaluate(p, [gen("2+2 is 4.", [1, 2, 3])], [gen("2+2 is 5.", [1, 2, 9])], T, scorer)
+    e = evaluate(p, [[gen("2+2 is 4.", [1, 2, 3])]], [[gen("2+2 is 5.", [1, 2, 9])]], T, scorer)
     assert e["status"] == "fail" and not e["exact_match"]
     assert e["first_divergence"] == {"index": 2, "baseline_token": 3, "candidate_token": 9}
     assert {c["name"]: c["status"] for c in e["checks"]}["expectations"] == "fail"
@@ -109,7 +109,7 @@ def test_regression_when_only_candidate_fails():
 def test_limitation_when_both_fail():
     p = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",))
     scorer, _ = scorer_from({"Hello, I am a bot.": 8.0, "Hi, I am a bot.": 9.0})
-    e = evaluate(p, [gen("Hello, I am a bot.")], [gen("Hi, I am a bot.")], T, scorer)
+    e = evaluate(p, [[gen("Hello, I am a bot.")]], [[gen("Hi, I am a bot.")]], T, scorer)
     assert e["status"] == "limitation"
     assert {c["name"]: c["status"] for c in e["checks"]}["language"] == "limitation"
     assert "model limitation" in reason(e)
@@ -118,7 +118,7 @@ def test_limitation_when_both_fail():
 def test_fluency_regression_beyond_factor():
     p = Prompt(id="s", kind="raw", prompt="Write a story.", language="any")
     scorer, _ = scorer_from({"A fine story.": 10.0, "story a fine.": 40.0})
-    e = evaluate(p, [gen("A fine story.")], [gen("story a fine.")], T, scorer)
+    e = evaluate(p, [[gen("A fine story.")]], [[gen("story a fine.")]], T, scorer)
     flu = next(c for c in e["checks"] if c["name"] == "fluency")
     assert flu["status"] == "fail" and "×4.00" in flu["detail"] and e["fluency"]["p_value"] < 0.05
     assert e["prompt"] == "Write a story."
@@ -131,7 +131,7 @@ def test_fluency_difference_within_noise_is_not_a_regression():
     def scorer(answer: str, prefix: str) -> list[float]:
         mean = math.log({"A fine story.": 5.0, "Another tale.": 12.0}[answer])
         return [-(mean + d) for d in wide]
-    e = evaluate(p, [gen("A fine story.")], [gen("Another tale.")], T, scorer)
+    e = evaluate(p, [[gen("A fine story.")]], [[gen("Another tale.")]], T, scorer)
     flu = next(c for c in e["checks"] if c["name"] == "fluency")
     assert flu["status"] == "pass" and e["fluency"]["p_value"] > 0.05
     assert e["fluency"]["baseline_ppl_of_candidate_answer"] / e["fluency"]["baseline_ppl_of_baseline_answer"] > 2
@@ -139,25 +139,42 @@ def test_fluency_difference_within_noise_is_not_a_regression():
 
 def test_nonfinite_logits_in_candidate_fail():
     p = Prompt(id="s", kind="raw", prompt="Hi", language="any")
-    e = evaluate(p, [gen("Hello.")], [gen("Hello.", nonfinite="generated token 3")], T, None)
+    e = evaluate(p, [[gen("Hello.")]], [[gen("Hello.", nonfinite="generated token 3")]], T, None)
     assert e["status"] == "fail" and any(c["name"] == "finite_logits" for c in e["checks"])
 
 
-def test_sampled_candidate_only_failure_is_inconclusive_but_broken_text_fails():
-    p = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",), params=SamplingParams(temperature=0.7))
-    e = evaluate(p, [gen("你好，我是助手。")], [gen("Hello, I am an assistant.")], T, None)
-    assert {c["name"]: c["status"] for c in e["checks"]}["language"] == "inconclusive"
-    assert e["status"] == "inconclusive" and "cannot separate a regression" in reason(e)
-    broken = evaluate(p, [gen("你好，我是助手。")], [gen("你好\ufffd我是")], T, None)
-    assert broken["status"] == "fail" and "valid_text" in reason(broken)
+def _zh_samples(texts: str) -> list[list[dict]]:
+    """One single-turn sample per character: "z" = a Chinese answer, "e" = an English one, "x" = broken text."""
+    return [[gen({"z": "你好，我是助手。", "e": "Hello, I am an assistant.", "x": "你好\ufffd我是"}[t])] for t in texts]
+
+
+@pytest.mark.parametrize(("base", "cand", "status"), [
+    ("zzzzz", "zzzze", "pass"),          # one English answer in five: sampling
+    ("zzzzz", "zeeee", "fail"),          # 5/5 against 1/5: p = 0.024
+    ("zzzzz", "zzeee", "inconclusive"),  # 5/5 against 2/5: p = 0.083, most candidate answers fail
+    ("zeeee", "eeeee", "limitation"),    # the baseline mostly fails too
+    ("zzzzz", "zzzzx", "fail"),          # broken text in any sample
+])
+def test_sampled_prompt_is_judged_on_pass_counts_over_seeds(base: str, cand: str, status: str):
+    p = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",), params=SamplingParams(temperature=0.7),
+               samples=5)
+    e = evaluate(p, _zh_samples(base), _zh_samples(cand), T, None)
+    assert e["status"] == status
+    assert e["samples"]["seeds"] == [1234, 1235, 1236, 1237, 1238] and len(e["samples"]["candidate"]) == 5
+    if cand != "zzzzx":
+        lang = next(c for c in e["checks"] if c["name"] == "language")
+        assert (lang["baseline_passes"], lang["candidate_passes"]) == (base.count("z"), cand.count("z"))
+
+
+def test_greedy_prompt_fails_on_its_one_answer():
     greedy = Prompt(id="z", kind="chat", turns=("你好，請介紹一下自己。",))
-    assert evaluate(greedy, [gen("你好，我是助手。")], [gen("Hello, I am an assistant.")], T, None)["status"] == "fail"
+    assert evaluate(greedy, _zh_samples("z"), _zh_samples("e"), T, None)["status"] == "fail"
 
 
 def test_sampled_answers_fluency_is_informational():
     p = Prompt(id="s", kind="raw", prompt="Write a story.", language="any", params=SamplingParams(temperature=0.7))
     scorer, _ = scorer_from({"A fine story.": 10.0, "story a fine.": 40.0})
-    e = evaluate(p, [gen("A fine story.")], [gen("story a fine.")], T, scorer)
+    e = evaluate(p, [[gen("A fine story.")]], [[gen("story a fine.")]], T, scorer)
     flu = next(c for c in e["checks"] if c["name"] == "fluency")
     assert flu["status"] == "pass" and "informational" in flu["detail"] and not e["fluency"]["judged"]
 
@@ -166,7 +183,7 @@ def test_multi_turn_entry_keeps_every_turn():
     p = Prompt(id="c", kind="chat", turns=("Hi", "How are you?", "Bye"), params=SamplingParams(temperature=0.7))
     base = [gen("Hello!"), gen("Fine, thanks."), gen("Goodbye!")]
     cand = [gen("Hello!"), gen("Fine, thanks."), gen("Goodbye!!")]
-    e = evaluate(p, base, cand, T, None)
+    e = evaluate(p, [base], [cand], T, None)
     assert e["candidate"]["turns"] == ["Hello!", "Fine, thanks.", "Goodbye!!"]
     assert [m["content"] for m in e["messages"]] == ["Hi", "How are you?", "Bye"]
     assert e["first_divergence"]["index"] == len("Hello!Fine, thanks.Goodbye!")

@@ -82,6 +82,8 @@ def test_valid_file_becomes_typed_experiments(tmp_path):
     ("[prompts.p]\nprompt = \"hi\"\nturns = [\"hi\"]\n", "prompts.p", "exactly one of"),
     ("[prompts.p]\nprompt = \"hi\"\ntemprature = 0.7\n", "prompts.p.temprature", "did you mean 'temperature'"),
     ("[prompts.p]\nprompt = \"hi\"\ntop_p = 2.0\n", "prompts.p", "top_p"),
+    ("[prompts.p]\nprompt = \"hi\"\nsamples = 3\n", "prompts.p.samples", "1 for a greedy prompt"),
+    ("[prompts.p]\nprompt = \"hi\"\ntemperature = 0.7\nsamples = 0\n", "prompts.p.samples", "must be >= 1"),
     ("[experiments.run1]\ntensors=['a']\nformat='bf16'\n[experiments.run10]\ntensors=['a']\nformat='bf16'\n",
      "experiments.run1", "contained in 'run10'"),
     ("[experiments.Run1]\ntensors=['a']\nformat='bf16'\n[experiments.run10]\ntensors=['a']\nformat='bf16'\n",
@@ -197,6 +199,10 @@ def test_shipped_criteria_file_is_valid():
             "Write a short story about a robot.", "讓我們聊聊天吧。"} <= questions
     chat = next(p for p in layer0.prompts if p.question == "讓我們聊聊天吧。")
     assert len(chat.turns) >= 3
+    # sampled prompts are judged over several seeds, greedy ones on their single answer
+    assert {p.id: p.samples for p in layer0.prompts if not p.params.greedy} == {
+        "english_intro": 5, "chinese_intro": 5, "math_zh": 5}
+    assert all(p.samples == 1 for p in layer0.prompts if p.params.greedy)
 
 
 def test_shipped_names_select_only_their_own_tests():
