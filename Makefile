@@ -21,7 +21,7 @@ report: setup
 	  echo "Reports: reports/summary.md, reports/report.html, reports/junit.xml, reports/layer0/"; exit $$status
 
 test: setup tools
-	$(BIN)/pytest
+	$(BIN)/pytest tests
 
 setup: $(STAMP) assets
 

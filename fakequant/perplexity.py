@@ -125,8 +125,9 @@ def _scored_logits(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, 
 def _row_logsumexp(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: max (float32) and ln Σ exp(logit - max) (float64), as llama.cpp does (expf, double sum)."""
     mx = logits.max(axis=1)
-    lse = np.log(np.exp(logits - mx[:, None]).sum(axis=1, dtype=np.float64))
-    return mx, lse
+    shifted = logits - mx[:, None]
+    np.exp(shifted, out=shifted)  # in place: one 50 MB temporary per chunk instead of two
+    return mx, np.log(shifted.sum(axis=1, dtype=np.float64))
 
 
 # --- perplexity -------------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml and pytest-html read their paths
 def pytest_configure(config: pytest.Config) -> None:
     opt = config.option
     path = Path(opt.criteria) if opt.criteria else Path(config.rootpath) / "criteria.toml"
@@ -93,11 +94,25 @@ def pytest_configure(config: pytest.Config) -> None:
         suite.error = str(err)
     config.stash[_SUITE_KEY] = suite
     if suite.criteria is not None:
+        _move_run_reports(config, Path(suite.criteria.report_dir))
         config.pluginmanager.register(_Tracker(suite), "fakequant-tracker")
         markers = {n: f"experiment {n} from {path.name}" for n in suite.criteria.names}
         markers.update({f"sweep_{s}": f"every cell of sweep {s} from {path.name}" for s in suite.criteria.sweeps})
         for name, text in markers.items():
             config.addinivalue_line("markers", f"{name}: {text}")
+
+
+# pytest.ini's fixed paths of the per-run reports; --report-dir (or [report] dir) moves them along with the rest
+_INI_RUN_REPORTS = {"xmlpath": "reports/junit.xml", "htmlpath": "reports/report.html"}
+
+
+def _move_run_reports(config: pytest.Config, report_dir: Path) -> None:
+    if report_dir.resolve() == (Path(config.rootpath) / "reports").resolve():
+        return
+    for option, ini_path in _INI_RUN_REPORTS.items():
+        value = getattr(config.option, option, None)
+        if value is not None and Path(value) == Path(ini_path):  # not given on the command line
+            setattr(config.option, option, str(report_dir / Path(ini_path).name))
 
 
 def suite_of(config: pytest.Config) -> Suite:
@@ -226,6 +241,12 @@ class Suite:
     def report_dir(self) -> Path:
         assert self.criteria is not None
         return Path(self.criteria.report_dir)
+
+    @property
+    def index_path(self) -> Path:
+        """The run's index: ``summary.md``; a sweep run's goes beside its map and leaves the main one alone."""
+        sweeps = self.config.option.sweep
+        return self.report_dir / ("sweeps/" + "+".join(sorted(set(sweeps))) if sweeps else "") / "summary.md"
 
     # --- experiments
 
@@ -459,8 +480,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(_SUITE_KEY, None)
     if suite is None or suite.criteria is None or _is_worker(session.config):
         return
+    from fakequant.assets import verified_sha256
+
     models = {str(e.model) for e in suite.criteria.experiments.values()}
-    suite.start_sha = {m: sha256_file(Path(m)) for m in models if Path(m).is_file()}
+    suite.start_sha = {m: verified_sha256(Path(m)) or sha256_file(Path(m)) for m in models if Path(m).is_file()}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -480,7 +503,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except ImportError as err:  # the report package is optional for the suite itself
         suite.error = f"reports not written: {err}"
         return
-    suite.verdicts = report.finish_run(suite.report_dir, names, lang=suite.criteria.report_lang)
+    suite.verdicts = report.finish_run(suite.report_dir, names, lang=suite.criteria.report_lang,
+                                       index=suite.index_path)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -493,8 +517,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("fakequant decisions")
         for line in report.terminal_lines(suite.verdicts):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"reports: {suite.report_dir}/<experiment>/summary.md, "
-                                    f"{suite.report_dir}/summary.md")
+        terminalreporter.write_line(f"reports: {suite.report_dir}/<experiment>/summary.md, {suite.index_path}")
     if suite.error and suite.criteria is not None:
         terminalreporter.write_line(f"fakequant: {suite.error}", red=True)
 

@@ -83,8 +83,10 @@ def _error_verdict(experiment: str, err: BaseException) -> tuple[ExperimentData,
     return data, Verdict(experiment, Decision.INCONCLUSIVE, [reason], reason)
 
 
-def finish_run(report_dir: Path, experiments: Sequence[str], *, lang: str = "en") -> list[Verdict]:
-    """Write every per-experiment report and the run's index; return the verdicts in the order given."""
+def finish_run(report_dir: Path, experiments: Sequence[str], *, lang: str = "en",
+               index: Path | None = None) -> list[Verdict]:
+    """Write every per-experiment report and the run's index (``index``, default ``report_dir/summary.md``);
+    return the verdicts in the order given."""
     report_dir = Path(report_dir)
     verdicts, docs = [], []
     for experiment in experiments:
@@ -99,7 +101,10 @@ def finish_run(report_dir: Path, experiments: Sequence[str], *, lang: str = "en"
         write_json(folder / "report.json", doc)
         verdicts.append(verdict)
         docs.append(doc)
-    _write_text(report_dir / "summary.md", markdown.render(document.index_blocks(docs, lang)))
+    index = Path(index) if index else report_dir / "summary.md"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    up = "../" * len(index.parent.relative_to(report_dir).parts)  # links from the index to each experiment
+    _write_text(index, markdown.render(document.index_blocks(docs, lang, up)))
     return verdicts
 
 

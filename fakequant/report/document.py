@@ -512,7 +512,7 @@ def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
     return "; ".join(out) or ctx.t("not_measured")
 
 
-def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en") -> list[Block]:
+def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en", up: str = "") -> list[Block]:
     t = translator(lang)
     rows: list[list[Cell]] = []
     for doc in docs:
@@ -523,6 +523,6 @@ def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en") -> list[Block
             word = t("matched") if verdict.get("matched") else t("not_matched")
             decision.append(f" ({t('expected')}: {verdict['expected']}, {word})")
         rows.append([_code(name), decision, str(verdict.get("headline", "")), key_numbers(doc, lang),
-                     Link("summary.md", f"{quote(name)}/summary.md")])
+                     Link("summary.md", f"{up}{quote(name)}/summary.md")])
     return [Heading(1, t("index_title")),
             Table([t("experiment"), t("decision"), t("why"), t("key_numbers"), t("report")], rows)]

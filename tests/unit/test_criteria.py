@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -280,3 +281,34 @@ def test_plugin_refuses_to_start_on_a_broken_file(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", "out")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*experiments.goo*contained in 'good'*"])
+
+
+def test_report_dir_moves_the_run_reports_named_in_pytest_ini(pytester):
+    _project(pytester)
+    pytester.makeini("[pytest]\naddopts = --junitxml=reports/junit.xml --html=reports/report.html "
+                     "--self-contained-html\n")
+    pytester.runpytest("-p", "no:cacheprovider", "--report-dir", "out", "-k", "good")
+    assert (pytester.path / "out" / "junit.xml").is_file() and (pytester.path / "out" / "report.html").is_file()
+    assert (pytester.path / "out" / "summary.md").is_file()
+    assert not (pytester.path / "reports").exists()
+    # a path given on the command line stays where it was asked for
+    pytester.runpytest("-p", "no:cacheprovider", "--report-dir", "out", "-k", "good", "--junitxml=mine.xml")
+    assert (pytester.path / "mine.xml").is_file()
+
+
+def test_xdist_keeps_each_experiment_on_one_worker(pytester):
+    """`pytest -n 2`: one worker builds and loads each candidate. pytest-xdist 3.8 on pytest 9.2 loses its groups
+    (upstream issue #1386); the plugin tags the node ids itself (pytest_plugin._tag_groups)."""
+    _project(pytester, PLUGIN_CRITERIA.replace("format = \"bf17\"", "format = \"fp16\"")
+             + "[prompts.ho]\nprompt = \"Hi\"\n[prompts.hu]\nprompt = \"Hey\"\n")
+    (pytester.path / "tests" / "acceptance" / "test_acceptance_x.py").write_text(
+        "def test_must_pass_build(experiment):\n    pass\n\n"
+        "def test_conversation(experiment, prompt_id):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--report-dir", "out", "-n", "2", "-v")
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        m = re.search(r"\[(gw\d)\] .*(?:PASSED|FAILED|ERROR|SKIPPED) .*::test_\w+\[(\w+?)[\]-]", line)
+        if m:
+            workers.setdefault(m.group(2), set()).add(m.group(1))
+    assert set(workers) == {"good", "bad", "other"}, result.stdout.str()
+    assert all(len(w) == 1 for w in workers.values()), workers

@@ -219,9 +219,10 @@ def test_kill_9_mid_engine_write_to_the_cache(large_source: Path, home: Path, tm
     assert [p.name for p in candidates.iterdir() if p.suffix in (".gguf", ".json")] == []  # no corrupt entry
     assert temporaries(candidates), "the kill did not land mid-write"
 
-    result = build_candidate(large_source, RECIPE)  # the lock died with the process; the leftovers are ignored
+    result = build_candidate(large_source, RECIPE)  # the lock died with the process; its leftovers are removed
     assert not result.reused
     assert_sound_candidate(large_source, result.output)
+    assert temporaries(candidates) == []
     again = build_candidate(large_source, RECIPE)
     assert again.reused and again.output == result.output
     assert sha256_file(large_source) == before

@@ -146,6 +146,15 @@ def test_index_lists_every_experiment_with_a_link(run):
     assert "0/576 values changed" in table_row(index, "`noop`")[3]
 
 
+def test_a_sweep_index_goes_beside_its_map_and_leaves_the_run_index_alone(run):
+    report_dir, _ = run
+    before = (report_dir / "summary.md").read_text()
+    finish_run(report_dir, ["go"], index=report_dir / "sweeps" / "norms" / "summary.md")
+    assert (report_dir / "summary.md").read_text() == before
+    sweep_index = (report_dir / "sweeps" / "norms" / "summary.md").read_text()
+    assert table_row(sweep_index, "`go`")[4] == "[summary.md](../../go/summary.md)"
+
+
 def test_text_files_hold_both_answers_and_every_chunk(run):
     report_dir, _ = run
     convs = json.loads((data_dir(report_dir, "stop") / "conversations.json").read_text())
