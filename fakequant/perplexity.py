@@ -298,18 +298,26 @@ class PairedComparison:
                 "seconds": self.seconds}
 
 
+_KLD_ROWS = 8
+
+
 def _token_stats(base: _BaseChunk, q_logits: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     """Per scored token: nll of both, KL(base || Q), Δp = p_Q(tok) - p_base(tok), same argmax."""
     mx, lse = _row_logsumexp(q_logits)
     norm_q = mx.astype(np.float64) + lse
     rows = np.arange(len(targets))
     nll_q = norm_q - q_logits[rows, targets]
-    # KL = Σ p_b (ln p_b - ln p_q) = Σ p_b (l_b - l_q) - (norm_b - norm_q) Σ p_b, in float64 throughout
-    lb = base.logits.astype(np.float64)
-    diff = lb - q_logits
-    lb -= base.norm[:, None]
-    np.exp(lb, out=lb)  # p_b
-    kld = np.einsum("ij,ij->i", lb, diff) - (base.norm - norm_q) * lb.sum(axis=1)
+    # KL = Σ p_b (ln p_b - ln p_q) = Σ p_b (l_b - l_q) - (norm_b - norm_q) Σ p_b, in float64 throughout, a few
+    # rows at a time: the float64 temporaries stay in cache (measured 0.15-0.25 s → 0.09 s per 255-row chunk of a
+    # 49152-token vocabulary, identical results)
+    kld = np.empty(len(targets))
+    for start in range(0, len(targets), _KLD_ROWS):
+        block = slice(start, start + _KLD_ROWS)
+        lb = base.logits[block].astype(np.float64)
+        diff = lb - q_logits[block]
+        lb -= base.norm[block, None]
+        np.exp(lb, out=lb)  # p_b
+        kld[block] = np.einsum("ij,ij->i", lb, diff) - (base.norm[block] - norm_q[block]) * lb.sum(axis=1)
     return {"nll_q": nll_q, "nll_b": base.nll, "kld": kld, "dp": np.exp(-nll_q) - np.exp(-base.nll),
             "same_top": (q_logits.argmax(axis=1) == base.top)}
 

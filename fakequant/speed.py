@@ -5,7 +5,8 @@ noise. Here each round loads both models afresh (order alternating, so drift and
 the same prompt and generation, and takes llama.cpp's own counters. A metric fails only when the candidate is slower
 than the tolerance **and** a one-sided Mann-Whitney U test over the rounds says the slowdown is significant
 (Bonferroni-corrected over the three metrics);
-otherwise it reports "no significant difference" (or a significant difference within tolerance).
+otherwise it reports "no significant slowdown" (or a significant slowdown within tolerance); the test is one-sided, so
+a candidate that is faster is never a failure.
 
 Both models are measured in the same run on purpose (never against a cached baseline): on a shared machine the
 load of the moment moves every number, and only interleaving cancels it.
@@ -57,7 +58,7 @@ def compare_metric(name: str, baseline: list[float], candidate: list[float], tol
         status, verdict = Status.PASS, (f"{slowdown:.1%} slower, significant (p = {p:.3f}) but within the "
                                         f"tolerance of {tolerance:.0%}")
     else:
-        status, verdict = Status.PASS, (f"no significant difference ({ratio:.3f}× baseline, p = {p:.2f}; "
+        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× baseline, p = {p:.2f}; "
                                         f"spread {_spread(baseline):.1%} / {_spread(candidate):.1%})")
     return {
         "unit": unit,

@@ -190,8 +190,10 @@ def pytest_command(name: str, cells: Sequence[str], *, criteria_path: Path, repo
                    threads: int, root: Path) -> list[str]:
     out_dir = Path(report_dir) / "sweeps" / name
     cmd = [sys.executable, "-m", "pytest", "--sweep", name, "-k", " or ".join(cells),
-           "--criteria", str(Path(criteria_path).resolve()), "--report-dir", str(Path(report_dir).resolve()),
-           "--threads", str(threads), "-p", "no:cacheprovider",
+           # `--opt=PATH`, one word: pytest chooses its root folder from the path-like words of the command line
+           # before it knows these options, and a separate path outside the project would make it miss pytest.ini
+           f"--criteria={Path(criteria_path).resolve()}", f"--report-dir={Path(report_dir).resolve()}",
+           f"--threads={threads}", "-p", "no:cacheprovider",
            # keep the main run's JUnit/HTML reports: the sweep writes its own beside its map
            f"--junitxml={(out_dir / 'junit.xml').resolve()}", f"--html={(out_dir / 'report.html').resolve()}"]
     if jobs > 1:

@@ -41,8 +41,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "conversations": ("Conversations", "對話測試"),
     "conv_summary": ("{ok}/{n} checks met", "{ok}/{n} 項檢查通過"),
     "conv_identical": ("{same}/{n} identical", "{same}/{n} 完全一致"),
-    "no_sig": ("no significant difference", "無顯著差異"),
-    "sig_diff": ("significant: {ratio} of the original", "顯著差異：為原始模型的 {ratio}"),
+    "no_sig": ("no significant slowdown", "無顯著變慢"),
+    "sig_diff": ("significantly slower: {ratio} of the original", "顯著變慢：為原始模型的 {ratio}"),
     "median_of": ("median of {n}, range {lo}–{hi}", "{n} 次中位數，範圍 {lo}–{hi}"),
     "reasons": ("Decision and reasons", "決策與理由"),
     "why": ("Why", "原因"),
@@ -85,15 +85,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "exact_note": ("Computed in one pass over identical tokens, from full-precision log-probabilities of both "
                    "models: every statistic here is exact for these tokens. llama.cpp's --kl-divergence mode "
                    "stores the base model's log-probabilities in 16 bits, clamped 16 nats below the top logit, so its "
-                   "Mean PPL(base), ln(PPL(Q)/PPL(base)) and KLD differ slightly from exact values (on SmolLM2 with "
-                   "an FP8 candidate it printed PPL(base) 6.690250 where its plain perplexity run gives 6.7040, and "
-                   "ln ratio +0.000408 where the exact value is −0.00165). PPL(Q) and PPL(base) here follow "
+                   "Mean PPL(base), ln(PPL(Q)/PPL(base)) and KLD differ slightly from exact values (a ln ratio near "
+                   "zero can even change sign). PPL(Q) and PPL(base) here follow "
                    "llama-perplexity's plain mode: same chunks, same scored half of each chunk.",
                    "本報告在相同 tokens 上一次計算兩個模型的完整精度 log 機率，所有統計量皆為精確值。llama.cpp 的 "
                    "--kl-divergence 模式以 16 位元儲存基準模型的 log 機率，並在最高 logit 之下 16 nats 處截斷，"
-                   "因此其 Mean PPL(base)、ln(PPL(Q)/PPL(base)) 與 KLD 與精確值略有差異（SmolLM2 搭配 FP8 "
-                   "候選模型實測：其 PPL(base) 為 6.690250，一般 perplexity 模式為 6.7040；ln 比值 +0.000408，"
-                   "精確值為 −0.00165）。此處 PPL(Q) 與 PPL(base) 依 llama-perplexity 一般模式計算："
+                   "因此其 Mean PPL(base)、ln(PPL(Q)/PPL(base)) 與 KLD 與精確值略有差異（接近零的 ln 比值甚至可能"
+                   "正負號相反）。此處 PPL(Q) 與 PPL(base) 依 llama-perplexity 一般模式計算："
                    "相同 chunk、只計每個 chunk 的後半。"),
     "resolve_note": ("The 95% interval straddles the acceptable bound: about {needed} chunks (now {chunks}) would "
                      "resolve it (the uncertainty shrinks as 1/√chunks).",

@@ -39,9 +39,13 @@ def _numbers(values: Any) -> list[float] | None:
 
 
 def _hist(hist: Any, *keys: str) -> tuple[list[float], list[list[float]]] | None:
+    """(bin edges, one list of counts per key) of a histogram artifact: ``edges``, or ``log10_edges`` (the KLD
+    histogram of fakequant.perplexity.compare)."""
     if not isinstance(hist, dict):
         return None
     edges = _numbers(hist.get("edges"))
+    if edges is None and (log_edges := _numbers(hist.get("log10_edges"))) is not None:
+        edges = [10.0 ** e for e in log_edges]
     series = [_numbers(hist.get(k)) for k in keys]
     if edges is None or any(s is None or len(s) != len(edges) - 1 for s in series):
         return None
@@ -115,7 +119,8 @@ def errors(analysis: Any, folder: Path) -> str | None:
 def chunk_perplexity(comparison: Any, folder: Path) -> str | None:
     if not isinstance(comparison, dict):
         return None
-    base, cand = _numbers(comparison.get("chunk_ppl_base")), _numbers(comparison.get("chunk_ppl_q"))
+    per_chunk = comparison.get("per_chunk") if isinstance(comparison.get("per_chunk"), dict) else {}
+    base, cand = _numbers(per_chunk.get("ppl_base")), _numbers(per_chunk.get("ppl_q"))
     if base is None or cand is None:
         return None
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, layout="constrained",
@@ -139,7 +144,7 @@ def chunk_perplexity(comparison: Any, folder: Path) -> str | None:
 
 
 def kld(comparison: Any, folder: Path) -> str | None:
-    data = _hist(comparison.get("kld_histogram") if isinstance(comparison, dict) else None, "counts")
+    data = _hist(comparison.get("kld_hist") if isinstance(comparison, dict) else None, "counts")
     if data is None:
         return None
     edges, (counts,) = data

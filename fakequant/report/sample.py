@@ -79,8 +79,10 @@ def _comparison(ln_ratio: float, se: float, rng: np.random.Generator, chunks: in
         "kld_p01": float(np.quantile(kld, 0.01)), "kld_min": float(kld.min()),
         "dp_mean": -ln_ratio / 10, "dp_se": se / 10, "dp_rms": 0.01 + ln_ratio, "dp_rms_se": 0.0004,
         "same_top_p": 1.0 - min(0.5, 2 * ln_ratio), "same_top_p_se": 0.001 if ln_ratio else 0.0,
-        "chunks": chunks, "tokens": 256 * chunks, "chunk_ppl_base": base.tolist(), "chunk_ppl_q": cand.tolist(),
-        "kld_histogram": {"edges": edges.tolist(), "counts": np.histogram(kld, edges)[0].tolist()},
+        "chunks": chunks, "tokens": 256 * chunks,
+        "per_chunk": {"ppl_base": base.tolist(), "ppl_q": cand.tolist(), "ln_ppl_ratio": np.log(cand / base).tolist(),
+                      "kld_mean": [float(kld.mean())] * chunks, "same_top_p": [0.95] * chunks},
+        "kld_hist": {"log10_edges": np.log10(edges).tolist(), "counts": np.histogram(kld, edges)[0].tolist()},
         "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False},
         "nonfinite": None,
     }

@@ -66,13 +66,13 @@ def perplexity_comparison(experiment: str, comparison: Any) -> str:
     out.append("")
     width = max(len(label) for label, _ in perplexity_lines(pc, ""))
     out += [f"{label:<{width}}  {value}" for label, value in perplexity_lines(pc, "not measured")]
-    base, cand = lst(pc.get("chunk_ppl_base")), lst(pc.get("chunk_ppl_q"))
+    per_chunk = pc.get("per_chunk") if isinstance(pc.get("per_chunk"), dict) else {}
+    base, cand, kld = (lst(per_chunk.get(k)) for k in ("ppl_base", "ppl_q", "kld_mean"))
     if base or cand:
-        out += ["", f"{'chunk':>5}  {'PPL(base)':>12}  {'PPL(Q)':>12}"]
+        out += ["", f"{'chunk':>5}  {'PPL(base)':>12}  {'PPL(Q)':>12}  {'mean KLD':>12}"]
         for i in range(max(len(base), len(cand))):
-            b = fmt.fixed(base[i]) if i < len(base) else None
-            q = fmt.fixed(cand[i]) if i < len(cand) else None
-            out.append(f"{i + 1:>5}  {b or '-':>12}  {q or '-':>12}")
+            b, q, k = (fmt.fixed(v[i], d) if i < len(v) else None for v, d in ((base, 4), (cand, 4), (kld, 6)))
+            out.append(f"{i + 1:>5}  {b or '-':>12}  {q or '-':>12}  {k or '-':>12}")
     out += ["",
             "All statistics are exact for these tokens (both models' full-precision log-probabilities in one pass);",
             "llama-perplexity --kl-divergence stores base log-probs in 16 bits clamped 16 nats below the top logit,",

@@ -312,3 +312,12 @@ def test_xdist_keeps_each_experiment_on_one_worker(pytester):
             workers.setdefault(m.group(2), set()).add(m.group(1))
     assert set(workers) == {"good", "bad", "other"}, result.stdout.str()
     assert all(len(w) == 1 for w in workers.values()), workers
+
+
+def test_paths_outside_the_project_work_as_one_word_options(pytester, tmp_path_factory):
+    """The README's form, `--report-dir=DIR` (what `fakequant sweep` passes too), with DIR outside the project."""
+    _project(pytester)
+    outside = tmp_path_factory.mktemp("elsewhere")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--report-dir={outside}", "-k", "good")
+    result.assert_outcomes(passed=2)
+    assert (outside / "summary.md").is_file()

@@ -20,6 +20,7 @@ from fakequant import assets, cli, runtime
 from fakequant.baseline import baseline_cached, baseline_key, baseline_path
 from fakequant.errors import CorpusError, ModelRuntimeError
 from fakequant.perplexity import BaseReference, compare, corpus_tokens, paired_stats, perplexity
+from fakequant.report import plots, text
 from fakequant.settings import RuntimeSettings
 
 CTX = 256
@@ -165,7 +166,7 @@ def test_compare_with_itself_is_exactly_nothing(base, small_corpus):
     assert c.ppl_q == c.ppl_base
 
 
-def test_compare_candidate_agrees_with_two_perplexity_runs(base, candidate, small_corpus, ppl_base):
+def test_compare_candidate_agrees_with_two_perplexity_runs(base, candidate, small_corpus, ppl_base, tmp_path):
     c = compare(base, candidate, small_corpus, chunks=3)
     q = perplexity(candidate, small_corpus, chunks=3)
     assert c.ppl_base == pytest.approx(ppl_base.ppl, rel=1e-12)
@@ -181,6 +182,11 @@ def test_compare_candidate_agrees_with_two_perplexity_runs(base, candidate, smal
         assert key in data, key
     assert len(data["per_chunk"]["ln_ppl_ratio"]) == 3 and sum(data["kld_hist"]["counts"]) == data["tokens"]
     json.dumps(data)
+    # the report draws its per-chunk and KLD plots, and lists the chunks, from this very artifact
+    drawn = plots.draw_all({"perplexity_comparison": data}, tmp_path)
+    assert {plots.CHUNKS, plots.KLD} <= set(drawn)
+    listing = text.perplexity_comparison("x", data)
+    assert all(f"{p:.4f}" in listing for p in data["per_chunk"]["ppl_q"])
     # the reusable base side gives the same numbers
     ref = BaseReference.build(base, small_corpus, chunks=3)
     assert ref.in_memory

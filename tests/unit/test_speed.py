@@ -7,12 +7,12 @@ from pathlib import Path
 from fakequant.speed import Samples, compare_metric, measure, reason
 
 
-def test_noise_is_no_significant_difference():
+def test_noise_is_no_significant_slowdown():
     base = [100.0, 104.0, 97.0, 101.0, 99.0]
     cand = [99.0, 103.0, 98.0, 100.0, 102.0]
     m = compare_metric("gen_tps", base, cand, tolerance=0.10, alpha=0.05)
     assert m["status"] == "pass" and not m["significant"]
-    assert "no significant difference" in m["verdict"]
+    assert "no significant slowdown" in m["verdict"]
 
 
 def test_significant_slowdown_beyond_tolerance_fails():

@@ -70,7 +70,7 @@ class FakePytest:
     def __call__(self, cmd: list[str], cwd: Path) -> int:
         self.calls.append(cmd)
         selected = cmd[cmd.index("-k") + 1].split(" or ")
-        report_dir = Path(cmd[cmd.index("--report-dir") + 1])
+        report_dir = Path(next(a for a in cmd if a.startswith("--report-dir=")).split("=", 1)[1])
         crit = load_criteria(self.criteria_path)
         for name in selected:
             exp = crit.experiments[name]
@@ -115,7 +115,7 @@ def test_sweep_runs_uncached_cells_only_and_grows_cheaply(tmp_path):
     call = fake.calls[0]
     assert call[call.index("--sweep") + 1] == "norms"
     assert call[call.index("-n") + 1] == "2" and "--dist" in call
-    assert call[call.index("--threads") + 1] == str(sweep.threads_per_worker(2))
+    assert f"--threads={sweep.threads_per_worker(2)}" in call
     assert "single5" not in call[call.index("-k") + 1]
 
     # the map holds exactly what the cells recorded
@@ -261,7 +261,7 @@ def test_results_recorded_by_another_pytest_run_are_adopted_not_rerun(tmp_path):
     """Several hosts ran `pytest --sweep norms` into a shared report dir: `fakequant sweep` only assembles the map."""
     path = _criteria(tmp_path, layers="0-1")
     cells = list(load_criteria(path).sweeps["norms"])
-    FakePytest(path)(["pytest", "-k", " or ".join(cells), "--report-dir", str(tmp_path / "shared")], tmp_path)
+    FakePytest(path)(["pytest", "-k", " or ".join(cells), f"--report-dir={tmp_path / 'shared'}"], tmp_path)
 
     def must_not_run(cmd, cwd):
         raise AssertionError(f"ran {cmd}")
@@ -282,7 +282,7 @@ def _collect(tmp_path: Path, *extra: str):
     import sys
 
     cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-           "--criteria", str(tmp_path / "criteria.toml"), "--report-dir", str(tmp_path / "reports"),
+           f"--criteria={tmp_path / 'criteria.toml'}", f"--report-dir={tmp_path / 'reports'}",
            str(ROOT / "tests" / "acceptance"), *extra]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -316,7 +316,7 @@ def test_cells_missing_a_declared_check_are_not_cached(tmp_path):
 
 def test_stale_outcomes_of_another_definition_are_never_taken_for_this_run(tmp_path):
     path = _criteria(tmp_path, layers="0")
-    FakePytest(path)(["pytest", "-k", "sweep_norms_L00_ffn_norm_fp8_e4m3", "--report-dir", str(tmp_path / "r")],
+    FakePytest(path)(["pytest", "-k", "sweep_norms_L00_ffn_norm_fp8_e4m3", f"--report-dir={tmp_path / 'r'}"],
                      tmp_path)
     path.write_text(path.read_text().replace("chunks = 2", "chunks = 5"))
     run = sweep.run_sweep(path, "norms", report_dir=tmp_path / "r", runner=lambda cmd, cwd: 4, log=lambda s: None)
