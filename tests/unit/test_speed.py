@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakequant.speed import Samples, compare_metric, measure, reason
+import pytest
+
+from fakequant.speed import METRICS, Samples, compare_metric, measure, measure_round, reason
 
 
 def test_noise_is_no_significant_slowdown():
@@ -77,3 +79,18 @@ def test_measure_through_benchmark_and_without_it():
     assert out2["alpha_per_metric"] == 0.05 / 3
     assert len(out2["metrics"]["prompt_tps"]["baseline"]["values"]) == 4
     assert "4 interleaved rounds" in reason(out2)
+
+
+def test_a_round_runs_in_a_child_and_names_a_model_that_fails(tmp_path):
+    from fakequant import assets
+    from fakequant.errors import ModelRuntimeError
+    from fakequant.settings import RuntimeSettings
+
+    model = assets.model_path()
+    samples = Samples()
+    measure_round({"baseline": model, "candidate": model}, RuntimeSettings(n_threads=2), samples, 1)
+    assert all(len(samples.baseline[m]) == len(samples.candidate[m]) == 1 for m in METRICS)
+    assert samples.candidate["gen_tps"][0] > 0
+    with pytest.raises(ModelRuntimeError, match=r"speed round 1: .*missing\.gguf"):
+        measure_round({"baseline": model, "candidate": tmp_path / "missing.gguf"}, RuntimeSettings(n_threads=2),
+                      Samples(), 0)
