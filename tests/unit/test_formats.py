@@ -17,9 +17,15 @@ from fakequant.errors import RecipeError
 from fakequant.formats import FLOAT_FORMATS, FORMATS, GGML_FORMATS, check_format, round_trip
 
 FAST = settings(max_examples=60, deadline=None)
-f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 rows_f32 = hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.sampled_from([32, 64, 96])),
                       elements=st.floats(-1e4, 1e4, width=32))
+
+
+def _either_sign(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """float32 values with lo <= |v| <= hi, drawn directly: filtering all float32 values down to a narrow range
+    discards most draws, and Hypothesis's filter_too_much health check then fails the test at random."""
+    magnitude = st.floats(lo, hi, width=32)
+    return st.one_of(magnitude, magnitude.map(lambda v: -v))
 
 
 def _bf16_oracle(x: float) -> float:
@@ -48,7 +54,7 @@ def test_unknown_format_suggests_close_names() -> None:
 
 
 @FAST
-@given(f32.filter(lambda v: 2.0**-126 <= abs(v) <= 3.0e38))
+@given(_either_sign(2.0**-126, float(np.float32(3.0e38))))
 def test_bf16_matches_bit_oracle_and_relative_bound(x: float) -> None:
     got = _one(x, "bf16")
     assert got == _bf16_oracle(x)
@@ -56,14 +62,14 @@ def test_bf16_matches_bit_oracle_and_relative_bound(x: float) -> None:
 
 
 @FAST
-@given(f32.filter(lambda v: abs(v) < 65504.0))
+@given(st.floats(-65504.0, 65504.0, width=32, exclude_min=True, exclude_max=True))
 def test_fp16_matches_struct_half_precision(x: float) -> None:
     expected = struct.unpack("<e", struct.pack("<e", x))[0]  # CPython's own round-half-even float16 packing
     assert _one(x, "fp16") == expected
 
 
 @pytest.mark.parametrize(("fmt", "lo", "hi", "rel"), [
-    ("bf16", 2.0**-126, 3.0e38, 2.0**-8),
+    ("bf16", 2.0**-126, float(np.float32(3.0e38)), 2.0**-8),
     ("fp16", 2.0**-14, 65504.0, 2.0**-11),
     ("fp8_e4m3", 2.0**-6, 448.0, 2.0**-4),
     ("fp8_e5m2", 2.0**-14, 57344.0, 2.0**-3),
@@ -72,7 +78,7 @@ def test_fp16_matches_struct_half_precision(x: float) -> None:
 @given(data=st.data())
 def test_float_relative_error_bound_for_normals(fmt: str, lo: float, hi: float, rel: float,
                                                 data: st.DataObject) -> None:
-    x = data.draw(f32.filter(lambda v: lo <= abs(v) <= hi))
+    x = data.draw(_either_sign(lo, hi))
     assert abs(x - _one(x, fmt)) <= rel * abs(x)
 
 
