@@ -35,7 +35,7 @@ assets: $(STAMP)
 	@$(BIN)/fakequant fetch
 
 tools: $(STAMP)
-	@$(BIN)/python -m fakequant.tools build
+	@$(BIN)/python -m fakequant.store.tools build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

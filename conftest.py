@@ -1,2 +1,2 @@
 # Thin on purpose: everything lives in the plugin, which imports nothing from tests/.
-pytest_plugins = ["fakequant.pytest_plugin"]
+pytest_plugins = ["fakequant.suite.plugin"]

@@ -32,8 +32,8 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from fakequant.engine import Recipe, build_candidate
-from fakequant.select import Selection
+from fakequant.quant.candidate import Recipe, build_candidate
+from fakequant.quant.select import Selection
 src, dst, name, fmt = sys.argv[1:5]
 recipe = Recipe(Selection(names=(name,)), fmt)
 t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def time_build(src: Path, dst: Path, name: str, fmt: str) -> tuple[float, float,
 
 
 def bench(label: str, src: Path, cases: list[tuple[str, str, str]], repeats: int, work: Path) -> list[str]:
-    from fakequant.engine import model_info, source_sha256
+    from fakequant.quant.candidate import model_info, source_sha256
 
     source_sha256(src)  # warm the sha cache (and the page cache)
     info = model_info(src)
@@ -115,8 +115,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
-    from fakequant.assets import model_path
-    from fakequant.synthetic import write_synthetic_gguf
+    from fakequant.gguf.synthetic import write_synthetic_gguf
+    from fakequant.store.assets import model_path
 
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fakequant-bench-", dir=os.environ.get("FAKEQUANT_BENCH_DIR")) as tmp:

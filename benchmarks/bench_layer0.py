@@ -26,12 +26,13 @@ from typing import Any
 
 
 def model_runs(criteria: Path, name: str) -> dict[str, Any]:
-    from fakequant import conversations as conv
-    from fakequant import runtime, speed
-    from fakequant.criteria import load_criteria
-    from fakequant.engine import build_candidate
-    from fakequant.perplexity import BaseReference, compare
-    from fakequant.settings import SamplingParams
+    from fakequant.quant.candidate import build_candidate
+    from fakequant.runtime import llama as runtime
+    from fakequant.runtime import speed
+    from fakequant.runtime.perplexity import BaseReference, compare
+    from fakequant.runtime.settings import SamplingParams
+    from fakequant.suite import conversation as conv
+    from fakequant.suite.criteria import load_criteria
 
     exp = load_criteria(criteria).experiments[name]
     built = build_candidate(exp.model, exp.recipe)

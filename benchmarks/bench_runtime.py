@@ -1,11 +1,11 @@
 """fakequant's runtime against llama.cpp's own tools, measured side by side in one run (alternating rounds).
 
 Prints medians and ratios for:
-- perplexity throughput: fakequant.perplexity (end to end, softmax included) vs llama-perplexity (its first chunk's
-  "seconds per pass", softmax included);
+- perplexity throughput: fakequant.runtime.perplexity (end to end, softmax included) vs llama-perplexity (its
+  first chunk's "seconds per pass", softmax included);
 - the paired comparison: compare() wall time / one perplexity pass, and bytes of logits written to disk
   (fakequant: none; llama.cpp's KLD mode: its base-logits file);
-- prompt and generation tokens/s: fakequant.runtime.generate vs llama-bench (-p / -n), same threads.
+- prompt and generation tokens/s: fakequant.runtime.llama.generate vs llama-bench (-p / -n), same threads.
 
 Settings on both sides: flash attention off, no repacking (-nr / --repack 0), fakequant's defaults otherwise.
 Usage: python benchmarks/bench_runtime.py [--rounds 3] [--chunks 4] [--threads 2]
@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fakequant import assets, runtime, tools
-from fakequant.perplexity import compare, perplexity
-from fakequant.settings import RuntimeSettings, SamplingParams
+from fakequant.runtime import llama as runtime
+from fakequant.runtime.perplexity import compare, perplexity
+from fakequant.runtime.settings import RuntimeSettings, SamplingParams
+from fakequant.store import assets, tools
 
 
 def _tool(name: str) -> Path:

@@ -86,7 +86,7 @@ def short(cmd: list[str], tmp: Path) -> list[str]:
 
 
 def llama_perplexity_cmd(tool: Path, model: Path, corpus: Path, chunks: int, *extra: str) -> list[str]:
-    # -fa off: llama-perplexity's default is on; --no-repack: fakequant's default (see fakequant.settings)
+    # -fa off: llama-perplexity's default is on; --no-repack: fakequant's default (see fakequant.runtime.settings)
     return [str(tool), "-m", str(model), "-f", str(corpus), "-c", str(CTX), "-b", str(CTX), "-ub", str(CTX),
             "--chunks", str(chunks), "-t", str(THREADS), "-tb", str(THREADS), "-fa", "off", "--no-repack", *extra]
 
@@ -132,12 +132,12 @@ def parse_llama(run: Run) -> dict[str, float]:
 
 
 def bench_ppl(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
-    from fakequant.assets import corpus_path, model_path
-    from fakequant.tools import tool_path
+    from fakequant.store.assets import corpus_path, model_path
+    from fakequant.store.tools import tool_path
 
     tool = tool_path("llama-perplexity")
     if tool is None:
-        raise BenchError("llama-perplexity is not built: run `make tools` (python -m fakequant.tools build)")
+        raise BenchError("llama-perplexity is not built: run `make tools` (python -m fakequant.store.tools build)")
     model, corpus, n = model_path(), corpus_path(), args.chunks
     cand = tmp / "candidate.gguf"
     run_measured([BIN / "fakequant", "quantize", model, cand, "--tensor", "blk.10.ffn_norm.weight", "--format",
@@ -225,7 +225,7 @@ def bench_ppl(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
 
 
 def bench_rewrite(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
-    from fakequant.synthetic import write_synthetic_gguf
+    from fakequant.gguf.synthetic import write_synthetic_gguf
 
     home = tmp / "home"  # the engine caches the source's sha256 here, not in the shared cache
     env = {**os.environ, "FAKEQUANT_HOME": str(home)}

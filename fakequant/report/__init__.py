@@ -1,4 +1,4 @@
-"""Reports: from what the suite recorded (:mod:`fakequant.outcomes`) to the files a user reads.
+"""Reports: from what the suite recorded (:mod:`fakequant.suite.outcomes`) to the files a user reads.
 
 Per experiment, in ``<report_dir>/<experiment>/``: ``report.json`` (everything, the decision included — the one file
 the others can be rebuilt from), ``summary.md`` and ``summary.html``, the plan's own ``numerical_analysis.json``,
@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fakequant.cache import atomic_output, write_json
 from fakequant.errors import FakequantError
-from fakequant.outcomes import CheckOutcome, Decision, ExperimentData, load_experiment
 from fakequant.report import document, html, markdown, plots, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
 from fakequant.report.i18n import LANGS, translator
-from fakequant.verdict import Verdict, decide
+from fakequant.store.cache import atomic_output, write_json
+from fakequant.suite.outcomes import CheckOutcome, Decision, ExperimentData, load_experiment
+from fakequant.suite.verdict import Verdict, decide
 
 SCHEMA = 1
 __all__ = ["ReportError", "build_document", "cli_report", "finish_run", "html_summary", "render_experiment",

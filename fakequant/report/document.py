@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fakequant.report import fmt, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Image, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import status_text, translator
-from fakequant.verdict import chunks_to_resolve
+from fakequant.suite.verdict import chunks_to_resolve
 
 
 def d(value: Any) -> dict[str, Any]:

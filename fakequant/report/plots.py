@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from fakequant.cache import atomic_output
+from fakequant.store.cache import atomic_output
 
 MAX_PANELS = 6  # tensors drawn per figure; the numerical table lists them all
 WEIGHTS = "plot_weights.png"
@@ -40,7 +40,7 @@ def _numbers(values: Any) -> list[float] | None:
 
 def _hist(hist: Any, *keys: str) -> tuple[list[float], list[list[float]]] | None:
     """(bin edges, one list of counts per key) of a histogram artifact: ``edges``, or ``log10_edges`` (the KLD
-    histogram of fakequant.perplexity.compare)."""
+    histogram of fakequant.runtime.perplexity.compare)."""
     if not isinstance(hist, dict):
         return None
     edges = _numbers(hist.get("edges"))

@@ -1,7 +1,7 @@
 """Realistic recorded results without running a model: for the report's tests and for looking at a report quickly.
 
 ``fill(report_dir, "layer0", "noop")`` writes what the suite would record for one experiment (outcomes and the
-artifacts of the shared contract) through :mod:`fakequant.outcomes`. Scenarios: ``go``, ``caution``, ``stop``,
+artifacts of the shared contract) through :mod:`fakequant.suite.outcomes`. Scenarios: ``go``, ``caution``, ``stop``,
 ``inconclusive`` (the perplexity interval straddles the acceptable bound), ``noop`` (nothing changed, like layer0 on
 SmolLM2), ``partial`` (only the must-pass checks ran), ``error`` (a check crashed). ``hostile=True`` puts Markdown
 and HTML into every string that comes from the model file or the model.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fakequant.outcomes import CheckOutcome, Status, record_outcome, save_artifact
+from fakequant.suite.outcomes import CheckOutcome, Status, record_outcome, save_artifact
 
 SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
 HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"

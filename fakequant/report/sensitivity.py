@@ -1,7 +1,7 @@
 """The sensitivity map of a sweep: how much a format hurts each layer × tensor kind, and which layers look safe.
 
 Input: one :class:`CellResult` per sweep cell (an ordinary experiment measured by the acceptance suite and read back
-by :mod:`fakequant.sweep`). Output, under ``reports/sweeps/<name>/``:
+by :mod:`fakequant.suite.sweep`). Output, under ``reports/sweeps/<name>/``:
 
 - ``sensitivity.json``: every cell's numbers, the ranking and the per-layer summary (machine-readable);
 - ``sensitivity.md``: the same as tables, a ranked list of the most sensitive tensors, and one line naming the
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fakequant.cache import atomic_output, write_json
+from fakequant.store.cache import atomic_output, write_json
 
 DECISIONS = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")
 ERROR = "ERROR"  # the cell could not be measured (its tests errored, or its definition is invalid)

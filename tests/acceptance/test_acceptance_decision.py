@@ -6,7 +6,7 @@ the run red when a control does not stop.
 
 from __future__ import annotations
 
-from fakequant.outcomes import load_experiment
+from fakequant.suite.outcomes import load_experiment
 
 
 def _has_expectation(criteria, name) -> bool:
@@ -15,7 +15,7 @@ def _has_expectation(criteria, name) -> bool:
 
 
 def test_expected_decision(fq_suite, experiment, record_property):
-    from fakequant.verdict import decide
+    from fakequant.suite.verdict import decide
 
     verdict = decide(load_experiment(fq_suite.report_dir, experiment.name))
     record_property("decision", str(verdict.decision))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 
-from fakequant import runtime
-from fakequant.cache import sha256_file
-from fakequant.engine import verify_format
-from fakequant.outcomes import Status, save_artifact
-from fakequant.settings import SamplingParams
+from fakequant.quant.candidate import verify_format
+from fakequant.runtime import llama as runtime
+from fakequant.runtime.settings import SamplingParams
+from fakequant.store.cache import sha256_file
+from fakequant.suite.outcomes import Status, save_artifact
 
 QUICK_PROMPT = "Hello"  # the plan: llama-cli --prompt "Hello" -n 5
 QUICK_TOKENS = 5

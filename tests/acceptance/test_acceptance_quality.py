@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import math
 
-from fakequant import conversations as conv
-from fakequant.baseline import baseline_cached, baseline_key
-from fakequant.outcomes import Status, save_artifact
-from fakequant.perplexity import compare
-from fakequant.pytest_plugin import quality_gate
+from fakequant.runtime.perplexity import compare
+from fakequant.suite import conversation as conv
+from fakequant.suite.baseline import baseline_cached, baseline_key
+from fakequant.suite.outcomes import Status, save_artifact
+from fakequant.suite.plugin import quality_gate
 
 Z95 = 1.96
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fakequant import speed
-from fakequant.outcomes import Status, save_artifact
+from fakequant.runtime import speed
+from fakequant.suite.outcomes import Status, save_artifact
 
 
 def test_speed(fq_suite, experiment, candidate, outcome, benchmark):

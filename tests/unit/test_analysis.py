@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fakequant.analysis import QUANTILES, TensorStats, compare_tensors
+from fakequant.quant.stats import QUANTILES, TensorStats, compare_tensors
 
 
 def test_hand_computed_values() -> None:

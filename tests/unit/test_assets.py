@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fakequant import assets
-from fakequant.cache import sha256_file
 from fakequant.errors import AssetError
+from fakequant.store import assets
+from fakequant.store.cache import sha256_file
 
 
 @pytest.fixture()

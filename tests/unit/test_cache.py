@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.cache import atomic_output, atomic_path, cached_json, remove_stale_temporaries, stable_hash
+from fakequant.store.cache import atomic_output, atomic_path, cached_json, remove_stale_temporaries, stable_hash
 
 
 def test_atomic_output_publishes_only_on_success(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.gguf_io import read_layout
-from fakequant.synthetic import write_tiny_gguf
+from fakequant.gguf.io import read_layout
+from fakequant.gguf.synthetic import write_tiny_gguf
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = Path.home() / ".cache" / "fakequant" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from fakequant.conversations import (
+from fakequant.runtime.settings import SamplingParams
+from fakequant.suite.conversation import (
     answer_checks,
     cjk_ratio,
     evaluate,
@@ -17,9 +18,8 @@ from fakequant.conversations import (
     repetition_score,
     text_problem,
 )
-from fakequant.criteria import Prompt, Thresholds
-from fakequant.outcomes import Status
-from fakequant.settings import SamplingParams
+from fakequant.suite.criteria import Prompt, Thresholds
+from fakequant.suite.outcomes import Status
 
 T = Thresholds()
 

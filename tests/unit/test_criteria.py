@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.criteria import expand_layers, load_criteria, sweep_cell_name
 from fakequant.errors import CriteriaError
+from fakequant.suite.criteria import expand_layers, load_criteria, sweep_cell_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -252,7 +252,7 @@ def _project(pytester, criteria: str = PLUGIN_CRITERIA):
     pytester.makefile(".toml", criteria=criteria)
     (pytester.path / "m.gguf").write_bytes(b"GGUF")
     (pytester.path / "c.txt").write_text("text")
-    pytester.makeconftest('pytest_plugins = ["fakequant.pytest_plugin"]')
+    pytester.makeconftest('pytest_plugins = ["fakequant.suite.plugin"]')
     pytester.mkdir("tests")
     pytester.mkdir("tests/acceptance")
     (pytester.path / "tests" / "acceptance" / "test_acceptance_x.py").write_text(PLUGIN_TESTS)

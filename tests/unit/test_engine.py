@@ -14,13 +14,13 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from fakequant import gguf_io
 from fakequant.cli import main
-from fakequant.engine import Recipe, build_candidate, verify_format
 from fakequant.errors import GGUFFormatError, RecipeError
-from fakequant.formats import round_trip
-from fakequant.select import Selection
-from fakequant.synthetic import write_tiny_gguf
+from fakequant.gguf import io as gguf_io
+from fakequant.gguf.synthetic import write_tiny_gguf
+from fakequant.quant.candidate import Recipe, build_candidate, verify_format
+from fakequant.quant.formats import round_trip
+from fakequant.quant.select import Selection
 
 T = GGMLQuantizationType
 
@@ -246,8 +246,8 @@ def test_cli_quantize_and_inspect(tiny: Path, tmp_path: Path, capsys: pytest.Cap
 
 @pytest.fixture(scope="module")
 def smollm2() -> Path:
-    from fakequant.assets import DEFAULT_MODEL
-    from fakequant.cache import cache_root
+    from fakequant.store.assets import DEFAULT_MODEL
+    from fakequant.store.cache import cache_root
 
     path = cache_root() / DEFAULT_MODEL.folder / DEFAULT_MODEL.name
     if not path.is_file():
@@ -273,7 +273,7 @@ def test_smollm2_fp8_candidate_loads_and_generates(smollm2: Path, tmp_path: Path
     result = build_candidate(smollm2, Recipe(Selection(names=("blk.0.ffn_norm.weight",)), "fp8_e4m3"),
                              tmp_path / "fp8.gguf")
     assert not result.noop and result.tensors[0].changed > 0 and result.same_size
-    # No weight repacking (like fakequant.runtime's default): AMX kernels fault on this project's VMs.
+    # No weight repacking (like fakequant.runtime.llama's default): AMX kernels fault on this project's VMs.
     default_params = lowlevel.llama_model_default_params
 
     def params():  # type: ignore[no-untyped-def]

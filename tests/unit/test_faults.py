@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from fakequant import gguf_io
-from fakequant.cache import atomic_output, remove_stale_temporaries, sha256_file
-from fakequant.engine import Recipe, build_candidate, verify_format
 from fakequant.errors import FakequantError
-from fakequant.gguf_check import check_gguf
-from fakequant.select import Selection
-from fakequant.synthetic import write_synthetic_gguf, write_tiny_gguf
+from fakequant.gguf import io as gguf_io
+from fakequant.gguf.check import check_gguf
+from fakequant.gguf.synthetic import write_synthetic_gguf, write_tiny_gguf
+from fakequant.quant.candidate import Recipe, build_candidate, verify_format
+from fakequant.quant.select import Selection
+from fakequant.store.cache import atomic_output, remove_stale_temporaries, sha256_file
 
 TENSOR = "blk.0.ffn_norm.weight"  # F32 with values BF16 cannot hold: a BF16 round trip really changes it
 RECIPE = Recipe(Selection(names=(TENSOR,)), "bf16")
@@ -132,9 +132,9 @@ def test_real_enospc_in_the_candidate_cache(source: Path, tiny_tmpfs: Path, monk
 ENGINE_CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from fakequant import gguf_io
-    from fakequant.engine import Recipe, build_candidate
-    from fakequant.select import Selection
+    from fakequant.gguf import io as gguf_io
+    from fakequant.quant.candidate import Recipe, build_candidate
+    from fakequant.quant.select import Selection
 
     source, dest, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     real_copy = gguf_io.copy_range
@@ -153,7 +153,7 @@ ENGINE_CHILD = textwrap.dedent("""
 ATOMIC_CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from fakequant.cache import atomic_output
+    from fakequant.store.cache import atomic_output
 
     dest, marker = Path(sys.argv[1]), Path(sys.argv[2])
     with atomic_output(dest) as fh:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fakequant.errors import RecipeError
-from fakequant.formats import FLOAT_FORMATS, FORMATS, GGML_FORMATS, check_format, round_trip
+from fakequant.quant.formats import FLOAT_FORMATS, FORMATS, GGML_FORMATS, check_format, round_trip
 
 FAST = settings(max_examples=60, deadline=None)
 rows_f32 = hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.sampled_from([32, 64, 96])),

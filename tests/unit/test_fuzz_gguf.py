@@ -33,10 +33,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakequant import gguf_io
 from fakequant.errors import FakequantError, GGUFFormatError
-from fakequant.gguf_check import check_gguf
-from fakequant.synthetic import write_tiny_gguf
+from fakequant.gguf import io as gguf_io
+from fakequant.gguf.check import check_gguf
+from fakequant.gguf.synthetic import write_tiny_gguf
 
 EXAMPLES = int(os.environ.get("FAKEQUANT_FUZZ_EXAMPLES", "300"))
 MEMORY_HEADROOM = 1 << 30  # a few hundred MB would do for the tiny file; 1 GiB leaves room for the interpreter
@@ -171,7 +171,7 @@ def exercise(path: Path, base: Path) -> str:
         assert [t.name for t in reader.tensors] == [t.name for t in summary.tensors]
         assert [t.data_offset for t in reader.tensors] == [t.offset for t in summary.tensors]
 
-    from fakequant import engine  # imported here so that a missing engine fails only this part
+    from fakequant.quant import candidate as engine  # imported here so that a missing engine fails only this part
 
     outcome = "ok"
     try:

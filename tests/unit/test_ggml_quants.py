@@ -11,8 +11,8 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize, quantize
 
-from fakequant import ggml_quants
 from fakequant.errors import RecipeError
+from fakequant.quant import ggml as ggml_quants
 
 GGUF_PY_QUANTIZES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "mxfp4")
 ALL_BLOCK = (*GGUF_PY_QUANTIZES, "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
@@ -65,12 +65,12 @@ def _tensor_bytes(reader: GGUFReader, name: str) -> tuple[str, np.ndarray]:
 def test_round_trip_bytes_equal_llama_quantize(tmp_path: Path) -> None:
     """llama-quantize --pure Q4_K on SmolLM2: ffn_down (rows of 1536) becomes Q4_K, the rest falls back. Our
     quantize_rows(dequantize(source)) must give the same bytes for both kinds of tensor."""
-    from fakequant.assets import model_path
-    from fakequant.tools import tool_path
+    from fakequant.store.assets import model_path
+    from fakequant.store.tools import tool_path
 
     tool = tool_path("llama-quantize")
     if tool is None:
-        pytest.skip("llama-quantize not built; run `python -m fakequant.tools build` (about 6 minutes)")
+        pytest.skip("llama-quantize not built; run `python -m fakequant.store.tools build` (about 6 minutes)")
     src = model_path()
     out = tmp_path / "q4k.gguf"
     proc = subprocess.run([str(tool), "--allow-requantize", "--pure", str(src), str(out), "Q4_K", "2"],

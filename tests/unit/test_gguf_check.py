@@ -2,7 +2,7 @@
 
 Bad files are built byte by byte with :func:`build_gguf` (a minimal GGUF serializer, so that the test can write what
 gguf-py's writer would refuse: duplicate names, unknown types, absurd counts), or by patching a valid file written
-by :func:`fakequant.synthetic.write_tiny_gguf`.
+by :func:`fakequant.gguf.synthetic.write_tiny_gguf`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import gguf
 import pytest
 
 from fakequant.errors import GGUFFormatError
-from fakequant.gguf_check import check_gguf
-from fakequant.synthetic import write_tiny_gguf
+from fakequant.gguf.check import check_gguf
+from fakequant.gguf.synthetic import write_tiny_gguf
 
 DEFAULT_MODEL = Path.home() / ".cache" / "fakequant" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 

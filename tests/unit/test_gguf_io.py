@@ -11,9 +11,9 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from fakequant import gguf_io
 from fakequant.errors import GGUFFormatError
-from fakequant.synthetic import write_synthetic_gguf, write_tiny_gguf
+from fakequant.gguf import io as gguf_io
+from fakequant.gguf.synthetic import write_synthetic_gguf, write_tiny_gguf
 
 PROV = {"fakequant.recipe": '{"x": 1}', "fakequant.source_sha256": "ab" * 32, "fakequant.version": "test"}
 

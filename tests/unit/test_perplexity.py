@@ -1,4 +1,4 @@
-"""fakequant.perplexity and fakequant.baseline: corpus checks, the llama.cpp algorithm, the paired statistics.
+"""runtime.perplexity and suite.baseline: corpus checks, the llama.cpp algorithm, the paired statistics.
 
 The golden numbers of llama.cpp's own tool are checked in test_tools_crosscheck.py; here the algorithm is checked
 against an independent straightforward implementation, and the statistics against their textbook formulas.
@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from fakequant import assets, cli, runtime
-from fakequant.baseline import baseline_cached, baseline_key, baseline_path
+from fakequant import cli
 from fakequant.errors import CorpusError, ModelRuntimeError
-from fakequant.perplexity import BaseReference, compare, corpus_tokens, paired_stats, perplexity
 from fakequant.report import plots, text
-from fakequant.settings import RuntimeSettings
+from fakequant.runtime import llama as runtime
+from fakequant.runtime.perplexity import BaseReference, compare, corpus_tokens, paired_stats, perplexity
+from fakequant.runtime.settings import RuntimeSettings
+from fakequant.store import assets
+from fakequant.suite.baseline import baseline_cached, baseline_key, baseline_path
 
 CTX = 256
 SETTINGS = RuntimeSettings(n_ctx=CTX, n_batch=CTX, n_ubatch=CTX, n_threads=2)
@@ -95,7 +97,7 @@ def test_prefix_tokenization_equals_whole_text(base, small_corpus):
 
 def naive_perplexity(model, text, n_ctx, n_chunk):
     """Straight from the description of llama-perplexity, through llama-cpp-python's high-level API."""
-    with runtime._model_params(use_extra_bufts=False):  # AMX faults on this VM; see fakequant.settings
+    with runtime._model_params(use_extra_bufts=False):  # AMX faults on this VM; see fakequant.runtime.settings
         llama = runtime.llama_cpp.Llama(str(model.path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=2,
                                         n_threads_batch=2, logits_all=True, verbose=False)
     tokens = llama.tokenize(text.encode(), add_bos=model.add_bos, special=False)

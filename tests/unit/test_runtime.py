@@ -1,4 +1,4 @@
-"""fakequant.settings and fakequant.runtime on the default model: loading, generation, chat, scoring."""
+"""fakequant.runtime.settings and fakequant.runtime.llama on the default model: loading, generation, chat, scoring."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from fakequant import assets, runtime
 from fakequant.errors import CriteriaError, ModelRuntimeError
-from fakequant.settings import RuntimeSettings, SamplingParams
+from fakequant.runtime import llama as runtime
+from fakequant.runtime.settings import RuntimeSettings, SamplingParams
+from fakequant.store import assets
 
 SETTINGS = RuntimeSettings(n_ctx=256, n_batch=256, n_ubatch=256, n_threads=2)
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakequant.errors import RecipeError
-from fakequant.select import Selection, kind_of, layer_of, parse_layers, select_tensors
-from fakequant.synthetic import tiny_tensor_shapes
+from fakequant.gguf.synthetic import tiny_tensor_shapes
+from fakequant.quant.select import Selection, kind_of, layer_of, parse_layers, select_tensors
 
 NAMES = list(tiny_tensor_shapes(n_layers=12, dim=32))  # llama layout, 12 blocks
 SRC = "model.gguf"

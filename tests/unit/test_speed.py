@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.speed import METRICS, Samples, compare_metric, measure, measure_round, reason
+from fakequant.runtime.speed import METRICS, Samples, compare_metric, measure, measure_round, reason
 
 
 def test_noise_is_no_significant_slowdown():
@@ -82,9 +82,9 @@ def test_measure_through_benchmark_and_without_it():
 
 
 def test_a_round_runs_in_a_child_and_names_a_model_that_fails(tmp_path):
-    from fakequant import assets
     from fakequant.errors import ModelRuntimeError
-    from fakequant.settings import RuntimeSettings
+    from fakequant.runtime.settings import RuntimeSettings
+    from fakequant.store import assets
 
     model = assets.model_path()
     samples = Samples()

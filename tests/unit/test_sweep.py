@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from fakequant import sweep
-from fakequant.criteria import load_criteria
 from fakequant.errors import CriteriaError
-from fakequant.outcomes import CheckOutcome, record_outcome, save_artifact
 from fakequant.report.sensitivity import CellResult, SensitivityMap, layer_ranges, write
+from fakequant.suite import sweep
+from fakequant.suite.criteria import load_criteria
+from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,11 @@
 """Golden numbers from llama.cpp's own ``llama-perplexity``, built from the same source as llama-cpp-python.
 
 Identical settings on both sides: context 512, batch 512, 2 threads, flash attention off, no repacking (``-nr``:
-AMX faults on this project's VMs, see fakequant.settings), 4 chunks.
+AMX faults on this project's VMs, see fakequant.runtime.settings), 4 chunks.
 
 What must agree, and why not everything to 1e-4: llama.cpp's KLD mode stores the base's log-probabilities in 16 bits
 clamped 16 nats below the top logit, so its PPL(base), ln ratio and KLD are approximations of what
-fakequant.perplexity.compare() computes exactly. PPL(Q) involves no stored values (relative 1e-4); its PPL(base) is
+runtime.perplexity.compare() computes exactly. PPL(Q) involves no stored values (relative 1e-4); its PPL(base) is
 checked against its own plain perplexity of the base (1e-4); "same top p" (1e-3) and mean KLD (relative 5e-3) carry
 the 16-bit storage.
 """
@@ -18,9 +18,10 @@ import subprocess
 import pytest
 from test_perplexity import write_fp8_candidate
 
-from fakequant import assets, runtime, tools
-from fakequant.perplexity import compare, perplexity
-from fakequant.settings import RuntimeSettings
+from fakequant.runtime import llama as runtime
+from fakequant.runtime.perplexity import compare, perplexity
+from fakequant.runtime.settings import RuntimeSettings
+from fakequant.store import assets, tools
 
 pytestmark = pytest.mark.needs_tools
 
@@ -34,7 +35,8 @@ COMMON = ["-c", str(CTX), "-b", str(CTX), "-ub", str(CTX), "-t", str(THREADS), "
 def llama_perplexity():
     path = tools.tool_path("llama-perplexity")
     if path is None:
-        pytest.skip("llama.cpp's llama-perplexity is not built; run `make tools` (python -m fakequant.tools build)")
+        pytest.skip("llama.cpp's llama-perplexity is not built; run `make tools` "
+                    "(python -m fakequant.store.tools build)")
     return path
 
 

@@ -4,7 +4,7 @@ Three levels, cheapest first:
 
 1. llama-cpp-python's own formatter class (``Jinja2ChatFormatter``, what ``Llama`` builds from
    ``tokenizer.chat_template``) renders in jinja2's ``ImmutableSandboxedEnvironment``, and refuses each escape;
-2. the project's :func:`fakequant.runtime.format_chat` turns that refusal into one-line ModelRuntimeError (a stub
+2. the project's :func:`fakequant.runtime.llama.format_chat` turns that refusal into one-line ModelRuntimeError (a stub
    model carries the template, so no weights are loaded);
 3. end to end: a copy of the real default model whose ``tokenizer.chat_template`` is replaced by a hostile one,
    loaded by llama.cpp and rendered through the runtime.
@@ -25,8 +25,8 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from fakequant import runtime
 from fakequant.errors import ModelRuntimeError
+from fakequant.runtime import llama as runtime
 
 DEFAULT_MODEL = Path.home() / ".cache" / "fakequant" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 SECRET = "fakequant-canary-4f1c"  # put in the environment; no template may print it
@@ -123,7 +123,7 @@ def test_runtime_renders_an_honest_template() -> None:
 def with_chat_template(source: Path, dest: Path, template: str) -> Path:
     """Copy ``source`` with ``tokenizer.chat_template`` replaced; tensor data is copied unchanged (offsets are
     relative to the data section, which is re-aligned after the new header)."""
-    from fakequant.gguf_io import read_layout
+    from fakequant.gguf.io import read_layout
 
     info = read_layout(source)
     kv = next(f for f in info.fields if f.key == "tokenizer.chat_template")
@@ -143,8 +143,8 @@ def with_chat_template(source: Path, dest: Path, template: str) -> Path:
 
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason=f"default model not fetched ({DEFAULT_MODEL})")
 def test_real_model_with_a_hostile_template(tmp_path: Path) -> None:
-    from fakequant.gguf_check import check_gguf
-    from fakequant.settings import RuntimeSettings
+    from fakequant.gguf.check import check_gguf
+    from fakequant.runtime.settings import RuntimeSettings
 
     path = with_chat_template(DEFAULT_MODEL, tmp_path / "hostile.gguf", HOSTILE["globals_os"])
     check_gguf(path)

@@ -16,14 +16,14 @@ from fakequant.errors import FakequantError
 
 # command -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
-    "quantize": "fakequant.engine:cli_quantize",
-    "inspect": "fakequant.engine:cli_inspect",
-    "ppl": "fakequant.perplexity:cli_ppl",
-    "compare": "fakequant.perplexity:cli_compare",
+    "quantize": "fakequant.quant.candidate:cli_quantize",
+    "inspect": "fakequant.quant.candidate:cli_inspect",
+    "ppl": "fakequant.runtime.perplexity:cli_ppl",
+    "compare": "fakequant.runtime.perplexity:cli_compare",
     "report": "fakequant.report:cli_report",
-    "sweep": "fakequant.sweep:cli_sweep",
-    "list": "fakequant.sweep:cli_list",
-    "fetch": "fakequant.assets:cli_fetch",
+    "sweep": "fakequant.suite.sweep:cli_sweep",
+    "list": "fakequant.suite.sweep:cli_list",
+    "fetch": "fakequant.store.assets:cli_fetch",
 }
 
 

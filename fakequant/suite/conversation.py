@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fakequant.criteria import Prompt, Thresholds
-from fakequant.outcomes import Status
-from fakequant.settings import SamplingParams
+from fakequant.runtime.settings import SamplingParams
+from fakequant.suite.criteria import Prompt, Thresholds
+from fakequant.suite.outcomes import Status
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _UNITS = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9]")  # words; every other non-space character is a unit
@@ -211,7 +211,7 @@ def run_prompt(model: Any, prompt: Prompt) -> list[list[dict[str, Any]]]:
 
 
 def _one_sample(model: Any, prompt: Prompt, params: SamplingParams) -> list[dict[str, Any]]:
-    from fakequant import runtime
+    from fakequant.runtime import llama as runtime
 
     if prompt.kind == "raw":
         return [runtime.generate(model, prompt.prompt, params).to_json()]
@@ -235,11 +235,11 @@ Scorer = Callable[[str, str], Sequence[float]]  # (answer, prefix) → ln p of e
 def token_logprobs(model: Any, text: str, prefix: str = "") -> list[float]:
     """ln p(token | everything before it) for each token of ``text`` after ``prefix``, under ``model``.
 
-    The per-token form of :func:`fakequant.runtime.text_logprob` (same tokenization at the seam), so that the
+    The per-token form of :func:`fakequant.runtime.llama.text_logprob` (same tokenization at the seam), so that the
     fluency check can tell a real loss of fluency from the spread of two short answers."""
     import numpy as np
 
-    from fakequant import runtime
+    from fakequant.runtime import llama as runtime
 
     pre = model.tokenize(prefix, special=True) if prefix else ([model.bos] if model.add_bos else [])
     full = model.tokenize(prefix + text, special=True)

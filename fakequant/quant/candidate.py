@@ -1,7 +1,7 @@
 """The fake-quantization engine: GGUF in, GGUF out, numbers out.
 
 :func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
-selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf_io` (atomic, verified
+selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.io` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
 
 Storage of the fake-quantized values: a float source (F32/F16/BF16) is stored back in its own type when every
@@ -28,9 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from fakequant import __version__, formats, gguf_io
-from fakequant.analysis import TensorStats, compare_tensors
-from fakequant.cache import (
+from fakequant import __version__
+from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
+from fakequant.gguf import io as gguf_io
+from fakequant.gguf.io import ModelInfo, Replacement
+from fakequant.quant import formats
+from fakequant.quant.select import Selection, select_tensors
+from fakequant.quant.stats import TensorStats, compare_tensors
+from fakequant.store.cache import (
     atomic_path,
     cache_dir,
     cached_json,
@@ -40,9 +45,6 @@ from fakequant.cache import (
     stable_hash,
     write_json,
 )
-from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
-from fakequant.gguf_io import ModelInfo, Replacement
-from fakequant.select import Selection, select_tensors
 
 ENGINE_VERSION = "1"  # bump when the bytes or numbers a recipe produces change
 STORE_TYPES = {"f32": "F32", "f16": "F16"}

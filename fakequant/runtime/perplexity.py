@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from fakequant.errors import CorpusError, ModelRuntimeError
-from fakequant.runtime import Model, clear_memory, decode, first_nonfinite, load_model
-from fakequant.settings import RuntimeSettings
+from fakequant.runtime.llama import Model, clear_memory, decode, first_nonfinite, load_model
+from fakequant.runtime.settings import RuntimeSettings
 
 KLD_HIST_EDGES = np.linspace(-10.0, 2.0, 61)  # log10(KLD) bins for plots; values outside go to the end bins
 

@@ -1,6 +1,6 @@
 """Read a GGUF's layout, write a copy with some tensors replaced, and verify the copy against the original.
 
-Reading: :func:`read_layout` first runs :func:`fakequant.gguf_check.check_gguf`, then walks the header itself to
+Reading: :func:`read_layout` first runs :func:`fakequant.gguf.check.check_gguf`, then walks the header itself to
 record the exact byte span of every key/value pair (so a copy can carry each one over byte for byte, type and all)
 and the tensor table. Tensor data is read on demand (:func:`read_tensor_values`), one tensor at a time.
 
@@ -32,9 +32,9 @@ import ml_dtypes
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
-from fakequant import ggml_quants
 from fakequant.errors import GGUFFormatError, RecipeError
-from fakequant.gguf_check import check_gguf
+from fakequant.gguf.check import check_gguf
+from fakequant.quant import ggml as ggml_quants
 
 PROVENANCE_PREFIX = "fakequant."
 DEFAULT_ALIGNMENT = 32

@@ -9,7 +9,7 @@ Definitions (a = before, b = after, over finite pairs):
   error is zero);  cosine = a·b / (|a||b|) (1.0 when both are zero vectors);  wasserstein = W₁ between the empirical
   distributions of the finite values of a and of b (how far the value distribution moved, in value units).
 
-JSON: written through fakequant.cache.dumps, so an infinite sqnr_db (nothing changed) becomes null there.
+JSON: written through fakequant.store.cache.dumps, so an infinite sqnr_db (nothing changed) becomes null there.
 """
 
 from __future__ import annotations

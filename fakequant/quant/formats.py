@@ -16,7 +16,7 @@ Integer formats (symmetric, no zero point, ties to even, scale kept in float32):
   group stays zero.
 
 ggml block formats (``q8_0`` ... ``q6_k``, ``mxfp4``): ggml's own quantizer and dequantizer
-(:mod:`fakequant.ggml_quants`), as ``llama-quantize`` without an importance matrix. Rows must be a multiple of
+(:mod:`fakequant.quant.ggml`), as ``llama-quantize`` without an importance matrix. Rows must be a multiple of
 the block size (32; 256 for K-quants). NaN/Inf inputs get whatever ggml does with them (for q8_0 a NaN turns its
 whole block of 32 into NaN; K-quants may turn a whole 256-row super-block into NaN); the analysis counts them.
 """
@@ -28,8 +28,8 @@ import difflib
 import ml_dtypes
 import numpy as np
 
-from fakequant import ggml_quants
 from fakequant.errors import RecipeError
+from fakequant.quant import ggml as ggml_quants
 
 FLOAT_FORMATS = {
     "bf16": np.dtype(ml_dtypes.bfloat16),

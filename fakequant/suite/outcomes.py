@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from fakequant.cache import write_json
+from fakequant.store.cache import write_json
 
 
 class Status(StrEnum):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import CriteriaError, FakequantError
-from fakequant.settings import RuntimeSettings, SamplingParams
+from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
 CHECK_CATEGORIES = ("must_pass", "numerical", "perplexity", "conversation", "speed")
 SWEEP_CHECKS = ("must_pass", "numerical", "perplexity")  # a sweep cell costs about one perplexity pass
@@ -98,7 +98,7 @@ class Prompt:
 class Experiment:
     name: str
     description: str
-    recipe: Any  # fakequant.engine.Recipe (imported lazily: reading criteria must not need the engine's numpy work)
+    recipe: Any  # quant.candidate.Recipe (imported lazily: reading criteria must not need the engine's numpy work)
     thresholds: Thresholds
     settings: RuntimeSettings
     chunks: int
@@ -409,7 +409,7 @@ def _asset(value: Any, what: str, ctx: _Ctx, key: str, base: Path) -> Path:
         value = str(value)
     value = ctx.typed(value, "str", key) if key.startswith(("defaults", "experiments", "sweeps")) else value
     if value == "default":
-        from fakequant import assets  # fetches (once) and verifies the pinned default
+        from fakequant.store import assets  # fetches (once) and verifies the pinned default
 
         return assets.model_path() if what == "model" else assets.corpus_path()
     p = _path(value, base)
@@ -505,8 +505,8 @@ def _thresholds(defaults: Mapping[str, Any], override: Any, ctx: _Ctx, key: str)
 
 def _recipe(selection: dict[str, Any], fmt: str, group_size: int | None, store: str | None, epsilon: float,
             ctx: _Ctx, key: str) -> Any:
-    from fakequant.engine import Recipe
-    from fakequant.select import Selection
+    from fakequant.quant.candidate import Recipe
+    from fakequant.quant.select import Selection
 
     try:
         recipe = Recipe(selection=Selection(**selection), format=fmt, group_size=group_size, store=store,

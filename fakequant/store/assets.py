@@ -7,7 +7,7 @@
   stripped to plain text. The package's README: "Distributed with the permission of the copyright holder,
   redistribution permitted."
 
-Each asset is written through :func:`~fakequant.cache.atomic_path` and checked against its pinned sha256, so a
+Each asset is written through :func:`~fakequant.store.cache.atomic_path` and checked against its pinned sha256, so a
 failed or partial download never leaves a file that later looks valid; a file whose hash is wrong is replaced.
 """
 
@@ -24,8 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakequant.cache import atomic_path, cache_dir, locked, sha256_file
 from fakequant.errors import AssetError
+from fakequant.store.cache import atomic_path, cache_dir, locked, sha256_file
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Sweeps: run the cells of a ``[sweeps.<name>]`` table through pytest, cache each cell, draw the sensitivity map.
 
-A sweep cell is an ordinary experiment (named ``sweep_<name>_L05_ffn_norm_fp8_e4m3`` by :mod:`fakequant.criteria`)
+A sweep cell is an ordinary experiment (named ``sweep_<name>_L05_ffn_norm_fp8_e4m3`` by :mod:`fakequant.suite.criteria`)
 with its own tests and report. Cells are collected only when asked for (``pytest --sweep NAME``), so a plain
 ``pytest`` run never pays for them. ``fakequant sweep NAME -j N``:
 
@@ -8,8 +8,8 @@ with its own tests and report. Cells are collected only when asked for (``pytest
    model sha256, corpus sha256, runtime settings, recipe, chunks, thresholds, checks and llama.cpp version;
 2. runs only the uncached cells as ``python -m pytest --sweep NAME -k '<cells>' -n N --dist loadgroup`` (same
    Python), each worker with ``cores // N`` threads, so that the cores are not oversubscribed;
-3. reads each new cell's recorded outcomes back (:func:`fakequant.outcomes.load_experiment`), decides it
-   (:func:`fakequant.verdict.decide`), caches it, and writes ``reports/sweeps/NAME/sensitivity.{json,md,png}``.
+3. reads each new cell's recorded outcomes back (:func:`fakequant.suite.outcomes.load_experiment`), decides it
+   (:func:`fakequant.suite.verdict.decide`), caches it, and writes ``reports/sweeps/NAME/sensitivity.{json,md,png}``.
 
 The thread count is left out of the cache key on purpose: llama.cpp's CPU kernels split work by rows, and logits with
 1 and 2 threads were measured bitwise identical on the default model, so the map is the same whatever N.
@@ -32,10 +32,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fakequant.cache import cache_dir, locked, sha256_file, stable_hash, write_json
-from fakequant.criteria import Criteria, Experiment, load_criteria
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
+from fakequant.store.cache import cache_dir, locked, sha256_file, stable_hash, write_json
+from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 
 CELL_CACHE_VERSION = 2  # bump when what a cell records changes (2: only cells with every declared check measured)
 
@@ -122,8 +122,8 @@ def _float(value: Any) -> float | None:
 
 
 def result_from_data(exp: Experiment, data: Any) -> CellResult:
-    """One cell's result from what its tests recorded (an :class:`~fakequant.outcomes.ExperimentData`)."""
-    from fakequant.verdict import decide
+    """One cell's result from what its tests recorded (an :class:`~fakequant.suite.outcomes.ExperimentData`)."""
+    from fakequant.suite.verdict import decide
 
     layer, kind, fmt = cell_coordinates(exp)
     if not data.outcomes:
@@ -142,8 +142,8 @@ def result_from_data(exp: Experiment, data: Any) -> CellResult:
 def cacheable(result: CellResult, data: Any, exp: Experiment) -> bool:
     """Only complete measurements are cached: a decision reached, no check that could not run, and an outcome for
     every check category the cell declares (a no-op candidate skips the quality checks: that is complete too)."""
-    from fakequant.outcomes import Status
-    from fakequant.verdict import no_op
+    from fakequant.suite.outcomes import Status
+    from fakequant.suite.verdict import no_op
 
     measured = {o.category for o in data.outcomes}
     missing = [c for c in exp.checks if c not in measured]
@@ -244,7 +244,7 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
                              jobs=workers, threads=threads_per_worker(workers), root=root)
         log("$ " + shlex.join(cmd))
         rc = (runner or _run)(cmd, root)
-        from fakequant.outcomes import load_experiment
+        from fakequant.suite.outcomes import load_experiment
 
         for exp in todo:
             data = load_experiment(report_dir, exp.name)
@@ -302,7 +302,7 @@ def _matches(data: Any, exp: Experiment) -> bool:
 
 def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
     """The complete result a pytest run already recorded for this very cell under ``report_dir``, else None."""
-    from fakequant.outcomes import load_experiment
+    from fakequant.suite.outcomes import load_experiment
 
     if not (Path(report_dir) / exp.name / ".data").is_dir():
         return None

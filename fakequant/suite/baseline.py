@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fakequant.cache import cache_dir, locked, sha256_file, stable_hash, write_json
-from fakequant.settings import RuntimeSettings
+from fakequant.runtime.settings import RuntimeSettings
+from fakequant.store.cache import cache_dir, locked, sha256_file, stable_hash, write_json
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -32,7 +32,7 @@ def file_sha256(path: Path) -> str:
 
 def baseline_key(model: Path, corpus: Path | None, settings: RuntimeSettings, **extra: Any) -> dict[str, Any]:
     """The standard key: model and corpus by content, settings, llama.cpp build, plus ``extra`` (JSON-able)."""
-    from fakequant.runtime import build_info  # imports llama.cpp; only callers that compute need it
+    from fakequant.runtime.llama import build_info  # imports llama.cpp; only callers that compute need it
 
     return {
         "model_sha256": file_sha256(model),

@@ -135,7 +135,7 @@ def _quantize(values: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
         return quantize(values, qtype)
     except NotImplementedError:
         # K-quants: gguf-py cannot quantize them; use ggml's own quantizer.
-        from fakequant.ggml_quants import quantize_rows
+        from fakequant.quant.ggml import quantize_rows
 
         return quantize_rows(values.reshape(-1, values.shape[-1]), qtype.name).reshape(
             *values.shape[:-1], -1

@@ -1,9 +1,9 @@
 """Running a GGUF through llama-cpp-python: load (timed), generate, chat, score text, and raw logits for perplexity.
 
-Everything runs with one :class:`~fakequant.settings.RuntimeSettings`, recorded in each result. Decoding goes through
-llama.cpp's own batch API (``llama_decode``) rather than ``Llama.eval`` so that only the positions we score produce
-logits (the way ``llama-perplexity`` asks for them) and nothing is copied twice. Timings come from llama.cpp's own
-counters (``llama_perf_context``), the ones ``llama-cli`` and ``llama-bench`` print.
+Everything runs with one :class:`~fakequant.runtime.settings.RuntimeSettings`, recorded in each result.
+Decoding goes through llama.cpp's own batch API (``llama_decode``) rather than ``Llama.eval`` so that only the
+positions we score produce logits (the way ``llama-perplexity`` asks for them) and nothing is copied twice. Timings
+come from llama.cpp's own counters (``llama_perf_context``), the ones ``llama-cli`` and ``llama-bench`` print.
 
 llama.cpp logs through a callback; we keep its recent lines in memory (printing them only when
 ``FAKEQUANT_LLAMA_LOG=1``) so that a failed load can say llama.cpp's reason in one line.
@@ -30,7 +30,7 @@ import numpy as np
 from llama_cpp import _internals
 
 from fakequant.errors import ModelRuntimeError
-from fakequant.settings import RuntimeSettings, SamplingParams
+from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
 GGML_TYPES = {
     "f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16, "bf16": 30, "q8_0": llama_cpp.GGML_TYPE_Q8_0,

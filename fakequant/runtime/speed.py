@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import ModelRuntimeError
-from fakequant.outcomes import Status
+from fakequant.suite.outcomes import Status
 
 METRICS = {  # name → (unit, higher is better)
     "load_s": ("s", False),
@@ -111,7 +111,7 @@ def measure_round(paths: dict[str, Path], settings: Any, samples: Samples, round
     conditions."""
     order = ["baseline", "candidate"] if round_index % 2 == 0 else ["candidate", "baseline"]
     job = {"settings": settings.to_json(), "models": [[who, str(paths[who])] for who in order]}
-    proc = subprocess.run([sys.executable, "-m", "fakequant.speed", json.dumps(job)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "fakequant.runtime.speed", json.dumps(job)], capture_output=True,
                           text=True, timeout=600)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -124,8 +124,8 @@ def measure_round(paths: dict[str, Path], settings: Any, samples: Samples, round
 
 def _child(job: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The child's side of :func:`measure_round`: llama.cpp's counters of each model, in the order given."""
-    from fakequant import runtime
-    from fakequant.settings import RuntimeSettings, SamplingParams
+    from fakequant.runtime import llama as runtime
+    from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
     settings = RuntimeSettings.from_mapping(job["settings"], source="speed round")
     params = SamplingParams(max_tokens=SPEED_TOKENS, temperature=0.0)

@@ -7,8 +7,8 @@ those three targets from its ``vendor/llama.cpp`` and installs the binaries unde
 ``cache_dir("tools")/llama.cpp-<version>/bin``. The ``bin`` folder appears in one rename, under a lock, only when all
 binaries are built: a half-built tree never looks finished, and a second run costs a directory listing.
 
-``python -m fakequant.tools build`` (the Makefile's ``tools`` target) builds them; ``python -m fakequant.tools path``
-prints where they are.
+``python -m fakequant.store.tools build`` (the Makefile's ``tools`` target) builds them;
+``python -m fakequant.store.tools path`` prints where they are.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fakequant.cache import cache_dir, locked
 from fakequant.errors import AssetError
+from fakequant.store.cache import cache_dir, locked
 
 TOOLS = ("llama-perplexity", "llama-bench", "llama-quantize")
 PACKAGE = "llama-cpp-python"
@@ -149,7 +149,7 @@ def _run(cmd: list[str], what: str, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fakequant.tools", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fakequant.store.tools", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("build", "path"))
     parser.add_argument("-j", "--jobs", type=int, default=None)
     args = parser.parse_args(argv)

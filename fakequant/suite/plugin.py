@@ -6,7 +6,7 @@
   ``conversation_case`` by (experiment, prompt). Items are ordered experiment by experiment and grouped per
   experiment for ``pytest -n N --dist loadgroup``, so one worker builds and loads each candidate once.
 - :class:`Suite` (one per process) keeps candidates, loaded models, base references and the sha256 of the originals.
-- :func:`enact` turns a :class:`~fakequant.outcomes.CheckOutcome` into pytest's vocabulary: fail → failed test,
+- :func:`enact` turns a :class:`~fakequant.suite.outcomes.CheckOutcome` into pytest's vocabulary: fail → failed test,
   limitation → xfail, inconclusive → skip, caution → pass + warning; checks of a negative control (``expect =
   "STOP"``) that fail are strict xfails, and ``test_expected_decision`` proves the control reached its decision.
 - The controller (never an xdist worker) writes the reports in ``pytest_sessionfinish`` and prints one line per
@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from fakequant.cache import locked, sha256_file
-from fakequant.criteria import Criteria, Experiment, load_criteria
 from fakequant.errors import FakequantError
-from fakequant.outcomes import CheckOutcome, Status, clear_experiment, data_dir, record_outcome, save_artifact
+from fakequant.store.cache import locked, sha256_file
+from fakequant.suite.criteria import Criteria, Experiment, load_criteria
+from fakequant.suite.outcomes import CheckOutcome, Status, clear_experiment, data_dir, record_outcome, save_artifact
 
 # order of the tests inside an experiment: build first, the integrity and decision checks last
 _ORDER = ("test_must_pass_build", "test_must_pass_format", "test_must_pass_load", "test_must_pass_finite",
@@ -277,8 +277,8 @@ class Suite:
         save_artifact(self.report_dir, exp.name, "provenance", self.provenance(exp))
 
     def provenance(self, exp: Experiment) -> dict[str, Any]:
-        from fakequant import runtime
-        from fakequant.engine import source_sha256
+        from fakequant.quant.candidate import source_sha256
+        from fakequant.runtime import llama as runtime
 
         packages = {}
         for pkg in ("fakequant", "llama-cpp-python", "gguf", "numpy", "scipy", "ml_dtypes", "pytest",
@@ -299,7 +299,7 @@ class Suite:
 
     def build(self, name: str) -> Any:
         """The experiment's candidate (engine cache: built once across processes and runs)."""
-        from fakequant.engine import build_candidate
+        from fakequant.quant.candidate import build_candidate
 
         state = self.experiment(name)
         if state.build_error is not None:
@@ -318,7 +318,7 @@ class Suite:
     def model(self, path: Path, settings: Any) -> Any:
         """A loaded model, shared by every test in this process; at most the baseline and one candidate stay
         loaded (tests run experiment by experiment)."""
-        from fakequant import runtime
+        from fakequant.runtime import llama as runtime
 
         key = (str(path), settings)
         if key not in self.models:
@@ -330,7 +330,7 @@ class Suite:
 
     def base_reference(self, exp: Experiment) -> Any:
         """The base model's side of the paired perplexity comparison, computed once per process and corpus."""
-        from fakequant.perplexity import BaseReference
+        from fakequant.runtime.perplexity import BaseReference
 
         key = (str(exp.model), str(exp.corpus), exp.chunks, exp.settings)
         if key not in self.refs:
@@ -480,7 +480,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(_SUITE_KEY, None)
     if suite is None or suite.criteria is None or _is_worker(session.config):
         return
-    from fakequant.assets import verified_sha256
+    from fakequant.store.assets import verified_sha256
 
     models = {str(e.model) for e in suite.criteria.experiments.values()}
     suite.start_sha = {m: verified_sha256(Path(m)) or sha256_file(Path(m)) for m in models if Path(m).is_file()}

@@ -1,0 +1,1 @@
+"""GGUF files: validate, read, write, compare."""

@@ -1,0 +1,1 @@
+"""Formats, ggml's quantizer, tensor selection and the candidate build."""

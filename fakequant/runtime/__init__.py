@@ -1,0 +1,1 @@
+"""llama.cpp through llama-cpp-python: settings, model, perplexity, speed."""

@@ -1,0 +1,1 @@
+"""Files on disk: the atomic cache, the default assets, llama.cpp's reference tools."""

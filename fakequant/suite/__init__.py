@@ -1,0 +1,1 @@
+"""The go/no-go suite: criteria, rules, outcomes, verdict, baseline, sweeps, the pytest plugin."""
