@@ -22,10 +22,11 @@ from urllib.parse import quote
 from fakequant.errors import FakequantError
 from fakequant.report import document, html, markdown, plots, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
-from fakequant.report.i18n import LANGS, translator
+from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
-from fakequant.suite.outcomes import CheckOutcome, Decision, ExperimentData, load_experiment
+from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
 from fakequant.suite.verdict import Verdict, decide
+from fakequant.suite.vocab import LANGS, Decision
 
 SCHEMA = 1
 __all__ = ["ReportError", "build_document", "cli_report", "finish_run", "html_summary", "render_experiment",

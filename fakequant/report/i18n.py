@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-LANGS = ("en", "zh-TW")
-
 # key -> (English, Traditional Chinese); "{name}" fields are filled by str.format.
 STRINGS: dict[str, tuple[str, str]] = {
     "title": ("Fake-quantization report: {name}", "Fake quantization 報告：{name}"),

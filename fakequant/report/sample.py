@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fakequant.suite.outcomes import CheckOutcome, Status, record_outcome, save_artifact
+from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
+from fakequant.suite.vocab import Status
 
 SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
 HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"

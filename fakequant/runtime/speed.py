@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import ModelRuntimeError
-from fakequant.suite.outcomes import Status
+from fakequant.suite.vocab import Status
 
 METRICS = {  # name → (unit, higher is better)
     "load_s": ("s", False),

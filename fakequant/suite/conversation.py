@@ -29,7 +29,7 @@ from typing import Any
 
 from fakequant.runtime.settings import SamplingParams
 from fakequant.suite.criteria import Prompt, Thresholds
-from fakequant.suite.outcomes import Status
+from fakequant.suite.vocab import Status
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _UNITS = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9]")  # words; every other non-space character is a unit

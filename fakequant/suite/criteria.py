@@ -28,18 +28,14 @@ from typing import Any
 
 from fakequant.errors import CriteriaError, FakequantError
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
+from fakequant.suite.vocab import CATEGORIES, LANGS, TEST_FILES, TEST_ORDER
 
-CHECK_CATEGORIES = ("must_pass", "numerical", "perplexity", "conversation", "speed")
 SWEEP_CHECKS = ("must_pass", "numerical", "perplexity")  # a sweep cell costs about one perplexity pass
 EXPECTABLE = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Words that appear in every acceptance test id or in tests/unit: an experiment whose name is a substring of one of
 # them would make `pytest -k <name>` select tests of other experiments (or the project's own unit tests).
-RESERVED_WORDS = ("tests", "acceptance", "unit", "test_acceptance_must_pass.py", "test_acceptance_quality.py",
-                  "test_acceptance_speed.py", "test_acceptance_decision.py", "test_must_pass_build",
-                  "test_must_pass_format", "test_must_pass_load", "test_must_pass_finite", "test_original_unchanged",
-                  "test_numerical", "test_perplexity", "test_conversation", "test_speed", "test_expected_decision",
-                  "and", "or", "not")
+RESERVED_WORDS = ("tests", "acceptance", "unit", *TEST_FILES, *TEST_ORDER, "and", "or", "not")
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class Experiment:
     prompts: tuple[Prompt, ...]
     model: Path
     corpus: Path
-    checks: tuple[str, ...] = CHECK_CATEGORIES
+    checks: tuple[str, ...] = CATEGORIES
     expect: str | None = None  # a negative control declares the decision it must reach, e.g. "STOP"
     source: str = ""  # "experiments.layer0" or "sweeps.<name>"
     sweep: str | None = None
@@ -159,7 +155,6 @@ _REPORT_KEYS = ("dir", "lang")
 # answers per model for a sampled prompt by default: with 5 seeds each, 5/5 baseline against 1/5 candidate passes is
 # a significant regression (one-sided Fisher exact p = 0.024), 5/5 against 2/5 is not (p = 0.083)
 SAMPLED_ANSWERS = 5
-LANGS = ("en", "zh-TW")
 
 
 class _Ctx:
@@ -392,7 +387,7 @@ def _parse_defaults(table: Mapping[str, Any], ctx: _Ctx, base: Path, prompts: Ma
     # validate the defaults now: a bad default would break every experiment, so the suite refuses to start
     _settings(settings, {}, ctx, "defaults.settings", threads)
     _thresholds(thresholds, {}, ctx, "defaults.thresholds")
-    checks = _checks(table.get("checks", list(CHECK_CATEGORIES)), ctx, "defaults.checks")
+    checks = _checks(table.get("checks", list(CATEGORIES)), ctx, "defaults.checks")
     pids = _prompt_ids(table.get("prompts", list(prompts)), prompts, ctx, "defaults.prompts")
     m = _asset(model if model is not None else table.get("model", "default"), "model", ctx,
                "--model" if model is not None else "defaults.model", base if model is None else Path.cwd())
@@ -437,13 +432,13 @@ def _epsilon(value: Any, ctx: _Ctx, key: str) -> float:
 def _checks(value: Any, ctx: _Ctx, key: str) -> tuple[str, ...]:
     value = ctx.typed(value, "list[str]", key)
     for item in value:
-        if item not in CHECK_CATEGORIES:
-            close = difflib.get_close_matches(item, CHECK_CATEGORIES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; choose from {', '.join(CHECK_CATEGORIES)}"
+        if item not in CATEGORIES:
+            close = difflib.get_close_matches(item, CATEGORIES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; choose from {', '.join(CATEGORIES)}"
             raise ctx.error(key, f"unknown check {item!r}{hint}")
     if "must_pass" not in value:
         raise ctx.error(key, "'must_pass' cannot be turned off: it is what makes a candidate usable at all")
-    return tuple(c for c in CHECK_CATEGORIES if c in value)
+    return tuple(c for c in CATEGORIES if c in value)
 
 
 def _prompt_ids(value: Any, prompts: Mapping[str, Prompt], ctx: _Ctx, key: str) -> tuple[str, ...]:

@@ -15,30 +15,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from fakequant.store.cache import write_json
-
-
-class Status(StrEnum):
-    PASS = "pass"
-    CAUTION = "caution"  # within the acceptable bound, outside the ideal one
-    FAIL = "fail"  # a must-pass failure, or a regression against the baseline
-    LIMITATION = "limitation"  # the baseline fails it too: the model's limit, not the quantization's
-    INCONCLUSIVE = "inconclusive"  # nothing changed, or the effect is below what the measurement resolves
-    ERROR = "error"  # the check could not run (bad input, crash)
-
-
-class Decision(StrEnum):
-    GO = "GO"
-    CAUTION = "CAUTION"
-    STOP = "STOP"
-    INCONCLUSIVE = "INCONCLUSIVE"
-
-
-CATEGORIES = ("must_pass", "numerical", "perplexity", "conversation", "speed")
+from fakequant.suite.vocab import CATEGORIES, Status
 
 
 @dataclass

@@ -32,12 +32,9 @@ import pytest
 from fakequant.errors import FakequantError
 from fakequant.store.cache import locked, sha256_file
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
-from fakequant.suite.outcomes import CheckOutcome, Status, clear_experiment, data_dir, record_outcome, save_artifact
+from fakequant.suite.outcomes import CheckOutcome, clear_experiment, data_dir, record_outcome, save_artifact
+from fakequant.suite.vocab import TEST_ORDER, Status
 
-# order of the tests inside an experiment: build first, the integrity and decision checks last
-_ORDER = ("test_must_pass_build", "test_must_pass_format", "test_must_pass_load", "test_must_pass_finite",
-          "test_numerical", "test_perplexity", "test_conversation", "test_speed", "test_original_unchanged",
-          "test_expected_decision")
 _SUITE_KEY = pytest.StashKey["Suite"]()
 
 
@@ -186,7 +183,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if exp is None:
             return (0, 0, 0, position[id(item)])  # unit tests first, in their own order
         name = getattr(item, "originalname", item.name)
-        order = _ORDER.index(name) if name in _ORDER else len(_ORDER) - 2
+        order = TEST_ORDER.index(name) if name in TEST_ORDER else len(TEST_ORDER) - 2
         return (1, rank.get(exp, len(rank)), order, position[id(item)])
 
     items.sort(key=key)

@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from fakequant.suite.outcomes import CheckOutcome, Decision, ExperimentData, Status
+from fakequant.suite.outcomes import CheckOutcome, ExperimentData
+from fakequant.suite.vocab import Decision, Status
 
 # Categories whose failure stops an experiment; speed failures only caution.
 STOPPING = ("must_pass", "perplexity", "numerical", "conversation")

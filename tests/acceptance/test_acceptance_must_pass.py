@@ -11,7 +11,8 @@ from fakequant.quant.candidate import verify_format
 from fakequant.runtime import llama as runtime
 from fakequant.runtime.settings import SamplingParams
 from fakequant.store.cache import sha256_file
-from fakequant.suite.outcomes import Status, save_artifact
+from fakequant.suite.outcomes import save_artifact
+from fakequant.suite.vocab import Status
 
 QUICK_PROMPT = "Hello"  # the plan: llama-cli --prompt "Hello" -n 5
 QUICK_TOKENS = 5

@@ -11,8 +11,9 @@ import math
 from fakequant.runtime.perplexity import compare
 from fakequant.suite import conversation as conv
 from fakequant.suite.baseline import baseline_cached, baseline_key
-from fakequant.suite.outcomes import Status, save_artifact
+from fakequant.suite.outcomes import save_artifact
 from fakequant.suite.plugin import quality_gate
+from fakequant.suite.vocab import Status
 
 Z95 = 1.96
 

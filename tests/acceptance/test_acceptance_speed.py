@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from fakequant.runtime import speed
-from fakequant.suite.outcomes import Status, save_artifact
+from fakequant.suite.outcomes import save_artifact
+from fakequant.suite.vocab import Status
 
 
 def test_speed(fq_suite, experiment, candidate, outcome, benchmark):

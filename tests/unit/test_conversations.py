@@ -19,7 +19,7 @@ from fakequant.suite.conversation import (
     text_problem,
 )
 from fakequant.suite.criteria import Prompt, Thresholds
-from fakequant.suite.outcomes import Status
+from fakequant.suite.vocab import Status
 
 T = Thresholds()
 

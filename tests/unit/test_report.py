@@ -13,7 +13,8 @@ import pytest
 from fakequant import cli
 from fakequant.report import finish_run, html_summary, markdown, sample, terminal_lines
 from fakequant.report.blocks import Span, Table
-from fakequant.suite.outcomes import CheckOutcome, Decision, data_dir, record_outcome, save_artifact
+from fakequant.suite.outcomes import CheckOutcome, data_dir, record_outcome, save_artifact
+from fakequant.suite.vocab import Decision
 
 EXPECTED = {"go": Decision.GO, "caution": Decision.CAUTION, "stop": Decision.STOP,
             "inconclusive": Decision.INCONCLUSIVE, "noop": Decision.INCONCLUSIVE, "partial": Decision.INCONCLUSIVE,

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from fakequant.suite.outcomes import CheckOutcome, Decision, ExperimentData
+from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.verdict import Verdict, chunks_to_resolve, decide
+from fakequant.suite.vocab import Decision
 
 ALL_PASS = [("load", "must_pass"), ("format", "must_pass"), ("numerical", "numerical"),
             ("perplexity", "perplexity"), ("conversation[intro]", "conversation"), ("speed[gen_tps]", "speed")]
