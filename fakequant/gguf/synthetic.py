@@ -19,6 +19,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 from gguf.quants import quantize
 
+from fakequant.quant.select import kind_of
+
 T = GGMLQuantizationType
 
 # kind -> ggml type for the tiny model; "token_embd" / "output_norm" are the two non-block tensors.
@@ -58,11 +60,6 @@ def tiny_tensor_shapes(n_layers: int, dim: int, vocab: int = 32, ff: int | None 
             shapes[f"blk.{i}.{kind}.weight"] = shape
     shapes["output_norm.weight"] = (dim,)
     return shapes
-
-
-def kind_of(name: str) -> str:
-    parts = name.split(".")
-    return parts[2] if parts[0] == "blk" and len(parts) >= 4 else parts[0]
 
 
 def tiny_values(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -16,6 +16,15 @@ from dataclasses import dataclass
 from fakequant.errors import RecipeError
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.([^.]+)\.")
+LAYERS_RE = re.compile(r"all|\d+(-\d+)?(,\d+(-\d+)?)*")  # a layer list, spaces removed
+
+
+class LayersError(RecipeError):
+    """A layer list that does not parse; ``backwards`` is the range written high to low, when that is the fault."""
+
+    def __init__(self, message: str, backwards: str | None = None) -> None:
+        super().__init__(message)
+        self.backwards = backwards
 
 
 @dataclass(frozen=True)
@@ -42,22 +51,22 @@ def kind_of(name: str) -> str:
     return m.group(2) if m else name.split(".")[0]
 
 
-def parse_layers(spec: str, *, source: str = "layers") -> set[int] | None:
-    """``"0,5,10-12"`` -> {0, 5, 10, 11, 12}; ``"all"`` -> None (every block)."""
-    text = str(spec).strip()
-    if text.lower() == "all":
+def parse_layers(spec: str, *, source: str = "layers") -> list[int] | None:
+    """``"0,5,10-12"`` -> [0, 5, 10, 11, 12] in the order written, without repeats; ``"all"`` -> None (every
+    block). Spaces are ignored. The one reader of a layer list: criteria.toml's experiments and sweeps use it too."""
+    text = str(spec).replace(" ", "")
+    if not LAYERS_RE.fullmatch(text):
+        raise LayersError(f"{source}: layers {spec!r}: expected e.g. '0', '0-2', '0,5,10-12' or 'all'")
+    if text == "all":
         return None
-    layers: set[int] = set()
+    layers: list[int] = []
     for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
-        if not m:
-            raise RecipeError(f"{source}: layers {spec!r}: expected e.g. '0', '0-2', '0,5,10-12' or 'all'")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise RecipeError(f"{source}: layers {spec!r}: range {lo}-{hi} runs backwards")
-        layers.update(range(lo, hi + 1))
-    return layers
+        lo, _, hi = part.partition("-")
+        first, last = int(lo), int(hi or lo)
+        if last < first:
+            raise LayersError(f"{source}: layers {spec!r}: range {first}-{last} runs backwards", backwards=part)
+        layers.extend(range(first, last + 1))
+    return list(dict.fromkeys(layers))
 
 
 def _closest(word: str, candidates: Sequence[str], n: int = 3) -> str:

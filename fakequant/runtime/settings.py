@@ -15,13 +15,48 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fakequant.errors import CriteriaError
 
 # KV cache element types that llama.cpp accepts for --cache-type-k/-v (ggml type names).
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, choices: tuple[str, ...] = (), why: str = "") -> Any:
+    """A dataclass field whose limits live on it, for :func:`out_of_bounds`; ``why`` explains a one-sided bound."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "why": why})
+
+
+def out_of_bounds(f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` breaks the limits declared on field ``f`` ("must be >= 1, got 0"), or None when it keeps them.
+    None always keeps them: it means "unset"."""
+    limits = f.metadata
+    if value is None or not limits:
+        return None
+    if limits["choices"]:
+        return None if value in limits["choices"] else f"must be one of {', '.join(limits['choices'])}, got {value!r}"
+    ge, gt, le, lt = limits["ge"], limits["gt"], limits["le"], limits["lt"]
+    if (ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le) \
+            and (lt is None or value < lt):
+        return None
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else ""
+    high = f"{le}]" if le is not None else f"{lt})" if lt is not None else ""
+    if low and high:
+        return f"must be in {low}, {high}, got {value}"
+    side = next(f"{op} {b}" for b, op in ((ge, ">="), (gt, ">"), (le, "<="), (lt, "<")) if b is not None)
+    why = f" ({limits['why']})" if limits["why"] else ""
+    return f"must be {side}{why}, got {value}"
+
+
+def check_bounds(obj: Any, what: str) -> None:
+    """Raise for the first field of dataclass ``obj`` outside its declared limits: ``settings: n_ctx must be ...``."""
+    for f in dataclasses.fields(obj):
+        problem = out_of_bounds(f, getattr(obj, f.name))
+        if problem:
+            raise CriteriaError(f"{what}: {f.name} {problem}")
 
 
 def _check_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -51,26 +86,18 @@ def _check_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, 
 class RuntimeSettings:
     """How llama.cpp runs a model (context, batches, threads, attention kernel, KV cache, seed)."""
 
-    n_ctx: int = 512
-    n_batch: int = 512
-    n_ubatch: int = 512
-    n_threads: int | None = None  # None: os.cpu_count(), resolved in to_json() and by the runtime
+    n_ctx: int = bounded(512, ge=1)
+    n_batch: int = bounded(512, ge=1)
+    n_ubatch: int = bounded(512, ge=1)
+    n_threads: int | None = bounded(None, ge=1)  # None: os.cpu_count(), resolved in to_json() and by the runtime
     flash_attn: bool = False  # llama.cpp's tools default to on; see the module docstring
-    type_k: str = "f16"
-    type_v: str = "f16"
+    type_k: str = bounded("f16", choices=KV_TYPES)
+    type_v: str = bounded("f16", choices=KV_TYPES)
     seed: int = 1234
     repack: bool = False  # llama.cpp's extra buffer types (repack, AMX); off = `--no-repack`, see the docstring
 
     def __post_init__(self) -> None:
-        for name in ("n_ctx", "n_batch", "n_ubatch"):
-            if getattr(self, name) < 1:
-                raise CriteriaError(f"settings: {name} must be >= 1, got {getattr(self, name)}")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise CriteriaError(f"settings: n_threads must be >= 1, got {self.n_threads}")
-        for name in ("type_k", "type_v"):
-            if getattr(self, name) not in KV_TYPES:
-                raise CriteriaError(f"settings: {name} must be one of {', '.join(KV_TYPES)}, "
-                                    f"got {getattr(self, name)!r}")
+        check_bounds(self, "settings")
 
     @property
     def threads(self) -> int:
@@ -90,20 +117,15 @@ class RuntimeSettings:
 class SamplingParams:
     """How tokens are chosen during generation. ``temperature == 0`` means greedy (argmax)."""
 
-    max_tokens: int = 32
-    temperature: float = 0.0
+    max_tokens: int = bounded(32, ge=1)
+    temperature: float = bounded(0.0, ge=0)
     top_k: int = 40
-    top_p: float = 0.95
+    top_p: float = bounded(0.95, gt=0, le=1)
     seed: int = 1234
     repeat_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise CriteriaError(f"sampling: max_tokens must be >= 1, got {self.max_tokens}")
-        if self.temperature < 0:
-            raise CriteriaError(f"sampling: temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise CriteriaError(f"sampling: top_p must be in (0, 1], got {self.top_p}")
+        check_bounds(self, "sampling")
 
     @property
     def greedy(self) -> bool:

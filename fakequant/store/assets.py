@@ -54,6 +54,11 @@ DEFAULT_CORPUS = Asset(
 )
 
 
+def cached_path(asset: Asset) -> Path:
+    """Where ``asset`` lives in the cache once fetched; nothing is fetched or hashed."""
+    return cache_dir(asset.folder) / asset.name
+
+
 def model_path() -> Path:
     return ensure(DEFAULT_MODEL)
 
@@ -84,7 +89,7 @@ def verified_sha256(path: Path) -> str | None:
 
 def ensure(asset: Asset) -> Path:
     """Return the verified path of ``asset``, fetching it if missing or corrupt."""
-    dest = cache_dir(asset.folder) / asset.name
+    dest = cached_path(asset)
     with locked(dest):
         if dest.exists():
             key = _stat_key(dest)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakequant.errors import CriteriaError
+from fakequant.store import assets
 from fakequant.suite.criteria import expand_layers, load_criteria, sweep_cell_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,6 +176,42 @@ def test_layer_lists():
     assert expand_layers("0,5,10-12") == [0, 5, 10, 11, 12]
     with pytest.raises(CriteriaError, match="backwards"):
         expand_layers("5-2")
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("speed_rounds = 1", "speed_rounds: must be >= 2 (a significance test needs rounds), got 1"),
+    ("speed_alpha = 1", "speed_alpha: must be in (0, 1), got 1.0"),
+    ("conversation_alpha = 0", "conversation_alpha: must be in (0, 1), got 0.0"),
+    ("fluency_factor = 0.9", "fluency_factor: must be >= 1 (a factor on the baseline's own fluency), got 0.9"),
+    ("repetition_max = -0.1", "repetition_max: must be >= 0, got -0.1"),
+    ("speed_rounds = 2.5", "speed_rounds: must be an integer, got a number 2.5"),
+    ("max_rel_diff = inf", "max_rel_diff: must be a finite number, got inf"),
+])
+def test_threshold_limits(tmp_path, entry, message):
+    path = write(tmp_path, f"[defaults.thresholds]\n{entry}\n")
+    with pytest.raises(CriteriaError) as err:
+        load_criteria(path)
+    assert str(err.value) == f"{path}: defaults.thresholds.{message}"
+
+
+def test_default_assets_are_named_not_hashed_and_fetched_only_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+    fetched = []
+
+    def fake_ensure(asset):
+        fetched.append(asset)
+        assets.cached_path(asset).write_bytes(b"GGUF")
+        return assets.cached_path(asset)
+
+    monkeypatch.setattr(assets, "ensure", fake_ensure)
+    monkeypatch.setattr(assets, "sha256_file", lambda p: pytest.fail(f"{p} was hashed"))
+    path = write(tmp_path, "[experiments.one]\ntensors = ['a']\nformat = 'bf16'\n")
+    path.write_text(path.read_text().replace('model = "m.gguf"', 'model = "default"'))
+    crit = load_criteria(path)
+    assert crit.experiments["one"].model == assets.cached_path(assets.DEFAULT_MODEL)
+    assert fetched == [assets.DEFAULT_MODEL]  # the corpus is the file's own
+    load_criteria(path)  # in the cache now: neither fetched again nor hashed
+    assert fetched == [assets.DEFAULT_MODEL]
 
 
 def test_overrides_win(tmp_path):

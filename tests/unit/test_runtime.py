@@ -49,6 +49,23 @@ def test_settings_from_mapping_round_trip_and_errors_name_the_key():
     assert SamplingParams.from_mapping({"temperature": 1}, source="p").temperature == 1.0
 
 
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: RuntimeSettings(n_ubatch=0), "settings: n_ubatch must be >= 1, got 0"),
+    (lambda: RuntimeSettings(n_threads=0), "settings: n_threads must be >= 1, got 0"),
+    (lambda: RuntimeSettings(type_v="q3_k"), "settings: type_v must be one of f32, f16, bf16, q8_0, q4_0, q4_1, "
+                                             "iq4_nl, q5_0, q5_1, got 'q3_k'"),
+    (lambda: SamplingParams(max_tokens=0), "sampling: max_tokens must be >= 1, got 0"),
+    (lambda: SamplingParams(temperature=-0.5), "sampling: temperature must be >= 0, got -0.5"),
+    (lambda: SamplingParams(temperature=float("nan")), "sampling: temperature must be >= 0, got nan"),
+    (lambda: SamplingParams(top_p=1.5), "sampling: top_p must be in (0, 1], got 1.5"),
+])
+def test_limits_declared_on_the_fields_give_one_line(make, message):
+    with pytest.raises(CriteriaError) as err:
+        make()
+    assert str(err.value) == message
+    assert RuntimeSettings(n_threads=None).n_threads is None and SamplingParams(top_p=1).top_p == 1
+
+
 # --- loading ----------------------------------------------------------------------------------------------------
 
 

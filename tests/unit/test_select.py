@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.synthetic import tiny_tensor_shapes
-from fakequant.quant.select import Selection, kind_of, layer_of, parse_layers, select_tensors
+from fakequant.quant.select import LayersError, Selection, kind_of, layer_of, parse_layers, select_tensors
 
 NAMES = list(tiny_tensor_shapes(n_layers=12, dim=32))  # llama layout, 12 blocks
 SRC = "model.gguf"
@@ -67,5 +67,15 @@ def test_parse_layers_round_trips_any_set(layers: set[int]) -> None:
         if i + 1 == len(ordered) or ordered[i + 1] != v + 1:
             parts.append(str(v) if start == v else f"{start}-{v}")
             start = None
-    assert parse_layers(",".join(parts)) == layers
+    assert parse_layers(",".join(parts)) == sorted(layers)
     assert parse_layers("all") is None
+
+
+def test_parse_layers_keeps_the_written_order_and_says_what_is_wrong() -> None:
+    assert parse_layers("5, 0-2,1") == [5, 0, 1, 2]  # spaces ignored, repeats dropped
+    with pytest.raises(LayersError, match=r"src: layers '2-x': expected e.g.") as err:
+        parse_layers("2-x", source="src")
+    assert err.value.backwards is None
+    with pytest.raises(LayersError, match=r"src: layers '1,05-2': range 5-2 runs backwards") as err:
+        parse_layers("1,05-2", source="src")
+    assert err.value.backwards == "05-2"

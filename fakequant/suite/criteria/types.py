@@ -1,0 +1,126 @@
+"""The typed result of reading criteria.toml: thresholds, conversation prompts, experiments, the whole file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fakequant.errors import CriteriaError
+from fakequant.runtime.settings import RuntimeSettings, SamplingParams, bounded
+from fakequant.suite.vocab import CATEGORIES
+
+EXPECTABLE = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")  # what a negative control may declare it must reach
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Go/no-go bounds. Relative values: 0.01 = 1%. Defaults are the user's plan."""
+
+    mean_rel_diff: float = bounded(0.01, ge=0)  # ideal bound on mean |a-b|/(|a|+ε) per changed tensor (plan: < 1%)
+    max_rel_diff: float = bounded(0.10, ge=0)  # ideal bound on max |a-b|/(|a|+ε) (plan: < 10%)
+    mean_rel_diff_acceptable: float = bounded(0.05, ge=0)  # beyond ideal but within these: CAUTION; beyond: fail
+    max_rel_diff_acceptable: float = bounded(1.0, ge=0)  # 1.0 = a value flushed to zero
+    ppl_increase_ideal: float = bounded(0.01, ge=0)  # plan: < 1% ideal
+    ppl_increase_acceptable: float = bounded(0.05, ge=0)  # plan: < 5% acceptable
+    # the candidate answer's fluency PPL may be at most this × the baseline answer's
+    fluency_factor: float = bounded(1.5, ge=1, why="a factor on the baseline's own fluency")
+    # significance level: fluency per token, and pass counts of sampled answers
+    conversation_alpha: float = bounded(0.05, gt=0, lt=1)
+    # share of the answer made of its most repeated n-gram beyond which it is degenerate
+    repetition_max: float = bounded(0.5, ge=0)
+    cjk_min_ratio: float = bounded(0.2, ge=0)  # share of CJK among letters for an answer to count as Chinese
+    # the candidate may be up to 10% slower before a *significant* slowdown fails
+    speed_tolerance: float = bounded(0.10, ge=0)
+    speed_alpha: float = bounded(0.05, gt=0, lt=1)  # significance level of the speed test
+    speed_rounds: int = bounded(5, ge=2, why="a significance test needs rounds")  # interleaved rounds per model
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# (ideal, acceptable) bounds of one measure: the ideal one must be the tighter
+IDEAL_PAIRS = (("ppl_increase_ideal", "ppl_increase_acceptable"), ("mean_rel_diff", "mean_rel_diff_acceptable"),
+               ("max_rel_diff", "max_rel_diff_acceptable"))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One conversation test. ``kind == "raw"``: ``prompt`` is completed as is (the plan's ``llama-cli --prompt``);
+    ``kind == "chat"``: ``turns`` are the user's messages, each answered through the model's chat template with the
+    model's own earlier answers as history (the plan's interactive test)."""
+
+    id: str
+    kind: str
+    prompt: str | None = None
+    turns: tuple[str, ...] = ()
+    system: str | None = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+    contains: tuple[str, ...] = ()  # every one must appear in the answer (case-insensitive)
+    contains_any: tuple[str, ...] = ()  # at least one must appear
+    language: str = "auto"  # "auto" (that of the question), "en", "zh", or "any"
+    samples: int = 1  # answers per model, seeds seed, seed+1, ...: a sampled answer is judged over several
+
+    @property
+    def question(self) -> str:
+        return self.prompt if self.kind == "raw" else self.turns[0]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["params"] = self.params.to_json()
+        data["turns"] = list(self.turns)
+        data["contains"] = list(self.contains)
+        data["contains_any"] = list(self.contains_any)
+        return data
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    recipe: Any  # quant.candidate.Recipe (imported lazily: reading criteria must not need the engine's numpy work)
+    thresholds: Thresholds
+    settings: RuntimeSettings
+    chunks: int
+    prompts: tuple[Prompt, ...]
+    model: Path
+    corpus: Path
+    checks: tuple[str, ...] = CATEGORIES
+    expect: str | None = None  # a negative control declares the decision it must reach, e.g. "STOP"
+    source: str = ""  # "experiments.layer0" or "sweeps.<name>"
+    sweep: str | None = None
+    markers: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The "experiment" artifact of the shared contract."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "recipe": self.recipe.to_json(),
+            "thresholds": self.thresholds.to_json(),
+            "settings": self.settings.to_json(),
+            "chunks": self.chunks,
+            "model": str(self.model),
+            "corpus": str(self.corpus),
+            "checks": list(self.checks),
+            "prompts": [p.to_json() for p in self.prompts],
+            "expect": self.expect,
+            "source": self.source,
+            "sweep": self.sweep,
+        }
+
+
+@dataclass
+class Criteria:
+    path: Path
+    experiments: dict[str, Experiment]  # valid experiments, in file order (sweep cells after experiments)
+    errors: dict[str, CriteriaError]  # experiment name → why it cannot run
+    sweeps: dict[str, tuple[str, ...]]  # sweep name → its cells' experiment names
+    report_dir: Path
+    report_lang: str
+
+    @property
+    def names(self) -> list[str]:
+        """Every experiment name, valid or not, in file order."""
+        return list(dict.fromkeys([*self.experiments, *self.errors]))
