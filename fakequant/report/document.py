@@ -15,7 +15,8 @@ from urllib.parse import quote
 from fakequant.report import fmt, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Image, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import status_text, translator
-from fakequant.suite.verdict import chunks_to_resolve
+from fakequant.suite.criteria import Thresholds
+from fakequant.suite.rules import chunks_to_resolve, no_op
 
 
 def d(value: Any) -> dict[str, Any]:
@@ -45,9 +46,7 @@ class _Ctx:
     @property
     def noop(self) -> bool:
         """Nothing changed: the suite skips the quality checks, and the report says why they are absent."""
-        analysis = self.a("numerical_analysis")
-        tensors = [d(x) for x in lst(analysis.get("tensors"))]
-        return analysis.get("noop") is True or (bool(tensors) and all(x.get("changed") == 0 for x in tensors))
+        return no_op(self.a("numerical_analysis")) is not None
 
     def absent(self) -> Para:
         return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
@@ -310,8 +309,9 @@ def perplexity(ctx: _Ctx) -> list[Block]:
         blocks.append(Para([Span(f"{t('difference')}: ", "b"), diff]))
     ppl_outcomes = [d(o) for o in lst(ctx.doc.get("outcomes")) if d(o).get("category") == "perplexity"]
     if any(o.get("status") == "inconclusive" for o in ppl_outcomes):
-        acceptable = d(ctx.a("experiment").get("thresholds")).get("ppl_increase_acceptable", 0.05)
-        needed = chunks_to_resolve(pc, float(fmt.number(acceptable) or 0.05))
+        acceptable = d(ctx.a("experiment").get("thresholds")).get("ppl_increase_acceptable")
+        needed = chunks_to_resolve(pc, float(acceptable) if isinstance(acceptable, int | float)
+                                   else Thresholds.ppl_increase_acceptable)  # as the verdict reads it
         if needed:
             blocks.append(Para([t("resolve_note", needed=needed, chunks=pc.get("chunks"))]))
     rows: list[list[Cell]] = [[label, value] for label, value in perplexity_lines(pc, t("not_measured"))]
