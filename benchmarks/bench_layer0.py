@@ -27,8 +27,8 @@ from typing import Any
 
 def model_runs(criteria: Path, name: str) -> dict[str, Any]:
     from fakequant.quant.candidate import build_candidate
+    from fakequant.runtime import chat, speed
     from fakequant.runtime import llama as runtime
-    from fakequant.runtime import speed
     from fakequant.runtime.perplexity import BaseReference, compare
     from fakequant.runtime.settings import SamplingParams
     from fakequant.suite import conversation as conv
@@ -53,9 +53,9 @@ def model_runs(criteria: Path, name: str) -> dict[str, Any]:
     if not built.noop and "conversation" in exp.checks:
         t = time.perf_counter()
         for prompt in exp.prompts:
-            answers = [g["text"] for g in conv.run_prompt(cand, prompt)[0]]  # fluency scores the first sample
-            qs = conv.questions(prompt)
-            conv.fluency_nll(lambda a, q: conv.token_logprobs(base, a, q), qs, answers)
+            answers = [g["text"] for g in chat.run_prompt(cand, prompt)[0]]  # fluency scores the first sample
+            qs = chat.questions(prompt)
+            conv.fluency_nll(lambda a, q: chat.token_logprobs(base, a, q), qs, answers)
         parts["conversations"] = time.perf_counter() - t
     base.close()
     cand.close()

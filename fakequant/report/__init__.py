@@ -26,7 +26,7 @@ from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
 from fakequant.suite.verdict import Verdict, decide
-from fakequant.suite.vocab import LANGS, Decision
+from fakequant.suite.vocab import LANGS, Artifact, Decision
 
 SCHEMA = 1
 __all__ = ["ReportError", "build_document", "cli_report", "finish_run", "html_summary", "render_experiment",
@@ -60,11 +60,11 @@ def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> No
     folder = Path(folder)
     artifacts, name = document.d(doc.get("artifacts")), str(doc.get("experiment", "?"))
     doc["plots"] = plots.draw_all(artifacts, folder)
-    if "numerical_analysis" in artifacts:
-        write_json(folder / "numerical_analysis.json", artifacts["numerical_analysis"])
-    _write_text(folder / "conversation_tests.txt", text.conversation_tests(name, artifacts.get("conversations")))
+    if Artifact.NUMERICAL in artifacts:
+        write_json(folder / "numerical_analysis.json", artifacts[Artifact.NUMERICAL])
+    _write_text(folder / "conversation_tests.txt", text.conversation_tests(name, artifacts.get(Artifact.CONVERSATIONS)))
     _write_text(folder / "perplexity_comparison.txt",
-                text.perplexity_comparison(name, artifacts.get("perplexity_comparison")))
+                text.perplexity_comparison(name, artifacts.get(Artifact.PERPLEXITY)))
     try:
         blocks = document.experiment_blocks(doc, lang)
     except Exception as err:  # a report that crashes at the end of a long run loses it all: say what failed instead

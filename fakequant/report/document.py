@@ -15,7 +15,9 @@ from urllib.parse import quote
 from fakequant.report import fmt, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Image, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import status_text, translator
-from fakequant.suite.verdict import chunks_to_resolve
+from fakequant.suite.criteria import Thresholds
+from fakequant.suite.rules import chunks_to_resolve, no_op
+from fakequant.suite.vocab import PERPLEXITY, Artifact, Status
 
 
 def d(value: Any) -> dict[str, Any]:
@@ -45,9 +47,7 @@ class _Ctx:
     @property
     def noop(self) -> bool:
         """Nothing changed: the suite skips the quality checks, and the report says why they are absent."""
-        analysis = self.a("numerical_analysis")
-        tensors = [d(x) for x in lst(analysis.get("tensors"))]
-        return analysis.get("noop") is True or (bool(tensors) and all(x.get("changed") == 0 for x in tensors))
+        return no_op(self.a(Artifact.NUMERICAL)) is not None
 
     def absent(self) -> Para:
         return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
@@ -120,8 +120,8 @@ def _conversation_counts(convs: list[dict[str, Any]]) -> tuple[int, int, int, in
 
 
 def summary_table(ctx: _Ctx) -> Table:
-    t, pc = ctx.t, ctx.a("perplexity_comparison")
-    settings = d(pc.get("settings")) or d(ctx.a("experiment").get("settings"))
+    t, pc = ctx.t, ctx.a(Artifact.PERPLEXITY)
+    settings = d(pc.get("settings")) or d(ctx.a(Artifact.EXPERIMENT).get("settings"))
     label = (t("ppl_row", chunks=pc["chunks"], ctx=settings.get("n_ctx", "?")) if pc.get("chunks")
              else t("perplexity"))
     rows: list[list[Cell]] = [
@@ -139,12 +139,12 @@ def summary_table(ctx: _Ctx) -> Table:
     if agree is not None and fmt.number(pc.get("same_top_p_se")) is not None:
         agree += f" ± {fmt.pct(pc.get('same_top_p_se'), 2, signed=False)}"
     rows.append([t("top_agree"), "", "", ctx.na(agree)])
-    metrics = d(ctx.a("speed").get("metrics"))
+    metrics = d(ctx.a(Artifact.SPEED).get("metrics"))
     for key, label_key, show in SPEED_METRICS:
         metric = d(metrics.get(key))
         rows.append([t(label_key), _speed_cell(ctx, d(metric.get("baseline")), show),
                      _speed_cell(ctx, d(metric.get("candidate")), show), speed_difference(ctx, metric)])
-    convs = [d(c) for c in lst(ctx.art.get("conversations"))]
+    convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     if convs:
         base, cand, total, same, n = _conversation_counts(convs)
         rows.append([t("conversations"), t("conv_summary", ok=base, n=total), t("conv_summary", ok=cand, n=total),
@@ -157,7 +157,7 @@ def summary_table(ctx: _Ctx) -> Table:
 # --- sections ------------------------------------------------------------------------------------------------------
 
 def header(ctx: _Ctx) -> list[Block]:
-    t, exp = ctx.t, ctx.a("experiment")
+    t, exp = ctx.t, ctx.a(Artifact.EXPERIMENT)
     name = str(ctx.doc.get("experiment") or exp.get("name") or "?")
     decision = str(ctx.verdict.get("decision") or "INCONCLUSIVE")
     blocks: list[Block] = [
@@ -177,7 +177,7 @@ def header(ctx: _Ctx) -> list[Block]:
         items.append([Span(f"{t('description')}: ", "b"), str(exp["description"])])
     items.append([Span(f"{t('recipe')}: ", "b"), *_joined([_code(c) for c in chosen]), " → ",
                   ctx.na(recipe_text)])
-    prov = ctx.a("provenance")
+    prov = ctx.a(Artifact.PROVENANCE)
     items.append([Span(f"{t('model')}: ", "b"), _code(ctx.na(prov.get("model_path") or exp.get("model")))])
     items.append([Span(f"{t('corpus')}: ", "b"), _code(ctx.na(prov.get("corpus_path") or exp.get("corpus")))])
     items.append([Span(f"{t('date')}: ", "b"), ctx.na(prov.get("date") or ctx.doc.get("generated"))])
@@ -219,7 +219,7 @@ def _nonfinite(tensor: dict[str, Any]) -> str:
 
 
 def numerical(ctx: _Ctx) -> list[Block]:
-    t, na = ctx.t, ctx.a("numerical_analysis")
+    t, na = ctx.t, ctx.a(Artifact.NUMERICAL)
     blocks: list[Block] = [Heading(2, t("numerical"))]
     tensors = [d(x) for x in lst(na.get("tensors"))]
     if not tensors:
@@ -255,7 +255,7 @@ def _images(ctx: _Ctx, wanted: Sequence[tuple[str, str]]) -> list[Block]:
 
 
 def load_format(ctx: _Ctx) -> list[Block]:
-    t, load, fc = ctx.t, ctx.a("load"), ctx.a("format_check")
+    t, load, fc = ctx.t, ctx.a(Artifact.LOAD), ctx.a(Artifact.FORMAT_CHECK)
     blocks: list[Block] = [Heading(2, t("load_format"))]
     quick = d(load.get("quick_inference"))
     rows: list[list[Cell]] = [[t("single_load"), ctx.na(fmt.seconds(load.get("baseline_load_s"))),
@@ -301,17 +301,18 @@ def perplexity_lines(pc: dict[str, Any], na: str) -> list[tuple[str, str]]:
 
 
 def perplexity(ctx: _Ctx) -> list[Block]:
-    t, pc = ctx.t, ctx.a("perplexity_comparison")
+    t, pc = ctx.t, ctx.a(Artifact.PERPLEXITY)
     blocks: list[Block] = [Heading(2, t("ppl_section"))]
     if not pc:
         return [*blocks, ctx.absent()]
     diff = perplexity_difference(ctx, pc)
     if diff:
         blocks.append(Para([Span(f"{t('difference')}: ", "b"), diff]))
-    ppl_outcomes = [d(o) for o in lst(ctx.doc.get("outcomes")) if d(o).get("category") == "perplexity"]
-    if any(o.get("status") == "inconclusive" for o in ppl_outcomes):
-        acceptable = d(ctx.a("experiment").get("thresholds")).get("ppl_increase_acceptable", 0.05)
-        needed = chunks_to_resolve(pc, float(fmt.number(acceptable) or 0.05))
+    ppl_outcomes = [d(o) for o in lst(ctx.doc.get("outcomes")) if d(o).get("category") == PERPLEXITY]
+    if any(o.get("status") == Status.INCONCLUSIVE for o in ppl_outcomes):
+        acceptable = d(ctx.a(Artifact.EXPERIMENT).get("thresholds")).get("ppl_increase_acceptable")
+        needed = chunks_to_resolve(pc, float(acceptable) if isinstance(acceptable, int | float)
+                                   else Thresholds.ppl_increase_acceptable)  # as the verdict reads it
         if needed:
             blocks.append(Para([t("resolve_note", needed=needed, chunks=pc.get("chunks"))]))
     rows: list[list[Cell]] = [[label, value] for label, value in perplexity_lines(pc, t("not_measured"))]
@@ -409,7 +410,7 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
 
 
 def conversations(ctx: _Ctx) -> list[Block]:
-    convs = [d(c) for c in lst(ctx.art.get("conversations"))]
+    convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     blocks: list[Block] = [Heading(2, ctx.t("conversations"))]
     if not convs:
         return [*blocks, ctx.absent()]
@@ -419,7 +420,7 @@ def conversations(ctx: _Ctx) -> list[Block]:
 
 
 def speed(ctx: _Ctx) -> list[Block]:
-    t, sp = ctx.t, ctx.a("speed")
+    t, sp = ctx.t, ctx.a(Artifact.SPEED)
     blocks: list[Block] = [Heading(2, t("speed"))]
     metrics = d(sp.get("metrics"))
     if not metrics:
@@ -449,7 +450,7 @@ def _flat(value: Any) -> str:
 
 
 def provenance(ctx: _Ctx) -> list[Block]:
-    t, prov = ctx.t, ctx.a("provenance")
+    t, prov = ctx.t, ctx.a(Artifact.PROVENANCE)
     blocks: list[Block] = [Heading(2, t("provenance"))]
     if not prov:
         blocks.append(Para([t("not_measured")]))
@@ -468,7 +469,7 @@ def provenance(ctx: _Ctx) -> list[Block]:
                  "machine", "packages", "settings"}
         rows += [[key, _flat(value)] for key, value in prov.items() if key not in known]
         blocks.append(Table(["", t("value")], rows))
-    settings = d(prov.get("settings")) or d(ctx.a("experiment").get("settings"))
+    settings = d(prov.get("settings")) or d(ctx.a(Artifact.EXPERIMENT).get("settings"))
     blocks.append(Heading(3, t("settings")))
     if settings:
         blocks.append(Table(["", t("value")], [[key, _flat(value)] for key, value in settings.items()]))
@@ -481,7 +482,7 @@ def experiment_blocks(doc: dict[str, Any], lang: str = "en") -> list[Block]:
     ctx = _Ctx(doc, lang)
     blocks = header(ctx)
     blocks += [Heading(2, ctx.t("summary")), summary_table(ctx)]
-    if ctx.noop and not ctx.a("perplexity_comparison"):
+    if ctx.noop and not ctx.a(Artifact.PERPLEXITY):
         blocks.append(ctx.absent())
     for section in (reasons, checks, numerical, load_format, perplexity, conversations, speed, provenance):
         blocks += section(ctx)
@@ -494,19 +495,19 @@ def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
     """One cell of key numbers: values changed, perplexity increase ± interval, KLD, conversations."""
     ctx = _Ctx(doc, lang)
     out = []
-    tensors = [d(x) for x in lst(ctx.a("numerical_analysis").get("tensors"))]
+    tensors = [d(x) for x in lst(ctx.a(Artifact.NUMERICAL).get("tensors"))]
     if tensors:
         changed = sum(int(fmt.number(x.get("changed")) or 0) for x in tensors)
         total = sum(int(fmt.number(x.get("n")) or 0) for x in tensors)
         out.append(f"{changed}/{total} values changed")
-    pc = ctx.a("perplexity_comparison")
+    pc = ctx.a(Artifact.PERPLEXITY)
     diff = perplexity_difference(ctx, pc)
     if diff:
         out.append(f"PPL {diff}")
     kld = fmt.sig(pc.get("kld_mean"), 3)
     if kld:
         out.append(f"KLD {kld} nats")
-    convs = [d(c) for c in lst(ctx.art.get("conversations"))]
+    convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     if convs:
         out.append(ctx.t("conv_identical", same=_conversation_counts(convs)[3], n=len(convs)))
     return "; ".join(out) or ctx.t("not_measured")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-Z95 = 1.959964  # two-sided 95% normal quantile
+from fakequant.suite import rules
 
 
 def number(value: Any) -> float | None:
@@ -76,8 +76,5 @@ def rate(value: Any) -> str | None:
 def increase_interval(ln_ratio: Any, ln_ratio_se: Any) -> tuple[float, float, float] | None:
     """The perplexity increase exp(ln ratio) − 1 and its 95% interval."""
     r, s = number(ln_ratio), number(ln_ratio_se)
-    if r is None:
-        return None
-    s = s or 0.0
-    return math.expm1(r), math.expm1(r - Z95 * s), math.expm1(r + Z95 * s)
+    return None if r is None else rules.increase_interval(r, s or 0.0)
 

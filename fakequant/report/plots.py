@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from fakequant.store.cache import atomic_output
+from fakequant.suite.vocab import Artifact
 
 MAX_PANELS = 6  # tensors drawn per figure; the numerical table lists them all
 WEIGHTS = "plot_weights.png"
@@ -163,7 +164,7 @@ def kld(comparison: Any, folder: Path) -> str | None:
 
 def draw_all(artifacts: dict[str, Any], folder: Path) -> list[str]:
     """Every plot the artifacts allow; returns the file names written into ``folder``."""
-    analysis, comparison = artifacts.get("numerical_analysis"), artifacts.get("perplexity_comparison")
+    analysis, comparison = artifacts.get(Artifact.NUMERICAL), artifacts.get(Artifact.PERPLEXITY)
     written = [weights(analysis, folder), errors(analysis, folder), chunk_perplexity(comparison, folder),
                kld(comparison, folder)]
     for stale in {WEIGHTS, ERROR, CHUNKS, KLD} - set(written):  # an earlier run's plot must not pass for this one's

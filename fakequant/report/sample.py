@@ -18,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from fakequant.quant.stats import TensorStats
+from fakequant.suite import rules
+from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
-from fakequant.suite.vocab import Status
+from fakequant.suite.vocab import Artifact, Status
 
 SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
 HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"
@@ -114,9 +117,8 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
                   {"name": "language", "baseline_ok": lang_ok, "candidate_ok": lang_ok and not broken,
                    "detail": "" if lang_ok else "answer is English, question is Chinese"}]
         for check in checks:
-            check["status"] = ("pass" if check["candidate_ok"] else
-                               "limitation" if not check["baseline_ok"] else "fail")
-        status = "fail" if broken else ("limitation" if not lang_ok else "pass")
+            check["status"] = str(rules.judge(check["baseline_ok"], check["candidate_ok"]))
+        status = str(rules.overall(Status(c["status"]) for c in checks))
         convs.append({"id": cid, "kind": "raw", "prompt": prompt, "params": {"temperature": temp, "seed": 42,
                                                                               "max_tokens": 50},
                       "baseline": base_side, "candidate": cand_side, "checks": checks, "exact_match": not broken,
@@ -166,7 +168,7 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
 
     recipe = {"selection": {"names": [name], "layers": [], "kinds": []}, "format": fmt_name, "group_size": None,
               "store": "f32", "epsilon": 1e-8}
-    save_artifact(report_dir, experiment, "experiment", {
+    save_artifact(report_dir, experiment, Artifact.EXPERIMENT, {
         "name": experiment, "description": "the user's test 1" if not hostile else HOSTILE, "recipe": recipe,
         "thresholds": {"mean_rel_diff": 0.01, "max_rel_diff": 0.1, "ppl_increase_ideal": 0.01,
                        "ppl_increase_acceptable": 0.05},
@@ -174,11 +176,11 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
                      "type_k": "f16", "type_v": "f16", "seed": 42},
         "chunks": 20, "model": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "corpus": "/corpora/wiki.test.raw",
         "expect": "STOP" if scenario == "stop" else None})
-    save_artifact(report_dir, experiment, "load", {
+    save_artifact(report_dir, experiment, Artifact.LOAD, {
         "baseline_load_s": 0.118, "candidate_load_s": 0.121,
         "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],
                             "nonfinite": None}})
-    save_artifact(report_dir, experiment, "format_check", {"ok": True, "differences": []})
+    save_artifact(report_dir, experiment, Artifact.FORMAT_CHECK, {"ok": True, "differences": []})
     out("load", "must_pass", "pass", "candidate loaded in 0.121 s and generated 5 tokens")
     out("finite", "must_pass", "pass", "no NaN/Inf in 576 weights nor in 5×49152 logits")
     out("format", "must_pass", "pass", "metadata, names, shapes and order identical; 1 tensor differs as declared")
@@ -186,18 +188,17 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         return
 
     tensor = _tensor(name, rng, scale)
-    save_artifact(report_dir, experiment, "numerical_analysis", {
+    save_artifact(report_dir, experiment, Artifact.NUMERICAL, {
         "output": "/cache/candidates/abc.gguf", "source": "/models/SmolLM2-135M-Instruct-Q4_1.gguf",
         "source_sha256": "9" * 64, "recipe": recipe, "noop": scale == 0, "tensors": [tensor]})
     mean_rel = tensor["mean_rel"]
-    num_status = "inconclusive" if scale == 0 else ("fail" if mean_rel > 0.05 else
-                                                   "caution" if mean_rel > 0.01 else "pass")
+    num_status = rules.numerical([TensorStats.from_json(tensor)], Thresholds(), 1e-8).status
     out("numerical", "numerical", num_status, f"mean relative difference {mean_rel:.3%} (ideal < 1%, acceptable < 5%)")
 
     pc = _comparison(ln_ratio, se, rng)
-    save_artifact(report_dir, experiment, "perplexity_comparison", pc)
-    inc, lo, hi = (math.expm1(ln_ratio + k * 1.96 * se) for k in (0, -1, 1))
-    ppl_status = ("pass" if hi < 0.01 else "fail" if lo > 0.05 else "caution" if hi < 0.05 else "inconclusive")
+    save_artifact(report_dir, experiment, Artifact.PERPLEXITY, pc)
+    inc, lo, hi = rules.increase_interval(ln_ratio, se)
+    ppl_status = rules.perplexity(pc, Thresholds()).status
     if scenario == "error":
         out("perplexity", "perplexity", "error", "corpus.txt: tokenizes to 700 tokens, 1024 needed (2 × ctx 512)")
     else:
@@ -205,17 +206,17 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
             f"perplexity increase {inc:+.2%} (95% interval {lo:+.2%} .. {hi:+.2%}); ideal < 1%, acceptable < 5%")
 
     convs = _conversations(regression, hostile, rng)
-    save_artifact(report_dir, experiment, "conversations", convs)
+    save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
     for conv in convs:
         out(f"conversation[{conv['id']}]", "conversation", conv["status"],
             "; ".join(f"{c['name']}: baseline {c['baseline_ok']}, candidate {c['candidate_ok']}"
                       for c in conv["checks"]))
     speed = _speed(rng, slow=scenario == "caution")
-    save_artifact(report_dir, experiment, "speed", speed)
+    save_artifact(report_dir, experiment, Artifact.SPEED, speed)
     for key, metric in speed["metrics"].items():
         out(f"speed[{key}]", "speed", metric["status"],
             f"ratio {metric['ratio']:.3f}, p = {metric['p_value']}, tolerance 10%")
-    save_artifact(report_dir, experiment, "provenance", {
+    save_artifact(report_dir, experiment, Artifact.PROVENANCE, {
         "model_path": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "model_sha256": "9" * 64,
         "corpus_path": "/corpora/wiki.test.raw", "corpus_sha256": "7" * 64, "criteria_path": "criteria.toml",
         "packages": {"llama-cpp-python": "0.3.36", "gguf": "0.19.0", "numpy": "2.4.6"},

@@ -1,4 +1,4 @@
-"""Running a GGUF through llama-cpp-python: load (timed), generate, chat, score text, and raw logits for perplexity.
+"""Running a GGUF through llama-cpp-python: load (timed), generate, chat, and raw logits for perplexity and scoring.
 
 Everything runs with one :class:`~fakequant.runtime.settings.RuntimeSettings`, recorded in each result.
 Decoding goes through llama.cpp's own batch API (``llama_decode``) rather than ``Llama.eval`` so that only the
@@ -359,31 +359,6 @@ def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     lse = np.log(np.exp(logits - mx, dtype=np.float64).sum(axis=1)) if logits.size else np.zeros(0)
     picked = logits[np.arange(len(targets)), targets].astype(np.float64)
     return picked - mx[:, 0].astype(np.float64) - lse
-
-
-def text_logprob(model: Model, text: str, *, prefix: str = "") -> tuple[float, int]:
-    """Sum of ln p(token | everything before it) over the tokens of ``text`` after ``prefix``, and their count.
-
-    For the fluency check: the baseline model's perplexity of an answer is ``exp(-sum / count)``. The text is
-    tokenized together with its prefix (tokens at the seam belong to ``text``). Without BOS and prefix the first
-    token has nothing to be predicted from and is not counted."""
-    pre = model.tokenize(prefix, special=True) if prefix else ([model.bos] if model.add_bos else [])
-    full = model.tokenize(prefix + text, special=True)
-    if full[:len(pre)] != pre:  # the seam merged into one token: keep the prefix's own tokens, then the text's
-        full = pre + model.tokenize(text, add_bos=False, special=True)
-    start = max(len(pre), 1)
-    if len(full) <= start:
-        return 0.0, 0
-    if len(full) > model.settings.n_ctx:
-        raise ModelRuntimeError(f"{model.path}: text of {len(full)} tokens exceeds the context of "
-                                f"{model.settings.n_ctx}")
-    clear_memory(model)
-    logits = decode(model, full[:-1], first_output=start - 1)
-    where = first_nonfinite(logits, "text_logprob")
-    if where:
-        raise ModelRuntimeError(f"{model.path}: non-finite logits in {where}")
-    logp = log_softmax_at(logits, np.asarray(full[start:]))
-    return float(logp.sum()), len(full) - start
 
 
 def build_info() -> dict[str, Any]:

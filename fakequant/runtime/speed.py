@@ -15,7 +15,6 @@ load of the moment moves every number, and only interleaving cancels it.
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import ModelRuntimeError
-from fakequant.suite.vocab import Status
+from fakequant.suite.rules import speed_metric, speed_status
 
 METRICS = {  # name → (unit, higher is better)
     "load_s": ("s", False),
@@ -43,61 +42,16 @@ class Samples:
     candidate: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
 
 
-def compare_metric(name: str, baseline: list[float], candidate: list[float], tolerance: float,
-                   alpha: float) -> dict[str, Any]:
-    """Verdict on one metric. ``slowdown`` > 0 means the candidate is slower (relative, on the medians)."""
-    unit, higher_better = METRICS[name]
-    mb, mc = statistics.median(baseline), statistics.median(candidate)
-    ratio = mc / mb if mb > 0 else float("nan")
-    slowdown = (1 - ratio) if higher_better else (ratio - 1)
-    from scipy.stats import mannwhitneyu  # here: the speed round's child process never needs scipy
-
-    # one-sided: is the candidate slower? (smaller tokens/s, or longer load)
-    alternative = "less" if higher_better else "greater"
-    p = float(mannwhitneyu(candidate, baseline, alternative=alternative).pvalue)
-    significant = p < alpha
-    if slowdown > tolerance and significant:
-        status, verdict = Status.FAIL, f"{slowdown:.1%} slower (p = {p:.3f} < {alpha:g}; tolerance {tolerance:.0%})"
-    elif significant:
-        status, verdict = Status.PASS, (f"{slowdown:.1%} slower, significant (p = {p:.3f}) but within the "
-                                        f"tolerance of {tolerance:.0%}")
-    else:
-        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× baseline, p = {p:.2f}; "
-                                        f"spread {_spread(baseline):.1%} / {_spread(candidate):.1%})")
-    return {
-        "unit": unit,
-        "baseline": {"median": mb, "values": list(baseline)},
-        "candidate": {"median": mc, "values": list(candidate)},
-        "ratio": ratio,
-        "slowdown": slowdown,
-        "p_value": p,
-        "significant": significant,
-        "status": str(status),
-        "verdict": verdict,
-    }
-
-
-def _spread(values: list[float]) -> float:
-    """Half the range relative to the median: the run-to-run noise band."""
-    med = statistics.median(values)
-    return (max(values) - min(values)) / 2 / med if med else 0.0
-
-
 def summarize(samples: Samples, rounds: int, tolerance: float, alpha: float, measured_by: str) -> dict[str, Any]:
     """The "speed" artifact of the shared contract. Three metrics are tested at once, so each is held to
     ``alpha / 3`` (Bonferroni): otherwise an identical file would "fail" about one run in seven."""
     per_metric = alpha / len(METRICS)
-    metrics = {m: compare_metric(m, samples.baseline[m], samples.candidate[m], tolerance, per_metric)
-               for m in METRICS}
-    failed = [m for m, v in metrics.items() if v["status"] == "fail"]
+    metrics = {m: {"unit": unit, **speed_metric(samples.baseline[m], samples.candidate[m], higher_better=higher,
+                                                tolerance=tolerance, alpha=per_metric)}
+               for m, (unit, higher) in METRICS.items()}
     return {"rounds": rounds, "tolerance": tolerance, "alpha": alpha, "alpha_per_metric": per_metric,
             "test": "Mann-Whitney U, one-sided, Bonferroni over the 3 metrics",
-            "measured_by": measured_by, "metrics": metrics, "status": "fail" if failed else "pass"}
-
-
-def reason(speed: dict[str, Any]) -> str:
-    parts = [f"{m} {v['verdict']}" for m, v in speed["metrics"].items()]
-    return f"{speed['rounds']} interleaved rounds: " + "; ".join(parts)
+            "measured_by": measured_by, "metrics": metrics, "status": str(speed_status(metrics.values()))}
 
 
 def measure_round(paths: dict[str, Path], settings: Any, samples: Samples, round_index: int) -> None:

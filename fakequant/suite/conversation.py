@@ -1,4 +1,5 @@
-"""Conversation tests: run each prompt on the baseline and the candidate, and judge the answers side by side.
+"""Conversation tests: judge the baseline's and the candidate's answers to each prompt side by side (the answers
+come from :mod:`fakequant.runtime.chat`; the rules that turn checks into statuses live in :mod:`~.rules`).
 
 The plan's "對話質量" (answers simple questions, writes grammatical sentences, keeps basic logic) becomes checks
 that a computer can make on both answers:
@@ -12,23 +13,21 @@ that a computer can make on both answers:
 
 A check is judged on both models: baseline passes and candidate fails → **regression** (fail); both fail → the
 model's **limitation** (xfail), not the quantization's. A sampled prompt (temperature > 0) is answered once per seed
-by each model and judged on the pass counts (see :func:`combine`). Greedy runs also record exact match and the first
-diverging token.
+by each model and judged on the pass counts (see :func:`~fakequant.suite.rules.combine`). Greedy runs also record
+exact match and the first diverging token.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from fakequant.runtime.settings import SamplingParams
+from fakequant.runtime.chat import questions
 from fakequant.suite.criteria import Prompt, Thresholds
+from fakequant.suite.rules import CheckResult, Ruling, combine, fluency_check, overall
 from fakequant.suite.vocab import Status
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
@@ -70,83 +69,6 @@ def text_problem(text: str) -> str | None:
     if bad:
         return f"control character U+{ord(bad[0]):04X} in the answer"
     return None
-
-
-@dataclass
-class CheckResult:
-    """One check on both models. ``samples`` > 1: each model answered a sampled prompt once per seed, and
-    ``*_passes`` count the answers that pass; ``*_ok`` then say whether most answers pass."""
-
-    name: str
-    baseline_ok: bool
-    candidate_ok: bool
-    detail: str
-    samples: int = 1
-    baseline_passes: int | None = None
-    candidate_passes: int | None = None
-    p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
-    alpha: float = 0.05
-
-    @property
-    def status(self) -> Status:
-        if self.samples == 1:
-            return judge(self.baseline_ok, self.candidate_ok)
-        if self.p_value is not None and self.p_value < self.alpha:
-            return Status.FAIL
-        if self.candidate_ok:
-            return Status.PASS
-        # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
-        # fewer passes than the baseline without significance, which more seeds would settle
-        return Status.LIMITATION if not self.baseline_ok else Status.INCONCLUSIVE
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
-                "detail": self.detail, "status": str(self.status)}
-        if self.samples > 1:
-            data.update(samples=self.samples, baseline_passes=self.baseline_passes,
-                        candidate_passes=self.candidate_passes, p_value=self.p_value)
-        return data
-
-
-def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
-    """Regression only when the baseline manages what the candidate does not."""
-    if candidate_ok:
-        return Status.PASS
-    return Status.LIMITATION if not baseline_ok else Status.FAIL
-
-
-def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bool, str]],
-            alpha: float) -> CheckResult:
-    """One check over every sample of both models (``base[i]`` / ``cand[i]``: sample i's (ok, what was seen)).
-
-    A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
-    tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
-    question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
-    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test."""
-    n = len(base)
-    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
-    if n == 1:
-        return CheckResult(name, base[0][0], cand[0][0], first)
-    if name == "valid_text":  # broken text is broken in any sample
-        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
-        return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
-    from scipy.stats import fisher_exact
-
-    b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
-    p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
-    worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
-    detail = (f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when "
-              f"p < {alpha:g}); sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}")
-    return CheckResult(name, 2 * b > n, 2 * c > n, detail, samples=n, baseline_passes=b, candidate_passes=c,
-                       p_value=p, alpha=alpha)
-
-
-def overall(checks: Sequence[CheckResult]) -> Status:
-    statuses = [c.status for c in checks]
-    for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION):
-        if s in statuses:
-            return s
-    return Status.PASS
 
 
 def answer_checks(prompt: Prompt, questions: Sequence[str], answers: Sequence[str],
@@ -198,61 +120,7 @@ def first_divergence(base: Sequence[int], cand: Sequence[int]) -> dict[str, Any]
             "candidate_token": cand[i] if i < len(cand) else None}
 
 
-# --------------------------------------------------------------------------------------------- running the models
-
-
-def run_prompt(model: Any, prompt: Prompt) -> list[list[dict[str, Any]]]:
-    """One model's answers to ``prompt``: one list per sample (``prompt.samples`` seeds from ``params.seed``) of
-    Generation.to_json(), one per turn (one for a raw prompt).
-
-    Chat turns carry the model's own earlier answers as history, as in the plan's interactive ``llama-cli -i``."""
-    return [_one_sample(model, prompt, dataclasses.replace(prompt.params, seed=prompt.params.seed + i))
-            for i in range(prompt.samples)]
-
-
-def _one_sample(model: Any, prompt: Prompt, params: SamplingParams) -> list[dict[str, Any]]:
-    from fakequant.runtime import llama as runtime
-
-    if prompt.kind == "raw":
-        return [runtime.generate(model, prompt.prompt, params).to_json()]
-    messages: list[dict[str, str]] = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    out = []
-    for turn in prompt.turns:
-        messages.append({"role": "user", "content": turn})
-        gen = runtime.chat(model, messages, params).to_json()
-        out.append(gen)
-        messages.append({"role": "assistant", "content": gen["text"]})
-    return out
-
-
-def questions(prompt: Prompt) -> list[str]:
-    return [prompt.prompt] if prompt.kind == "raw" else list(prompt.turns)
-
-
 Scorer = Callable[[str, str], Sequence[float]]  # (answer, prefix) → ln p of each answer token under the baseline
-
-
-def token_logprobs(model: Any, text: str, prefix: str = "") -> list[float]:
-    """ln p(token | everything before it) for each token of ``text`` after ``prefix``, under ``model``.
-
-    The per-token form of :func:`fakequant.runtime.llama.text_logprob` (same tokenization at the seam), so that the
-    fluency check can tell a real loss of fluency from the spread of two short answers."""
-    import numpy as np
-
-    from fakequant.runtime import llama as runtime
-
-    pre = model.tokenize(prefix, special=True) if prefix else ([model.bos] if model.add_bos else [])
-    full = model.tokenize(prefix + text, special=True)
-    if full[:len(pre)] != pre:
-        full = pre + model.tokenize(text, add_bos=False, special=True)
-    start = max(len(pre), 1)
-    if len(full) <= start:
-        return []
-    full = full[-model.settings.n_ctx:] if len(full) > model.settings.n_ctx else full
-    start = min(start, len(full) - 1)
-    runtime.clear_memory(model)
-    logits = runtime.decode(model, full[:-1], first_output=start - 1)
-    return runtime.log_softmax_at(logits, np.asarray(full[start:])).tolist()
 
 
 def fluency_nll(scorer: Scorer, qs: Sequence[str], answers: Sequence[str]) -> list[float]:
@@ -263,30 +131,12 @@ def fluency_nll(scorer: Scorer, qs: Sequence[str], answers: Sequence[str]) -> li
     return out
 
 
-def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
-                  alpha: float) -> tuple[bool, float, float, float, str]:
-    """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
-    perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
-    20-token answers of the same model easily differ twofold in perplexity."""
-    from scipy.stats import ttest_ind
-
-    pb, pc = math.exp(sum(b_nll) / len(b_nll)), math.exp(sum(c_nll) / len(c_nll))
-    ratio = pc / pb
-    p = 1.0
-    if len(b_nll) > 1 and len(c_nll) > 1 and ratio > 1:
-        p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
-        p = 1.0 if math.isnan(p) else p
-    ok = not (ratio > factor and p < alpha)
-    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
-              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
-    return ok, pb, pc, p, detail
-
-
 def evaluate(prompt: Prompt, baseline_samples: Sequence[Sequence[dict[str, Any]]],
              candidate_samples: Sequence[Sequence[dict[str, Any]]], thresholds: Thresholds,
              scorer: Scorer | None) -> dict[str, Any]:
     """The "conversations" artifact entry for one prompt (shared contract), from both models' answers as
-    :func:`run_prompt` returns them (one sample for a greedy prompt, ``prompt.samples`` for a sampled one).
+    :func:`~fakequant.runtime.chat.run_prompt` returns them (one sample for a greedy prompt, ``prompt.samples``
+    for a sampled one).
 
     ``scorer`` computes fluency with the baseline model on the first sample; it is not called when the answers
     are identical."""
@@ -334,7 +184,7 @@ def evaluate(prompt: Prompt, baseline_samples: Sequence[Sequence[dict[str, Any]]
         "exact_match": exact,
         "first_divergence": first_divergence(b_ids, c_ids),
         "fluency": fluency,
-        "status": str(overall(checks)),
+        "status": str(overall(c.status for c in checks)),
     }
     if len(baseline_samples) > 1:
         entry["samples"] = {"seeds": [prompt.params.seed + i for i in range(len(baseline_samples))],
@@ -352,11 +202,11 @@ def evaluate(prompt: Prompt, baseline_samples: Sequence[Sequence[dict[str, Any]]
 def reason(entry: dict[str, Any]) -> str:
     """One line for the CheckOutcome: what failed (and on which model), or that all checks held."""
     checks = entry["checks"]
-    bad = [c for c in checks if c["status"] == "fail"]
-    lim = [c for c in checks if c["status"] == "limitation"]
+    bad = [c for c in checks if c["status"] == Status.FAIL]
+    lim = [c for c in checks if c["status"] == Status.LIMITATION]
     match = "identical answer" if entry["exact_match"] else (
         f"diverges at token {entry['first_divergence']['index']}" if entry["first_divergence"] else "differs")
-    unsure = [c for c in checks if c["status"] == "inconclusive"]
+    unsure = [c for c in checks if c["status"] == Status.INCONCLUSIVE]
     if bad:
         return (f"{entry['id']}: regression in {', '.join(c['name'] for c in bad)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
@@ -368,3 +218,13 @@ def reason(entry: dict[str, Any]) -> str:
         return (f"{entry['id']}: model limitation (baseline fails too) in {', '.join(c['name'] for c in lim)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in lim))
     return f"{entry['id']}: all {len(checks)} checks pass on both models ({match})"
+
+
+def ruling(entry: dict[str, Any]) -> Ruling:
+    """The conversation check of one prompt, from its "conversations" artifact entry."""
+    values = {"exact_match": entry["exact_match"],
+              "first_divergence": (entry["first_divergence"] or {}).get("index", "none"),
+              "baseline_text": entry["baseline"]["text"], "candidate_text": entry["candidate"]["text"],
+              **{f"fluency_{k}": v for k, v in entry["fluency"].items() if v is not None},
+              **{f"check_{c['name']}": c["status"] for c in entry["checks"]}}
+    return Ruling(Status(entry["status"]), reason(entry), values)

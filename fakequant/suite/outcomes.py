@@ -88,3 +88,17 @@ def load_experiment(report_dir: Path, experiment: str) -> ExperimentData:
 
 def recorded_experiments(report_dir: Path) -> list[str]:
     return sorted(p.parent.parent.name for p in Path(report_dir).glob("*/.data/outcomes"))
+
+
+def flat_values(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """An outcome's values as flat ``a.b`` keys with scalar values, the way JUnit properties hold them."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_values(v, f"{key}."))
+        elif isinstance(v, list | tuple):
+            out[key] = ", ".join(str(x) for x in v)
+        else:
+            out[key] = v
+    return out

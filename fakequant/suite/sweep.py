@@ -142,13 +142,13 @@ def result_from_data(exp: Experiment, data: Any) -> CellResult:
 def cacheable(result: CellResult, data: Any, exp: Experiment) -> bool:
     """Only complete measurements are cached: a decision reached, no check that could not run, and an outcome for
     every check category the cell declares (a no-op candidate skips the quality checks: that is complete too)."""
-    from fakequant.suite.verdict import no_op
-    from fakequant.suite.vocab import Status
+    from fakequant.suite.rules import no_op
+    from fakequant.suite.vocab import Artifact, Status
 
     measured = {o.category for o in data.outcomes}
     missing = [c for c in exp.checks if c not in measured]
     return (result.decision in DECISIONS and not any(o.status == Status.ERROR for o in data.outcomes)
-            and (not missing or no_op(data) is not None))
+            and (not missing or no_op(data.artifacts.get(Artifact.NUMERICAL)) is not None))
 
 
 # ------------------------------------------------------------------------------------------------------ the sweep

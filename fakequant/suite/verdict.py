@@ -1,6 +1,6 @@
 """The go/no-go decision of one experiment, from the check outcomes the suite recorded.
 
-Rules (issue 5; thresholds live in criteria.toml and are applied by the suite when it records each outcome):
+Each check's own status comes from :mod:`fakequant.suite.rules` (thresholds from criteria.toml); from those:
 
 - **STOP**: a must-pass check, the perplexity check, a numerical check or a conversation check failed.
 - **INCONCLUSIVE**: the fake quantization changed no value, a check is inconclusive or could not run (error), or a
@@ -16,21 +16,19 @@ check's id.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
-from fakequant.suite.vocab import Decision, Status
+from fakequant.suite.rules import NoOp, chunks_to_resolve, no_op
+from fakequant.suite.vocab import CONVERSATION, MUST_PASS, NUMERICAL, PERPLEXITY, SPEED, Artifact, Decision, Status
 
 # Categories whose failure stops an experiment; speed failures only caution.
-STOPPING = ("must_pass", "perplexity", "numerical", "conversation")
-PRIORITY = (*STOPPING, "speed")
+STOPPING = (MUST_PASS, PERPLEXITY, NUMERICAL, CONVERSATION)
+PRIORITY = (*STOPPING, SPEED)
 # Categories without which a GO would be a claim nobody measured (unless the experiment declares fewer checks).
-REQUIRED = ("must_pass", "numerical", "perplexity", "conversation")
-DEFAULT_IDEAL = 0.01
-DEFAULT_ACCEPTABLE = 0.05
-Z95 = 1.959964
+REQUIRED = (MUST_PASS, NUMERICAL, PERPLEXITY, CONVERSATION)
 
 
 @dataclass
@@ -73,54 +71,14 @@ def _reason(outcome: CheckOutcome) -> str:
     return f"{outcome.check}: {_line(outcome.reason) or outcome.status}"
 
 
-@dataclass
-class NoOp:
-    changed: int
-    total: int
-    format: str
-
-
-def no_op(data: ExperimentData) -> NoOp | None:
-    """The fake quantization changed nothing: the flag of the numerical analysis, or zero changed values in it."""
-    analysis = _dict(data.artifacts.get("numerical_analysis"))
-    tensors = [t for t in analysis.get("tensors") or [] if isinstance(t, dict)]
-    try:
-        changed = sum(int(t.get("changed") or 0) for t in tensors)
-        total = sum(int(t.get("n") or 0) for t in tensors)
-    except (TypeError, ValueError):
-        return None
-    recipe = _dict(analysis.get("recipe")) or _dict(_dict(data.artifacts.get("experiment")).get("recipe"))
-    fmt = str(recipe.get("format") or "the target format")
-    if analysis.get("noop") is True or (tensors and changed == 0):
-        return NoOp(changed, total, fmt)
-    return None
-
-
 def expected_decision(data: ExperimentData) -> tuple[Decision | None, str | None]:
-    raw = _dict(data.artifacts.get("experiment")).get("expect")
+    raw = _dict(data.artifacts.get(Artifact.EXPERIMENT)).get("expect")
     if raw in (None, ""):
         return None, None
     try:
         return Decision(str(raw).upper()), None
     except ValueError:
         return None, f"experiment.expect = {raw!r} is not one of {', '.join(d.value for d in Decision)}; ignored"
-
-
-def chunks_to_resolve(comparison: dict[str, Any], acceptable: float = DEFAULT_ACCEPTABLE) -> int | None:
-    """How many chunks would put the 95% interval of the perplexity increase on one side of the acceptable bound.
-
-    The standard error of mean ln(PPL(Q)/PPL(base)) shrinks as 1/sqrt(chunks).
-    """
-    try:
-        ratio = float(comparison["ln_ppl_ratio"])
-        se = float(comparison["ln_ppl_ratio_se"])
-        chunks = int(comparison["chunks"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    gap = abs(ratio - math.log1p(acceptable))
-    if not (se > 0 and chunks > 0 and math.isfinite(se) and math.isfinite(ratio)) or gap == 0:
-        return None
-    return max(chunks + 1, math.ceil(chunks * (Z95 * se / gap) ** 2))
 
 
 def decide(data: ExperimentData) -> Verdict:
@@ -132,26 +90,27 @@ def decide(data: ExperimentData) -> Verdict:
             for o in by_status[Status.FAIL] if o.category not in STOPPING]
 
     inconclusive: list[str] = []
-    noop = no_op(data)
+    experiment = _dict(data.artifacts.get(Artifact.EXPERIMENT))
+    noop = no_op(data.artifacts.get(Artifact.NUMERICAL), experiment.get("recipe"))
     if noop:
         inconclusive.append(f"numerical: {noop.changed}/{noop.total} values changed (already representable in "
                             f"{noop.format}); the candidate is the original, so no check can tell anything — "
                             "choose a format or tensors that change values")
-    comparison = _dict(data.artifacts.get("perplexity_comparison"))
+    comparison = _dict(data.artifacts.get(Artifact.PERPLEXITY))
     for o in by_status[Status.INCONCLUSIVE]:
-        if o.category == "speed":
+        if o.category == SPEED:
             continue
         text = _reason(o)
-        if o.category == "perplexity" and "chunk" not in text:
-            acceptable = _dict(_dict(data.artifacts.get("experiment")).get("thresholds")).get("ppl_increase_acceptable")
+        if o.category == PERPLEXITY and "chunk" not in text:
+            acceptable = _dict(experiment.get("thresholds")).get("ppl_increase_acceptable")
             needed = chunks_to_resolve(comparison, float(acceptable) if isinstance(acceptable, int | float)
-                                       else DEFAULT_ACCEPTABLE)
+                                       else Thresholds.ppl_increase_acceptable)
             if needed:
                 text += f"; about {needed} chunks (now {comparison.get('chunks')}) would resolve it"
         inconclusive.append(text)
     inconclusive += [f"{o.check} could not run: {_line(o.reason)}" for o in by_status[Status.ERROR]]
     measured = {o.category for o in outcomes}
-    declared = _dict(data.artifacts.get("experiment")).get("checks")
+    declared = experiment.get("checks")
     wanted = [c for c in REQUIRED if not isinstance(declared, list) or c in declared]
     missing = [c for c in wanted if c not in measured]
     if missing and not noop:
@@ -160,7 +119,7 @@ def decide(data: ExperimentData) -> Verdict:
 
     caution = [_reason(o) for o in by_status[Status.CAUTION]] + slow
     notes = [f"model limitation, not the quantization's: {_reason(o)}" for o in by_status[Status.LIMITATION]]
-    notes += [_reason(o) for o in by_status[Status.INCONCLUSIVE] if o.category == "speed"]
+    notes += [_reason(o) for o in by_status[Status.INCONCLUSIVE] if o.category == SPEED]
 
     if stop:
         decision, reasons, rest = Decision.STOP, stop, inconclusive + caution
@@ -171,7 +130,7 @@ def decide(data: ExperimentData) -> Verdict:
     else:
         passed = len(by_status[Status.PASS])
         decision, reasons, rest = Decision.GO, [f"all {passed} checks pass"], []
-        reasons += [_reason(o) for o in outcomes if o.category == "perplexity"]
+        reasons += [_reason(o) for o in outcomes if o.category == PERPLEXITY]
 
     expected, expect_problem = expected_decision(data)
     if expect_problem:
@@ -184,7 +143,7 @@ def _headline(decision: Decision, reasons: list[str], noop: NoOp | None, outcome
     if decision == Decision.INCONCLUSIVE and noop:
         return f"{noop.changed}/{noop.total} values changed (already representable in {noop.format})"
     if decision == Decision.GO:
-        ppl = [o for o in outcomes if o.category == "perplexity"]
+        ppl = [o for o in outcomes if o.category == PERPLEXITY]
         head = reasons[0]
         return f"{head}; {_line(ppl[0].reason)}" if ppl else head
     more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""

@@ -28,6 +28,7 @@ class Decision(StrEnum):
 
 # Check categories, in the order reports list them; an experiment's `checks` is a subset of these.
 CATEGORIES = ("must_pass", "numerical", "perplexity", "conversation", "speed")
+MUST_PASS, NUMERICAL, PERPLEXITY, CONVERSATION, SPEED = CATEGORIES
 
 
 class Artifact(StrEnum):

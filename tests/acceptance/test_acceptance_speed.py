@@ -6,22 +6,17 @@ from __future__ import annotations
 import pytest
 
 from fakequant.runtime import speed
+from fakequant.suite import rules
 from fakequant.suite.outcomes import save_artifact
-from fakequant.suite.vocab import Status
+from fakequant.suite.vocab import SPEED, Artifact
 
 
 def test_speed(fq_suite, experiment, candidate, outcome, benchmark):
-    if "speed" not in experiment.checks:
+    if SPEED not in experiment.checks:
         pytest.skip(f"speed is not among {experiment.name}'s checks ({', '.join(experiment.checks)})")
     th = experiment.thresholds
     result = speed.measure(experiment.model, candidate.output, experiment.settings, rounds=th.speed_rounds,
                            tolerance=th.speed_tolerance, alpha=th.speed_alpha, benchmark=benchmark)
-    save_artifact(fq_suite.report_dir, experiment.name, "speed", result)
+    save_artifact(fq_suite.report_dir, experiment.name, Artifact.SPEED, result)
     assert all(len(m["candidate"]["values"]) == th.speed_rounds for m in result["metrics"].values())
-    values = {f"{m}.{k}": v[k] for m, v in result["metrics"].items()
-              for k in ("ratio", "p_value", "significant", "status")}
-    values.update({f"{m}.baseline_median": v["baseline"]["median"] for m, v in result["metrics"].items()})
-    values.update({f"{m}.candidate_median": v["candidate"]["median"] for m, v in result["metrics"].items()})
-    values["measured_by"] = result["measured_by"]
-    outcome("speed", "speed", Status.FAIL if result["status"] == "fail" else Status.PASS, speed.reason(result),
-            values)
+    outcome("speed", SPEED, *rules.speed(result))

@@ -12,10 +12,10 @@ from fakequant.suite.conversation import (
     cjk_ratio,
     evaluate,
     first_divergence,
-    judge,
     question_language,
     reason,
     repetition_score,
+    ruling,
     text_problem,
 )
 from fakequant.suite.criteria import Prompt, Thresholds
@@ -53,13 +53,6 @@ def test_text_problems():
     assert text_problem("cut inside a character \ufffd") is None  # max_tokens stopped mid-character
     assert "U+0007" in text_problem("bell\x07")
     assert text_problem("fine\nanswer\t") is None
-
-
-def test_judge_rule():
-    assert judge(True, True) is Status.PASS
-    assert judge(False, True) is Status.PASS
-    assert judge(False, False) is Status.LIMITATION
-    assert judge(True, False) is Status.FAIL
 
 
 def test_answer_checks_expectations_and_language():
@@ -104,6 +97,9 @@ def test_regression_when_only_candidate_fails():
     assert e["first_divergence"] == {"index": 2, "baseline_token": 3, "candidate_token": 9}
     assert {c["name"]: c["status"] for c in e["checks"]}["expectations"] == "fail"
     assert "regression in expectations" in reason(e)
+    status, text, values = ruling(e)
+    assert status is Status.FAIL and text == reason(e)
+    assert values["check_expectations"] == "fail" and values["first_divergence"] == 2
 
 
 def test_limitation_when_both_fail():

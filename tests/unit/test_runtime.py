@@ -1,4 +1,4 @@
-"""fakequant.runtime.settings and fakequant.runtime.llama on the default model: loading, generation, chat, scoring."""
+"""fakequant.runtime.settings, .llama and .chat on the default model: loading, generation, chat, scoring."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fakequant.errors import CriteriaError, ModelRuntimeError
+from fakequant.runtime import chat
 from fakequant.runtime import llama as runtime
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 from fakequant.store import assets
@@ -147,13 +148,14 @@ def test_prompt_longer_than_context_is_an_error(model):
 # --- scoring and watching the logits -----------------------------------------------------------------------------
 
 
-def test_text_logprob_matches_token_by_token_decoding():
+def test_token_logprobs_match_token_by_token_decoding():
     # f32 KV cache: with an f16 cache and flash attention off, this llama.cpp build's one-token-at-a-time decoding
     # drifts from batch decoding by up to ~1 logit after a few steps (measured); with f32 both paths agree exactly.
     model = runtime.load_model(assets.model_path(), RuntimeSettings(n_ctx=256, n_batch=256, n_ubatch=256,
                                                                      n_threads=2, type_k="f32", type_v="f32"))
     prefix, text = "The capital of France is", " Paris, a city on the Seine."
-    total, count = runtime.text_logprob(model, text, prefix=prefix)
+    logprobs = chat.token_logprobs(model, text, prefix)
+    total, count = sum(logprobs), len(logprobs)
     pre = model.tokenize(prefix, special=True)
     full = model.tokenize(prefix + text, special=True)
     assert count == len(full) - len(pre) > 3

@@ -7,8 +7,9 @@ import math
 import pytest
 
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
-from fakequant.suite.verdict import Verdict, chunks_to_resolve, decide
-from fakequant.suite.vocab import Decision
+from fakequant.suite.rules import Z95
+from fakequant.suite.verdict import Verdict, decide
+from fakequant.suite.vocab import Artifact, Decision
 
 ALL_PASS = [("load", "must_pass"), ("format", "must_pass"), ("numerical", "numerical"),
             ("perplexity", "perplexity"), ("conversation[intro]", "conversation"), ("speed[gen_tps]", "speed")]
@@ -82,7 +83,7 @@ def test_an_error_prevents_go():
 def test_noop_flag_is_inconclusive_with_the_issue_headline():
     analysis = {"noop": True, "recipe": {"format": "bf16"},
                 "tensors": [{"name": "blk.0.ffn_norm.weight", "n": 576, "changed": 0}]}
-    v = decide(data(artifacts={"numerical_analysis": analysis}))
+    v = decide(data(artifacts={Artifact.NUMERICAL: analysis}))
     assert v.decision == Decision.INCONCLUSIVE
     assert v.headline == "0/576 values changed (already representable in bf16)"
     assert "choose a format or tensors that change values" in v.reasons[0]
@@ -91,20 +92,20 @@ def test_noop_flag_is_inconclusive_with_the_issue_headline():
 def test_zero_changed_values_is_noop_even_without_the_flag():
     analysis = {"tensors": [{"n": 576, "changed": 0}, {"n": 100, "changed": 0}]}
     exp = {"recipe": {"format": "fp16"}}
-    v = decide(data(artifacts={"numerical_analysis": analysis, "experiment": exp}))
+    v = decide(data(artifacts={Artifact.NUMERICAL: analysis, Artifact.EXPERIMENT: exp}))
     assert v.headline == "0/676 values changed (already representable in fp16)"
 
 
 def test_changed_values_are_not_noop():
     analysis = {"noop": False, "tensors": [{"n": 576, "changed": 3}]}
-    assert decide(data(artifacts={"numerical_analysis": analysis})).decision == Decision.GO
+    assert decide(data(artifacts={Artifact.NUMERICAL: analysis})).decision == Decision.GO
 
 
 def test_a_missing_category_is_inconclusive_unless_the_experiment_declares_it_away():
     v = decide(data(drop=("perplexity",)))
     assert v.decision == Decision.INCONCLUSIVE
     assert v.reasons[0].startswith("not measured: perplexity")
-    declared = {"experiment": {"checks": ["must_pass", "numerical", "conversation", "speed"]}}
+    declared = {Artifact.EXPERIMENT: {"checks": ["must_pass", "numerical", "conversation", "speed"]}}
     assert decide(data(drop=("perplexity",), artifacts=declared)).decision == Decision.GO
 
 
@@ -116,41 +117,22 @@ def test_no_outcomes_at_all_is_inconclusive():
 
 def test_inconclusive_perplexity_says_how_many_chunks_would_resolve_it():
     pc = {"ln_ppl_ratio": 0.047, "ln_ppl_ratio_se": 0.012, "chunks": 20}
-    v = decide(data(("perplexity", "inconclusive", "+4.8% straddles 5%"), artifacts={"perplexity_comparison": pc}))
+    v = decide(data(("perplexity", "inconclusive", "+4.8% straddles 5%"), artifacts={Artifact.PERPLEXITY: pc}))
     assert v.decision == Decision.INCONCLUSIVE
-    expected = math.ceil(20 * (1.959964 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
+    expected = math.ceil(20 * (Z95 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
     assert v.reasons == [f"perplexity: +4.8% straddles 5%; about {expected} chunks (now 20) would resolve it"]
-
-
-@pytest.mark.parametrize(("ratio", "se", "chunks"), [(0.03, 0.02, 10), (0.07, 0.02, 4), (0.0488, 0.001, 100)])
-def test_chunks_to_resolve_is_the_smallest_count_whose_interval_clears_the_bound(ratio, se, chunks):
-    needed = chunks_to_resolve({"ln_ppl_ratio": ratio, "ln_ppl_ratio_se": se, "chunks": chunks})
-    gap = abs(ratio - math.log(1.05))
-
-    def half_width(n: int) -> float:
-        return 1.959964 * se * math.sqrt(chunks / n)
-
-    assert needed is not None and needed > chunks
-    assert half_width(needed) <= gap
-    if needed > chunks + 1:
-        assert half_width(needed - 1) > gap
-
-
-def test_chunks_to_resolve_needs_the_numbers():
-    assert chunks_to_resolve({}) is None
-    assert chunks_to_resolve({"ln_ppl_ratio": 0.01, "ln_ppl_ratio_se": 0.0, "chunks": 4}) is None
 
 
 @pytest.mark.parametrize(("expect", "matched"), [("STOP", True), ("go", False)])
 def test_negative_controls_report_whether_the_expectation_matched(expect, matched):
-    v = decide(data(("perplexity", "fail", "+30% > 5%"), artifacts={"experiment": {"expect": expect}}))
+    v = decide(data(("perplexity", "fail", "+30% > 5%"), artifacts={Artifact.EXPERIMENT: {"expect": expect}}))
     assert v.decision == Decision.STOP
     assert v.expected == Decision(expect.upper())
     assert v.matched is matched
 
 
 def test_an_invalid_expectation_is_a_note():
-    v = decide(data(artifacts={"experiment": {"expect": "MAYBE"}}))
+    v = decide(data(artifacts={Artifact.EXPERIMENT: {"expect": "MAYBE"}}))
     assert v.expected is None
     assert any("'MAYBE'" in n for n in v.notes)
 
@@ -161,7 +143,7 @@ def test_reasons_are_one_line():
 
 
 def test_verdict_json_round_trip():
-    v = decide(data(("perplexity", "fail", "+9%"), artifacts={"experiment": {"expect": "STOP"}}))
+    v = decide(data(("perplexity", "fail", "+9%"), artifacts={Artifact.EXPERIMENT: {"expect": "STOP"}}))
     again = Verdict.from_json(v.to_json())
     assert again == v
     assert v.to_json()["matched"] is True

@@ -1,0 +1,334 @@
+"""Every check's decision rule: measurements and thresholds in, a status and its one-line reason out.
+
+Pure functions: no model, no file, no pytest. The acceptance tests measure and record what these return
+(``outcome(check, category, *rules.perplexity(comparison, thresholds))``); :mod:`fakequant.suite.verdict` turns the
+recorded statuses into one decision; the report prints what these computed (the interval, the chunks that would
+resolve it) rather than computing it again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from fakequant.suite.vocab import Status
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fakequant.quant.stats import TensorStats
+    from fakequant.runtime.llama import Generation
+    from fakequant.suite.criteria import Thresholds
+
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+class Ruling(NamedTuple):
+    """One check's verdict, in the order the ``outcome`` fixture takes it."""
+
+    status: Status
+    reason: str
+    values: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------- nothing changed
+
+
+@dataclass(frozen=True)
+class NoOp:
+    changed: int
+    total: int
+    format: str
+
+
+def no_op(analysis: Any, fallback_recipe: Any = None) -> NoOp | None:
+    """The fake quantization changed nothing, judged on a numerical analysis (``BuildResult.to_json()``): its
+    ``noop`` flag, or zero changed values over its tensors. Then the candidate is the original and no check can tell
+    anything. ``None`` when something changed, or when the analysis cannot say."""
+    analysis = analysis if isinstance(analysis, Mapping) else {}
+    raw = analysis.get("tensors")
+    tensors = [t for t in raw if isinstance(t, Mapping)] if isinstance(raw, list) else []
+    try:
+        changed = sum(int(t.get("changed") or 0) for t in tensors)
+        total = sum(int(t.get("n") or 0) for t in tensors)
+    except (TypeError, ValueError):
+        return None
+    if not (analysis.get("noop") is True or (tensors and changed == 0)):
+        return None
+    recipe = analysis.get("recipe")
+    if not (isinstance(recipe, Mapping) and recipe):
+        recipe = fallback_recipe if isinstance(fallback_recipe, Mapping) else {}
+    return NoOp(changed, total, str(recipe.get("format") or "the target format"))
+
+
+# ------------------------------------------------------------------------------------------------------- must pass
+
+
+def format_check(differences: Sequence[str], changed_tensors: int) -> Ruling:
+    if differences:
+        return Ruling(Status.FAIL, f"{len(differences)} difference(s) from the original's format, first: "
+                                   f"{differences[0]}", {"differences": len(differences)})
+    return Ruling(Status.PASS, f"same format as the original; only the {changed_tensors} selected tensor(s) may differ",
+                  {"differences": 0, "changed_tensors": changed_tensors})
+
+
+def load(gen: Generation, load_time_s: float, prompt: str) -> Ruling:
+    """The candidate loaded and its quick inference produced at least one token."""
+    values = {"candidate_load_s": load_time_s, "tokens": len(gen.token_ids), "text": gen.text}
+    if not gen.token_ids:
+        return Ruling(Status.FAIL, f"quick inference produced no token (stop: {gen.stop_reason})", values)
+    return Ruling(Status.PASS, f"loaded in {load_time_s:.2f} s; '{prompt}' → {len(gen.token_ids)} tokens {gen.text!r}",
+                  values)
+
+
+def finite(tensors: Sequence[TensorStats], gen: Generation) -> Ruling:
+    """No NaN/Inf the fake quantization brought into the weights, nor in the logits of a short generation."""
+    bad = [t for t in tensors if t.nan_after or t.inf_after]
+    new_bad = [t for t in bad if t.nan_after > t.nan_before or t.inf_after > t.inf_before]
+    values = {"tensors_with_nonfinite": len(bad), "logits_nonfinite": gen.nonfinite or "none"}
+    if new_bad:
+        t = new_bad[0]
+        return Ruling(Status.FAIL, f"{t.name}: {t.nan_after} NaN and {t.inf_after} Inf after (before: "
+                                   f"{t.nan_before} / {t.inf_before})", values)
+    if gen.nonfinite:
+        return Ruling(Status.FAIL, f"NaN/Inf logit at {gen.nonfinite}", values)
+    return Ruling(Status.PASS, f"no NaN/Inf in {len(tensors)} changed tensor(s) nor in the logits of "
+                               f"{gen.prompt_tokens + len(gen.token_ids)} positions", values)
+
+
+def original_unchanged(model: Path, before: str, after: str, seconds: float) -> Ruling:
+    """The user's model is never written: its sha256 after the experiment is the one before it."""
+    values = {"sha256_before": before, "sha256_after": after, "seconds": seconds}
+    if after != before:
+        return Ruling(Status.FAIL, f"{model}: sha256 changed from {before[:16]}… to {after[:16]}…", values)
+    return Ruling(Status.PASS, f"{model.name}: sha256 {after[:16]}… unchanged", values)
+
+
+# ------------------------------------------------------------------------------------------------------- numerical
+
+
+def numerical(tensors: Sequence[TensorStats], thresholds: Thresholds, epsilon: float) -> Ruling:
+    """Per changed tensor, mean and max relative difference |a-b|/(|a|+ε); the worst tensor of each decides."""
+    th = thresholds
+    rows = [t for t in tensors if not t.noop]
+    if not rows:
+        return Ruling(Status.INCONCLUSIVE, f"0 of {sum(t.n for t in tensors)} values changed: nothing to compare",
+                      {"tensors": len(tensors), "changed_tensors": 0, "epsilon": epsilon})
+    worst_mean = max(rows, key=lambda t: t.mean_rel)
+    worst_max = max(rows, key=lambda t: t.max_rel)
+    values = {"tensors": len(tensors), "changed_tensors": len(rows),
+              "worst_mean_rel": worst_mean.mean_rel, "worst_mean_rel_tensor": worst_mean.name,
+              "worst_max_rel": worst_max.max_rel, "worst_max_rel_tensor": worst_max.name,
+              "min_sqnr_db": min(t.sqnr_db for t in rows), "epsilon": epsilon}
+    text = (f"mean rel diff {worst_mean.mean_rel:.3%} ({worst_mean.name}; ideal < {th.mean_rel_diff:.0%}, "
+            f"acceptable < {th.mean_rel_diff_acceptable:.0%}), max rel diff {worst_max.max_rel:.3%} "
+            f"({worst_max.name}; ideal < {th.max_rel_diff:.0%}, acceptable < {th.max_rel_diff_acceptable:.0%}), "
+            f"over {len(rows)} changed tensor(s)")
+    if worst_mean.mean_rel > th.mean_rel_diff_acceptable or worst_max.max_rel > th.max_rel_diff_acceptable:
+        return Ruling(Status.FAIL, text, values)
+    if worst_mean.mean_rel > th.mean_rel_diff or worst_max.max_rel > th.max_rel_diff:
+        return Ruling(Status.CAUTION, text, values)
+    return Ruling(Status.PASS, text, values)
+
+
+# ------------------------------------------------------------------------------------------------------ perplexity
+
+
+def increase_interval(ln_ratio: float, se: float) -> tuple[float, float, float]:
+    """The perplexity increase exp(Δ ln PPL) − 1 and its 95% interval."""
+    return math.expm1(ln_ratio), math.expm1(ln_ratio - Z95 * se), math.expm1(ln_ratio + Z95 * se)
+
+
+def chunks_to_resolve(comparison: Mapping[str, Any], acceptable: float) -> int | None:
+    """How many chunks would put the 95% interval of the perplexity increase on one side of the acceptable bound
+    (the standard error of the mean Δ ln PPL shrinks as 1/sqrt(chunks)). ``None`` when no count would: an effect
+    exactly on the bound, or numbers that are missing or not finite."""
+    try:
+        ratio = float(comparison["ln_ppl_ratio"])
+        se = float(comparison["ln_ppl_ratio_se"])
+        chunks = int(comparison["chunks"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    gap = abs(ratio - math.log1p(acceptable))
+    if not (se > 0 and chunks > 0 and math.isfinite(se) and math.isfinite(ratio)) or gap == 0:
+        return None
+    return max(chunks + 1, math.ceil(chunks * (Z95 * se / gap) ** 2))
+
+
+def perplexity(comparison: Mapping[str, Any], thresholds: Thresholds) -> Ruling:
+    """The plan's bounds on the paired perplexity increase, judged on its 95% interval over chunks: pass when
+    surely below the ideal bound, fail when surely above the acceptable one, caution when surely below the
+    acceptable one only; an interval across the acceptable bound is inconclusive. NaN/Inf logits fail."""
+    ln_ratio, se, chunks = comparison["ln_ppl_ratio"], comparison["ln_ppl_ratio_se"], comparison["chunks"]
+    ideal, acceptable = thresholds.ppl_increase_ideal, thresholds.ppl_increase_acceptable
+    inc, lo, hi = increase_interval(ln_ratio, se)
+    values = {"increase": inc, "increase_low": lo, "increase_high": hi, "ln_ppl_ratio": ln_ratio,
+              "ln_ppl_ratio_se": se, "ideal": ideal, "acceptable": acceptable, "chunks": chunks}
+    measured = f"perplexity increase {inc:+.3%} (95% CI {lo:+.3%} … {hi:+.3%}, {chunks} chunks)"
+    if hi < ideal:
+        status, text = Status.PASS, f"{measured} entirely below the ideal bound {ideal:.0%}"
+    elif lo > acceptable:
+        status, text = Status.FAIL, f"{measured} entirely above the acceptable bound {acceptable:.0%}"
+    elif hi < acceptable:
+        status, text = Status.CAUTION, (f"{measured} below the acceptable bound {acceptable:.0%} but not surely "
+                                        f"below the ideal {ideal:.0%}")
+    else:
+        need = values["chunks_to_resolve"] = chunks_to_resolve(comparison, acceptable)
+        more = (f"about {need} chunks would resolve it" if need
+                else "no number of chunks resolves an effect on the bound")
+        status, text = Status.INCONCLUSIVE, f"{measured} straddles the acceptable bound {acceptable:.0%}; {more}"
+    values.update({k: comparison[k] for k in ("ppl_base", "ppl_q", "kld_mean", "same_top_p") if k in comparison})
+    if comparison.get("nonfinite"):
+        status, text = Status.FAIL, f"NaN/Inf logits in the perplexity pass at {comparison['nonfinite']}; {text}"
+    return Ruling(status, text, values)
+
+
+# ----------------------------------------------------------------------------------------------------------- speed
+
+
+def speed_metric(baseline: Sequence[float], candidate: Sequence[float], *, higher_better: bool, tolerance: float,
+                 alpha: float) -> dict[str, Any]:
+    """Verdict on one speed metric over the rounds: a failure only when the candidate is slower than ``tolerance``
+    AND a one-sided Mann-Whitney U test says so at ``alpha``. ``slowdown`` > 0: slower (relative, on the medians)."""
+    mb, mc = statistics.median(baseline), statistics.median(candidate)
+    ratio = mc / mb if mb > 0 else float("nan")
+    slowdown = (1 - ratio) if higher_better else (ratio - 1)
+    from scipy.stats import mannwhitneyu  # here: the speed round's child process never needs scipy
+
+    # one-sided: is the candidate slower? (smaller tokens/s, or longer load)
+    p = float(mannwhitneyu(candidate, baseline, alternative="less" if higher_better else "greater").pvalue)
+    significant = p < alpha
+    if slowdown > tolerance and significant:
+        status, verdict = Status.FAIL, f"{slowdown:.1%} slower (p = {p:.3f} < {alpha:g}; tolerance {tolerance:.0%})"
+    elif significant:
+        status, verdict = Status.PASS, (f"{slowdown:.1%} slower, significant (p = {p:.3f}) but within the "
+                                        f"tolerance of {tolerance:.0%}")
+    else:
+        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× baseline, p = {p:.2f}; "
+                                        f"spread {_spread(baseline):.1%} / {_spread(candidate):.1%})")
+    return {"baseline": {"median": mb, "values": list(baseline)},
+            "candidate": {"median": mc, "values": list(candidate)},
+            "ratio": ratio, "slowdown": slowdown, "p_value": p, "significant": significant, "status": str(status),
+            "verdict": verdict}
+
+
+def _spread(values: Sequence[float]) -> float:
+    """Half the range relative to the median: the run-to-run noise band."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / 2 / med if med else 0.0
+
+
+def speed_status(metrics: Iterable[Mapping[str, Any]]) -> Status:
+    """A significant slowdown beyond the tolerance in any metric fails the speed check (which only cautions)."""
+    return Status.FAIL if any(m["status"] == Status.FAIL for m in metrics) else Status.PASS
+
+
+def speed(result: Mapping[str, Any]) -> Ruling:
+    """The speed check from the "speed" artifact, with each metric's numbers flattened for JUnit."""
+    metrics = result["metrics"]
+    values = {f"{m}.{k}": v[k] for m, v in metrics.items() for k in ("ratio", "p_value", "significant", "status")}
+    values.update({f"{m}.baseline_median": v["baseline"]["median"] for m, v in metrics.items()})
+    values.update({f"{m}.candidate_median": v["candidate"]["median"] for m, v in metrics.items()})
+    values["measured_by"] = result["measured_by"]
+    reason = f"{result['rounds']} interleaved rounds: " + "; ".join(f"{m} {v['verdict']}" for m, v in metrics.items())
+    return Ruling(speed_status(metrics.values()), reason, values)
+
+
+# ---------------------------------------------------------------------------------------------------- conversation
+
+
+def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
+    """Regression only when the baseline manages what the candidate does not; both failing is the model's limit."""
+    if candidate_ok:
+        return Status.PASS
+    return Status.LIMITATION if not baseline_ok else Status.FAIL
+
+
+@dataclass
+class CheckResult:
+    """One conversation check on both models. ``samples`` > 1: each model answered a sampled prompt once per seed,
+    and ``*_passes`` count the answers that pass; ``*_ok`` then say whether most answers pass."""
+
+    name: str
+    baseline_ok: bool
+    candidate_ok: bool
+    detail: str
+    samples: int = 1
+    baseline_passes: int | None = None
+    candidate_passes: int | None = None
+    p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
+    alpha: float = 0.05
+
+    @property
+    def status(self) -> Status:
+        if self.samples == 1:
+            return judge(self.baseline_ok, self.candidate_ok)
+        if self.p_value is not None and self.p_value < self.alpha:
+            return Status.FAIL
+        if self.candidate_ok:
+            return Status.PASS
+        # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
+        # fewer passes than the baseline without significance, which more seeds would settle
+        return Status.LIMITATION if not self.baseline_ok else Status.INCONCLUSIVE
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
+                "detail": self.detail, "status": str(self.status)}
+        if self.samples > 1:
+            data.update(samples=self.samples, baseline_passes=self.baseline_passes,
+                        candidate_passes=self.candidate_passes, p_value=self.p_value)
+        return data
+
+
+def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bool, str]],
+            alpha: float) -> CheckResult:
+    """One check over every sample of both models (``base[i]`` / ``cand[i]``: sample i's (ok, what was seen)).
+
+    A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
+    tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
+    question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
+    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test."""
+    n = len(base)
+    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
+    if n == 1:
+        return CheckResult(name, base[0][0], cand[0][0], first)
+    if name == "valid_text":  # broken text is broken in any sample
+        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
+        return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
+    from scipy.stats import fisher_exact
+
+    b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
+    p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
+    worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
+    detail = (f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when "
+              f"p < {alpha:g}); sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}")
+    return CheckResult(name, 2 * b > n, 2 * c > n, detail, samples=n, baseline_passes=b, candidate_passes=c,
+                       p_value=p, alpha=alpha)
+
+
+def overall(statuses: Iterable[Status]) -> Status:
+    """A prompt's status from its checks': a regression first, then what more seeds would settle, then limits."""
+    seen = set(statuses)
+    return next((s for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION) if s in seen), Status.PASS)
+
+
+def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
+            alpha: float) -> tuple[bool, float, float, float, str]:
+    """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
+    perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
+    20-token answers of the same model easily differ twofold in perplexity."""
+    from scipy.stats import ttest_ind
+
+    pb, pc = math.exp(sum(b_nll) / len(b_nll)), math.exp(sum(c_nll) / len(c_nll))
+    ratio = pc / pb
+    p = 1.0
+    if len(b_nll) > 1 and len(c_nll) > 1 and ratio > 1:
+        p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
+        p = 1.0 if math.isnan(p) else p
+    ok = not (ratio > factor and p < alpha)
+    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
+              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
+    return ok, pb, pc, p, detail

@@ -1,0 +1,307 @@
+"""Every check's rule on its edges: both sides of each bound, exactly on it, intervals across it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fakequant.suite import rules
+from fakequant.suite.criteria import Thresholds
+from fakequant.suite.outcomes import CheckOutcome, ExperimentData
+from fakequant.suite.rules import CheckResult, Ruling, chunks_to_resolve
+from fakequant.suite.verdict import decide
+from fakequant.suite.vocab import Artifact, Status
+
+T = Thresholds()
+
+
+def above(x: float) -> float:
+    return math.nextafter(x, math.inf)
+
+
+def below(x: float) -> float:
+    return math.nextafter(x, -math.inf)
+
+
+# --- nothing changed ------------------------------------------------------------------------------------------------
+
+
+def test_no_op_from_the_flag_or_from_zero_changed_values():
+    flagged = {"noop": True, "recipe": {"format": "bf16"}, "tensors": [{"n": 576, "changed": 0}]}
+    assert rules.no_op(flagged) == rules.NoOp(0, 576, "bf16")
+    counted = {"tensors": [{"n": 576, "changed": 0}, {"n": 100, "changed": 0}]}
+    assert rules.no_op(counted, {"format": "fp16"}) == rules.NoOp(0, 676, "fp16")
+    assert rules.no_op(counted) == rules.NoOp(0, 676, "the target format")
+
+
+@pytest.mark.parametrize("analysis", [
+    {"noop": False, "tensors": [{"n": 576, "changed": 1}]},  # one value changed is enough
+    {"tensors": []},  # no tensor: nothing says nothing changed
+    {"tensors": [{"n": 576, "changed": "many"}]},  # unreadable
+    None,
+    [1, 2],
+])
+def test_no_op_is_none_when_something_changed_or_nothing_says(analysis):
+    assert rules.no_op(analysis) is None
+
+
+# --- must pass ------------------------------------------------------------------------------------------------------
+
+
+def gen(tokens: list[int], nonfinite: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(token_ids=tokens, text="hi" if tokens else "", nonfinite=nonfinite, prompt_tokens=2,
+                           stop_reason="eog")
+
+
+def stats(name: str = "t", n: int = 10, changed: int = 10, mean_rel: float = 0.0, max_rel: float = 0.0,
+          nan: tuple[int, int] = (0, 0), inf: tuple[int, int] = (0, 0)) -> SimpleNamespace:
+    return SimpleNamespace(name=name, n=n, changed=changed, noop=changed == 0, mean_rel=mean_rel, max_rel=max_rel,
+                           sqnr_db=40.0, nan_before=nan[0], nan_after=nan[1], inf_before=inf[0], inf_after=inf[1])
+
+
+def test_format_check():
+    assert rules.format_check([], 1).status is Status.PASS
+    failed = rules.format_check(["shape of a differs", "b"], 1)
+    assert failed.status is Status.FAIL and failed.reason.endswith("2 difference(s) from the original's format, "
+                                                                   "first: shape of a differs")
+
+
+def test_load_needs_a_token():
+    assert rules.load(gen([1]), 0.1, "Hello").status is Status.PASS
+    assert rules.load(gen([]), 0.1, "Hello") == Ruling(Status.FAIL, "quick inference produced no token (stop: eog)",
+                                                      {"candidate_load_s": 0.1, "tokens": 0, "text": ""})
+
+
+def test_finite_fails_only_on_nonfinite_values_the_quantization_brought():
+    assert rules.finite([stats(nan=(2, 2))], gen([1])).status is Status.PASS  # already there before
+    assert rules.finite([stats(nan=(2, 3))], gen([1])).status is Status.FAIL
+    assert rules.finite([stats(inf=(0, 1))], gen([1])).status is Status.FAIL
+    assert rules.finite([stats()], gen([1], nonfinite="prompt, position 0")).status is Status.FAIL
+
+
+def test_original_unchanged():
+    model = Path("/m/model.gguf")
+    assert rules.original_unchanged(model, "a" * 64, "a" * 64, 0.1).status is Status.PASS
+    changed = rules.original_unchanged(model, "a" * 64, "b" * 64, 0.1)
+    assert changed.status is Status.FAIL and changed.reason.startswith("/m/model.gguf: sha256 changed")
+
+
+# --- numerical ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mean_rel", "max_rel", "status"), [
+    (below(T.mean_rel_diff), 0.0, Status.PASS),
+    (T.mean_rel_diff, 0.0, Status.PASS),  # on the ideal bound: not beyond it
+    (above(T.mean_rel_diff), 0.0, Status.CAUTION),
+    (T.mean_rel_diff_acceptable, 0.0, Status.CAUTION),
+    (above(T.mean_rel_diff_acceptable), 0.0, Status.FAIL),
+    (0.0, T.max_rel_diff, Status.PASS),
+    (0.0, above(T.max_rel_diff), Status.CAUTION),
+    (0.0, T.max_rel_diff_acceptable, Status.CAUTION),
+    (0.0, above(T.max_rel_diff_acceptable), Status.FAIL),
+])
+def test_numerical_bounds(mean_rel, max_rel, status):
+    assert rules.numerical([stats(mean_rel=mean_rel, max_rel=max_rel)], T, 1e-8).status is status
+
+
+def test_numerical_is_decided_by_the_worst_changed_tensor():
+    tensors = [stats("a", mean_rel=0.001), stats("b", mean_rel=0.02), stats("c", changed=0)]
+    status, reason, values = rules.numerical(tensors, T, 1e-8)
+    assert status is Status.CAUTION and "(b;" in reason
+    assert values["worst_mean_rel_tensor"] == "b" and (values["tensors"], values["changed_tensors"]) == (3, 2)
+
+
+def test_numerical_without_a_changed_value_is_inconclusive():
+    assert rules.numerical([stats(changed=0)], T, 1e-8).status is Status.INCONCLUSIVE
+
+
+# --- perplexity -----------------------------------------------------------------------------------------------------
+
+
+def comparison(ln_ratio: float, se: float, chunks: int = 20, **extra) -> dict:
+    return {"ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": se, "chunks": chunks, **extra}
+
+
+def bounds(ideal: float = T.ppl_increase_ideal, acceptable: float = T.ppl_increase_acceptable) -> Thresholds:
+    return Thresholds(ppl_increase_ideal=ideal, ppl_increase_acceptable=acceptable)
+
+
+LN, SE = 0.02, 0.004
+INC, LO, HI = rules.increase_interval(LN, SE)
+
+
+@pytest.mark.parametrize(("ideal", "acceptable", "status"), [
+    (above(HI), 0.05, Status.PASS),  # entirely below the ideal bound
+    (HI, 0.05, Status.CAUTION),  # its upper end on the ideal bound: not surely below
+    (INC, 0.05, Status.CAUTION),  # across the ideal bound, below the acceptable one
+    (below(LO), 0.05, Status.CAUTION),  # entirely between the bounds
+    (0.001, above(HI), Status.CAUTION),
+    (0.001, HI, Status.INCONCLUSIVE),  # upper end on the acceptable bound
+    (0.001, INC, Status.INCONCLUSIVE),  # across the acceptable bound
+    (0.001, LO, Status.INCONCLUSIVE),  # lower end on the acceptable bound: not surely above
+    (0.001, below(LO), Status.FAIL),  # entirely above the acceptable bound
+])
+def test_perplexity_bounds_on_the_interval(ideal, acceptable, status):
+    ruling = rules.perplexity(comparison(LN, SE), bounds(ideal, acceptable))
+    assert ruling.status is status
+    assert (ruling.values["increase_low"], ruling.values["increase_high"]) == (LO, HI)
+
+
+def test_an_interval_across_the_acceptable_bound_says_how_many_chunks_resolve_it():
+    pc = comparison(0.047, 0.012, ppl_base=6.7, kld_mean=0.001)
+    status, reason, values = rules.perplexity(pc, T)
+    need = chunks_to_resolve(pc, T.ppl_increase_acceptable)
+    assert status is Status.INCONCLUSIVE and need == math.ceil(20 * (rules.Z95 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
+    assert values["chunks_to_resolve"] == need and f"about {need} chunks would resolve it" in reason
+    assert values["ppl_base"] == 6.7 and values["kld_mean"] == 0.001
+    # the verdict repeats the outcome's own count, never a second one
+    data = ExperimentData("e", [CheckOutcome("e", "perplexity", "perplexity", status, reason)],
+                          {Artifact.PERPLEXITY: pc})
+    assert decide(data).reasons[0] == f"perplexity: {reason}"
+
+
+def test_an_effect_exactly_on_the_acceptable_bound_no_chunk_count_resolves():
+    pc = comparison(math.log1p(T.ppl_increase_acceptable), 0.01)
+    status, reason, values = rules.perplexity(pc, T)
+    assert status is Status.INCONCLUSIVE and values["chunks_to_resolve"] is None
+    assert reason.endswith("no number of chunks resolves an effect on the bound")
+
+
+def test_nonfinite_logits_fail_the_perplexity_check_whatever_the_numbers():
+    status, reason, _ = rules.perplexity(comparison(0.0, 0.001, nonfinite="chunk 3, position 7"), T)
+    assert status is Status.FAIL and reason.startswith("NaN/Inf logits in the perplexity pass at chunk 3, position 7")
+
+
+@pytest.mark.parametrize(("ratio", "se", "chunks"), [(0.03, 0.02, 10), (0.07, 0.02, 4), (0.0488, 0.001, 100)])
+def test_chunks_to_resolve_is_the_smallest_count_whose_interval_clears_the_bound(ratio, se, chunks):
+    needed = chunks_to_resolve(comparison(ratio, se, chunks), 0.05)
+    gap = abs(ratio - math.log(1.05))
+
+    def half_width(n: int) -> float:
+        return rules.Z95 * se * math.sqrt(chunks / n)
+
+    assert needed is not None and needed > chunks
+    assert half_width(needed) <= gap
+    if needed > chunks + 1:
+        assert half_width(needed - 1) > gap
+
+
+def test_chunks_to_resolve_is_more_than_now_and_needs_the_numbers():
+    assert chunks_to_resolve(comparison(0.2, 0.001, 20), 0.05) == 21  # already resolved: at least one more chunk
+    assert chunks_to_resolve({}, 0.05) is None
+    assert chunks_to_resolve(comparison(0.01, 0.0, 4), 0.05) is None
+    assert chunks_to_resolve(comparison(math.nan, 0.01, 4), 0.05) is None
+    assert chunks_to_resolve(comparison(math.log1p(0.05), 0.01, 4), 0.05) is None
+
+
+# --- speed ----------------------------------------------------------------------------------------------------------
+
+
+def metric(baseline: list[float], candidate: list[float], tolerance: float = 0.10, alpha: float = 0.05,
+           higher_better: bool = True) -> dict:
+    return rules.speed_metric(baseline, candidate, higher_better=higher_better, tolerance=tolerance, alpha=alpha)
+
+
+STEADY = [100.0, 100.5, 100.2, 100.1, 100.3]
+
+
+def test_noise_is_no_significant_slowdown():
+    m = metric([100.0, 104.0, 97.0, 101.0, 99.0], [99.0, 103.0, 98.0, 100.0, 102.0])
+    assert m["status"] == "pass" and not m["significant"]
+    assert "no significant slowdown" in m["verdict"]
+
+
+def test_significant_slowdown_beyond_tolerance_fails():
+    m = metric([100.0, 101.0, 99.0, 100.5, 100.2], [70.0, 71.0, 69.5, 70.2, 70.8])
+    assert m["status"] == "fail" and m["significant"] and m["p_value"] < 0.05
+    assert abs(m["slowdown"] - 0.298) < 0.01 and "29.9% slower" in m["verdict"]
+
+
+def test_significant_but_within_tolerance_passes():
+    m = metric(STEADY, [97.0, 97.1, 97.2, 97.3, 97.4])
+    assert m["status"] == "pass" and m["significant"] and "within the tolerance" in m["verdict"]
+
+
+def test_large_but_noisy_difference_is_not_significant():
+    # a 20% median slowdown that the rounds cannot separate from noise
+    m = metric([100.0, 60.0, 140.0], [80.0, 130.0, 55.0])
+    assert m["status"] == "pass" and not m["significant"]
+
+
+def test_load_time_direction():
+    # for load time, larger is slower
+    m = metric([0.10, 0.11, 0.10, 0.105, 0.102], [0.20, 0.21, 0.22, 0.20, 0.205], higher_better=False)
+    assert m["status"] == "fail" and m["ratio"] > 1.9
+    faster = metric([0.20, 0.21, 0.22, 0.20, 0.205], [0.10, 0.11, 0.10, 0.105, 0.102], higher_better=False)
+    assert faster["status"] == "pass" and faster["slowdown"] < 0
+
+
+def test_speed_bounds_tolerance_and_alpha():
+    slow = [80.0, 80.1, 80.2, 80.3, 80.4]
+    m = metric(STEADY, slow)
+    slowdown, p = m["slowdown"], m["p_value"]
+    assert metric(STEADY, slow, tolerance=slowdown)["status"] == "pass"  # on the tolerance: not beyond it
+    assert metric(STEADY, slow, tolerance=below(slowdown))["status"] == "fail"
+    assert metric(STEADY, slow, alpha=p)["status"] == "pass"  # p on alpha: not significant
+    assert metric(STEADY, slow, alpha=above(p))["status"] == "fail"
+
+
+def test_speed_check_fails_when_any_metric_fails():
+    ok, bad = metric(STEADY, STEADY), metric(STEADY, [70.0, 71.0, 69.5, 70.2, 70.8])
+    assert rules.speed_status([ok, ok]) is Status.PASS and rules.speed_status([ok, bad]) is Status.FAIL
+    result = {"rounds": 5, "measured_by": "loop", "metrics": {"load_s": ok, "gen_tps": bad}}
+    status, reason, values = rules.speed(result)
+    assert status is Status.FAIL and reason.startswith("5 interleaved rounds: load_s no significant slowdown")
+    assert values["gen_tps.status"] == "fail" and values["gen_tps.baseline_median"] == 100.2
+
+
+# --- conversation ---------------------------------------------------------------------------------------------------
+
+
+def test_judge_rule():
+    assert rules.judge(True, True) is Status.PASS
+    assert rules.judge(False, True) is Status.PASS
+    assert rules.judge(False, False) is Status.LIMITATION
+    assert rules.judge(True, False) is Status.FAIL
+
+
+@pytest.mark.parametrize(("p", "base_ok", "cand_ok", "status"), [
+    (0.049, True, True, Status.FAIL),  # significantly fewer passes, even with most still passing
+    (0.05, True, True, Status.PASS),  # p on alpha: not significant
+    (0.05, True, False, Status.INCONCLUSIVE),  # most fail, fewer passes than the baseline, not significantly
+    (0.05, False, False, Status.LIMITATION),
+])
+def test_sampled_check_status(p, base_ok, cand_ok, status):
+    assert CheckResult("language", base_ok, cand_ok, "", samples=5, p_value=p, alpha=0.05).status is status
+
+
+def test_combine_counts_passes_over_seeds():
+    base, cand = [(True, "zh")] * 5, [(True, "zh")] + [(False, "en")] * 4
+    c = rules.combine("language", base, cand, 0.05)
+    assert (c.baseline_passes, c.candidate_passes) == (5, 1) and c.p_value == pytest.approx(0.0238, abs=1e-4)
+    assert c.status is Status.FAIL and "sample 2" in c.detail
+    single = rules.combine("language", [(True, "zh")], [(False, "en")], 0.05)
+    assert single.samples == 1 and single.status is Status.FAIL
+    broken = rules.combine("valid_text", base, [(True, "ok")] * 4 + [(False, "bad")], 0.05)
+    assert broken.status is Status.FAIL and broken.detail == "candidate sample 5: bad"
+
+
+def test_overall_puts_regressions_first():
+    assert rules.overall([]) is Status.PASS
+    assert rules.overall([Status.PASS, Status.LIMITATION]) is Status.LIMITATION
+    assert rules.overall([Status.LIMITATION, Status.INCONCLUSIVE]) is Status.INCONCLUSIVE
+    assert rules.overall([Status.INCONCLUSIVE, Status.FAIL, Status.PASS]) is Status.FAIL
+
+
+def test_fluency_needs_both_the_factor_and_significance():
+    base = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0]
+    worse = [x + math.log(3) for x in base]  # ×3 perplexity, same spread: significant
+    ok, pb, pc, p, _ = rules.fluency_check(base, worse, 2.0, 0.05)
+    assert not ok and pc / pb == pytest.approx(3) and p < 0.05
+    assert rules.fluency_check(base, worse, pc / pb, 0.05)[0]  # on the factor: not beyond it
+    assert rules.fluency_check(base, worse, 2.0, p)[0]  # p on alpha: not significant
+    better = rules.fluency_check(worse, base, 1.0, 0.05)
+    assert better[0] and better[3] == 1.0  # a more fluent candidate is never tested
