@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from fakequant.errors import FakequantError
-from fakequant.store.cache import locked, sha256_file
+from fakequant.store.cache import file_sha256, locked, sha256_file
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 from fakequant.suite.outcomes import CheckOutcome, clear_experiment, data_dir, record_outcome, save_artifact
 from fakequant.suite.vocab import TEST_ORDER, Status
@@ -274,7 +274,6 @@ class Suite:
         save_artifact(self.report_dir, exp.name, "provenance", self.provenance(exp))
 
     def provenance(self, exp: Experiment) -> dict[str, Any]:
-        from fakequant.quant.candidate import source_sha256
         from fakequant.runtime import llama as runtime
 
         packages = {}
@@ -286,7 +285,7 @@ class Suite:
                 packages[pkg] = None
         return {
             "model_path": str(exp.model), "model_sha256": self.original_sha[str(exp.model)],
-            "corpus_path": str(exp.corpus), "corpus_sha256": source_sha256(exp.corpus),
+            "corpus_path": str(exp.corpus), "corpus_sha256": file_sha256(exp.corpus),
             "criteria_path": str(self.criteria_path.resolve()), "packages": packages,
             "llama_build": runtime.build_info(), "settings": exp.settings.to_json(),
             "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "os": platform.platform(),
@@ -327,7 +326,7 @@ class Suite:
 
     def base_reference(self, exp: Experiment) -> Any:
         """The base model's side of the paired perplexity comparison, computed once per process and corpus."""
-        from fakequant.runtime.perplexity import BaseReference
+        from fakequant.runtime.paired import BaseReference
 
         key = (str(exp.model), str(exp.corpus), exp.chunks, exp.settings)
         if key not in self.refs:
@@ -477,10 +476,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(_SUITE_KEY, None)
     if suite is None or suite.criteria is None or _is_worker(session.config):
         return
-    from fakequant.store.assets import verified_sha256
-
     models = {str(e.model) for e in suite.criteria.experiments.values()}
-    suite.start_sha = {m: verified_sha256(Path(m)) or sha256_file(Path(m)) for m in models if Path(m).is_file()}
+    suite.start_sha = {m: file_sha256(Path(m)) for m in models if Path(m).is_file()}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
