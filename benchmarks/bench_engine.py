@@ -74,9 +74,10 @@ def time_build(src: Path, dst: Path, name: str, fmt: str) -> tuple[float, float,
 
 
 def bench(label: str, src: Path, cases: list[tuple[str, str, str]], repeats: int, work: Path) -> list[str]:
-    from fakequant.quant.candidate import model_info, source_sha256
+    from fakequant.quant.candidate import model_info
+    from fakequant.store.cache import file_sha256
 
-    source_sha256(src)  # warm the sha cache (and the page cache)
+    file_sha256(src)  # warm the sha cache (and the page cache)
     info = model_info(src)
     lines = [f"{label}: {src.name}, {src.stat().st_size / 2**20:.0f} MiB"]
     cp_times, results = [], {}

@@ -29,7 +29,7 @@ def model_runs(criteria: Path, name: str) -> dict[str, Any]:
     from fakequant.quant.candidate import build_candidate
     from fakequant.runtime import chat, speed
     from fakequant.runtime import llama as runtime
-    from fakequant.runtime.perplexity import BaseReference, compare
+    from fakequant.runtime.paired import BaseReference, compare
     from fakequant.runtime.settings import SamplingParams
     from fakequant.suite import conversation as conv
     from fakequant.suite.criteria import load_criteria

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from fakequant.runtime import llama as runtime
-from fakequant.runtime.perplexity import compare, perplexity
+from fakequant.runtime.paired import compare
+from fakequant.runtime.perplexity import perplexity
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 from fakequant.store import assets, tools
 

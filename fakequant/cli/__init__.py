@@ -1,8 +1,10 @@
 """``fakequant`` (also ``python -m fakequant``): the command line.
 
-The parser lives here; each command's work lives in the module that owns it and is imported only when that
-command runs, so ``fakequant inspect`` does not pay for loading llama.cpp. Every user mistake is a
-:class:`~fakequant.errors.FakequantError`: one line on stderr, exit status 2, no traceback.
+The parser lives here; each command lives in a module of this package (model.py: quantize, inspect; score.py: ppl,
+compare; suite.py: sweep, list, report, fetch) that turns the parsed arguments into library calls and prints the
+results. A command's module is imported only when that command runs, so ``fakequant inspect`` does not pay for
+loading llama.cpp. Every user mistake is a :class:`~fakequant.errors.FakequantError`: one line on stderr, exit
+status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ import sys
 from collections.abc import Sequence
 
 from fakequant.errors import FakequantError
+from fakequant.suite.vocab import LANGS
 
 # command -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
-    "quantize": "fakequant.quant.candidate:cli_quantize",
-    "inspect": "fakequant.quant.candidate:cli_inspect",
-    "ppl": "fakequant.runtime.perplexity:cli_ppl",
-    "compare": "fakequant.runtime.perplexity:cli_compare",
-    "report": "fakequant.report:cli_report",
-    "sweep": "fakequant.suite.sweep:cli_sweep",
-    "list": "fakequant.suite.sweep:cli_list",
-    "fetch": "fakequant.store.assets:cli_fetch",
+    "quantize": "fakequant.cli.model:cmd_quantize",
+    "inspect": "fakequant.cli.model:cmd_inspect",
+    "ppl": "fakequant.cli.score:cmd_ppl",
+    "compare": "fakequant.cli.score:cmd_compare",
+    "report": "fakequant.cli.suite:cmd_report",
+    "sweep": "fakequant.cli.suite:cmd_sweep",
+    "list": "fakequant.cli.suite:cmd_list",
+    "fetch": "fakequant.cli.suite:cmd_fetch",
 }
 
 
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild an experiment's Markdown and HTML from its report.json")
     p.add_argument("report_json")
-    p.add_argument("--lang", choices=("en", "zh-TW"), default="en")
+    p.add_argument("--lang", choices=LANGS, default="en")
 
     p = sub.add_parser("sweep", help="run a sweep of criteria.toml and draw its sensitivity map")
     p.add_argument("name")

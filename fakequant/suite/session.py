@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import FakequantError
-from fakequant.store.cache import locked, sha256_file
+from fakequant.store.cache import file_sha256, locked, sha256_file
 from fakequant.suite.criteria import Criteria, Experiment
 from fakequant.suite.outcomes import clear_experiment, data_dir, save_artifact
 from fakequant.suite.vocab import CONVERSATION, TEST_ORDER, Artifact
@@ -145,7 +145,6 @@ class Suite:
         save_artifact(self.report_dir, exp.name, Artifact.PROVENANCE, self.provenance(exp))
 
     def provenance(self, exp: Experiment) -> dict[str, Any]:
-        from fakequant.quant.candidate import source_sha256
         from fakequant.runtime import llama as runtime
 
         packages = {}
@@ -156,7 +155,7 @@ class Suite:
                 packages[pkg] = None
         return {
             "model_path": str(exp.model), "model_sha256": self.original_sha[str(exp.model)],
-            "corpus_path": str(exp.corpus), "corpus_sha256": source_sha256(exp.corpus),
+            "corpus_path": str(exp.corpus), "corpus_sha256": file_sha256(exp.corpus),
             "criteria_path": str(self.criteria_path.resolve()), "packages": packages,
             "llama_build": runtime.build_info(), "settings": exp.settings.to_json(),
             "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "os": platform.platform(),
@@ -184,11 +183,9 @@ class Suite:
 
     def hash_originals(self) -> None:
         """At session start (controller): the sha256 of every original, to prove at the end that none changed."""
-        from fakequant.store.assets import verified_sha256
-
         assert self.criteria is not None
         models = {str(e.model) for e in self.criteria.experiments.values()}
-        self.start_sha = {m: verified_sha256(Path(m)) or sha256_file(Path(m)) for m in models if Path(m).is_file()}
+        self.start_sha = {m: file_sha256(Path(m)) for m in models if Path(m).is_file()}
 
     def changed_originals(self) -> list[str]:
         return [m for m, sha in self.start_sha.items() if sha256_file(Path(m)) != sha]
@@ -229,7 +226,7 @@ class Suite:
 
     def base_reference(self, exp: Experiment) -> Any:
         """The base model's side of the paired perplexity comparison, computed once per process and corpus."""
-        from fakequant.runtime.perplexity import BaseReference
+        from fakequant.runtime.paired import BaseReference
 
         key = (str(exp.model), str(exp.corpus), exp.chunks, exp.settings)
         if key not in self.refs:

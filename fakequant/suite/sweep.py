@@ -14,12 +14,12 @@ with its own tests and report. Cells are collected only when asked for (``pytest
 The thread count is left out of the cache key on purpose: llama.cpp's CPU kernels split work by rows, and logits with
 1 and 2 threads were measured bitwise identical on the default model, so the map is the same whatever N.
 
-``fakequant list [--json]`` prints every experiment and every sweep's cells, for a CI job matrix.
+:func:`listing` is what ``fakequant list [--json]`` prints: every experiment and every sweep's cells, and a CI
+job matrix.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import os
@@ -34,7 +34,7 @@ from typing import Any
 
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
-from fakequant.store.cache import cache_dir, locked, sha256_file, stable_hash, write_json
+from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 
 CELL_CACHE_VERSION = 2  # bump when what a cell records changes (2: only cells with every declared check measured)
@@ -47,18 +47,6 @@ def threads_per_worker(jobs: int, cores: int | None = None) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ cell cache
-
-_SHA: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for this process: a sweep asks for it once per cell."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA:
-        _SHA[key] = sha256_file(Path(path))
-    return _SHA[key]
-
 
 def _llama_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -321,20 +309,7 @@ def _invalid_result(cname: str, err: CriteriaError) -> CellResult:
     return CellResult(cname, layer, rest, "?", ERROR, str(err))
 
 
-# ------------------------------------------------------------------------------------------------------------ CLI
-
-
-def cli_sweep(args: argparse.Namespace) -> int:
-    run = run_sweep(args.criteria, args.name, jobs=args.jobs, report_dir=args.report_dir)
-    counts = {d: sum(c.decision == d for c in run.smap.cells) for d in (*DECISIONS, ERROR)}
-    print(" ".join(f"{d}={n}" for d, n in counts.items() if n))
-    print(run.smap.safe_line())
-    for kind, path in run.paths.items():
-        print(f"{kind:5} {path}")
-    if not run.complete:
-        print(f"fakequant sweep: {counts[ERROR]} cell(s) could not be measured; see their reports", file=sys.stderr)
-        return 1
-    return 0
+# -------------------------------------------------------------------------------------------------------- listing
 
 
 def listing(criteria: Criteria) -> dict[str, Any]:
@@ -362,25 +337,3 @@ def listing(criteria: Criteria) -> dict[str, Any]:
         # GitHub Actions: strategy.matrix: ${{ fromJSON(needs.list.outputs.matrix) }}
         "matrix": {"experiment": plain},
     }
-
-
-def cli_list(args: argparse.Namespace) -> int:
-    criteria = load_criteria(args.criteria)
-    data = listing(criteria)
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False))
-        return 0
-    for e in data["experiments"]:
-        if e["sweep"] is None:
-            state = f"  INVALID: {e['error']}" if e["error"] else ""
-            print(f"{e['name']:24} pytest {shlex.join(e['pytest'])}{state}")
-    for sname, sweep in data["sweeps"].items():
-        print(f"sweep {sname}: {len(sweep['cells'])} cells  (fakequant sweep {sname} -j N)")
-        for cell in sweep["cells"]:
-            print(f"  {cell}")
-    # An invalid experiment is listed (pytest still runs the others), but `fakequant list` doubles as the
-    # criteria.toml validator: each problem goes to stderr as one line, and the exit status is 2.
-    errors = [e["error"] for e in data["experiments"] if e["error"]]
-    for error in errors:
-        print(f"fakequant list: error: {error}", file=sys.stderr)
-    return 2 if errors else 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from fakequant.runtime import chat
-from fakequant.runtime.perplexity import compare
+from fakequant.runtime.paired import compare
 from fakequant.suite import conversation as conv
 from fakequant.suite import rules
 from fakequant.suite.baseline import baseline_cached, baseline_key

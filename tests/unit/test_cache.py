@@ -1,7 +1,8 @@
-"""Atomic writes and the cross-process JSON cache."""
+"""Atomic writes, the cross-process JSON cache and the remembered sha256 of files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.store.cache import atomic_output, atomic_path, cached_json, remove_stale_temporaries, stable_hash
+from fakequant.store import cache
+from fakequant.store.cache import (
+    atomic_output,
+    atomic_path,
+    cached_json,
+    file_sha256,
+    remove_stale_temporaries,
+    stable_hash,
+)
 
 
 def test_atomic_output_publishes_only_on_success(tmp_path: Path) -> None:
@@ -78,6 +87,28 @@ def test_cached_json_recomputes_a_corrupt_entry(tmp_path: Path) -> None:
     dest.write_text("{not json")
     assert cached_json(dest, lambda: [1, 2]) == [1, 2]
     assert json.loads(dest.read_text()) == [1, 2]
+
+
+def test_file_sha256_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"old content")
+    assert file_sha256(path) == hashlib.sha256(b"old content").hexdigest()
+
+    def no_hashing(_path: Path) -> str:
+        raise AssertionError("hashed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cache, "sha256_file", no_hashing)
+        assert file_sha256(path) == hashlib.sha256(b"old content").hexdigest()
+        patched.setattr(cache, "_SHA256", {})  # a new process: the entry under sha256/ answers
+        assert file_sha256(path) == hashlib.sha256(b"old content").hexdigest()
+
+    path.write_bytes(b"new content")  # same size, new content and mtime
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))  # a coarse-mtime file system still sees a change
+    assert file_sha256(path) == hashlib.sha256(b"new content").hexdigest()
+    with pytest.raises(FileNotFoundError):
+        file_sha256(tmp_path / "no-such.gguf")
 
 
 def _umask() -> int:

@@ -171,7 +171,8 @@ def exercise(path: Path, base: Path) -> str:
         assert [t.name for t in reader.tensors] == [t.name for t in summary.tensors]
         assert [t.data_offset for t in reader.tensors] == [t.offset for t in summary.tensors]
 
-    from fakequant.quant import candidate as engine  # imported here so that a missing engine fails only this part
+    from fakequant.cli.model import cmd_inspect  # imported here so that a missing engine fails only this part
+    from fakequant.quant import candidate as engine
 
     outcome = "ok"
     try:
@@ -179,8 +180,8 @@ def exercise(path: Path, base: Path) -> str:
         for tensor in info.tensors:
             gguf_io.read_tensor_values(info, tensor.name)
         with contextlib.redirect_stdout(io.StringIO()):
-            engine.cli_inspect(argparse.Namespace(model=str(path), tensor=None, json=False))
-            engine.cli_inspect(argparse.Namespace(model=str(path), tensor=None, json=True))
+            cmd_inspect(argparse.Namespace(model=str(path), tensor=None, json=False))
+            cmd_inspect(argparse.Namespace(model=str(path), tensor=None, json=True))
         engine.verify_format(base, path, [])
     except FakequantError as err:
         assert "\n" not in str(err), repr(str(err))

@@ -1,4 +1,5 @@
-"""runtime.perplexity and suite.baseline: corpus checks, the llama.cpp algorithm, the paired statistics.
+"""runtime.perplexity, runtime.paired and suite.baseline: corpus checks, the llama.cpp algorithm, the paired
+statistics.
 
 The golden numbers of llama.cpp's own tool are checked in test_tools_crosscheck.py; here the algorithm is checked
 against an independent straightforward implementation, and the statistics against their textbook formulas.
@@ -20,7 +21,8 @@ from fakequant import cli
 from fakequant.errors import CorpusError, ModelRuntimeError
 from fakequant.report import plots, text
 from fakequant.runtime import llama as runtime
-from fakequant.runtime.perplexity import BaseReference, compare, corpus_tokens, paired_stats, perplexity
+from fakequant.runtime.paired import BaseReference, compare, paired_stats
+from fakequant.runtime.perplexity import corpus_tokens, perplexity
 from fakequant.runtime.settings import RuntimeSettings
 from fakequant.store import assets
 from fakequant.suite.baseline import baseline_cached, baseline_key, baseline_path

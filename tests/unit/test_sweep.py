@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fakequant.cli import suite as commands
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import CellResult, SensitivityMap, layer_ranges, write
 from fakequant.suite import sweep
@@ -162,7 +163,7 @@ def test_a_cell_whose_tests_never_ran_is_an_error_and_the_cli_fails(tmp_path, mo
     path = _criteria(tmp_path, layers="0")
     args = type("A", (), {"criteria": str(path), "name": "norms", "jobs": 1, "report_dir": str(tmp_path / "r")})
     monkeypatch.setattr(sweep, "_run", lambda cmd, cwd: 5)  # pytest ran nothing
-    assert sweep.cli_sweep(args) == 1
+    assert commands.cmd_sweep(args) == 1
     smap = SensitivityMap.from_json(json.loads((tmp_path / "r/sweeps/norms/sensitivity.json").read_text()))
     assert {c.decision for c in smap.cells} == {"ERROR"}
     assert "could not be measured" in capsys.readouterr().err
@@ -196,7 +197,7 @@ def test_unknown_sweep_names_the_closest(tmp_path):
 def test_list_json_gives_a_matrix_of_experiments_and_the_cells(tmp_path, capsys):
     path = _criteria(tmp_path, layers="0-1")
     args = type("A", (), {"criteria": str(path), "json": True})
-    assert sweep.cli_list(args) == 0
+    assert commands.cmd_list(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["matrix"] == {"experiment": ["single5"]}
     assert data["sweeps"]["norms"]["cells"] == [

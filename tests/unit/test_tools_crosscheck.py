@@ -5,7 +5,7 @@ AMX faults on this project's VMs, see fakequant.runtime.settings), 4 chunks.
 
 What must agree, and why not everything to 1e-4: llama.cpp's KLD mode stores the base's log-probabilities in 16 bits
 clamped 16 nats below the top logit, so its PPL(base), ln ratio and KLD are approximations of what
-runtime.perplexity.compare() computes exactly. PPL(Q) involves no stored values (relative 1e-4); its PPL(base) is
+runtime.paired.compare() computes exactly. PPL(Q) involves no stored values (relative 1e-4); its PPL(base) is
 checked against its own plain perplexity of the base (1e-4); "same top p" (1e-3) and mean KLD (relative 5e-3) carry
 the 16-bit storage.
 """
@@ -19,7 +19,8 @@ import pytest
 from test_perplexity import write_fp8_candidate
 
 from fakequant.runtime import llama as runtime
-from fakequant.runtime.perplexity import compare, perplexity
+from fakequant.runtime.paired import compare
+from fakequant.runtime.perplexity import perplexity
 from fakequant.runtime.settings import RuntimeSettings
 from fakequant.store import assets, tools
 

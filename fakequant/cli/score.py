@@ -1,0 +1,74 @@
+"""``fakequant ppl`` and ``fakequant compare``: score one model, or two side by side, on a corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fakequant.runtime.llama import load_model
+from fakequant.runtime.paired import compare
+from fakequant.runtime.perplexity import perplexity
+from fakequant.runtime.settings import RuntimeSettings
+
+
+def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
+    ubatch = args.ubatch if args.ubatch is not None else args.batch
+    return RuntimeSettings(n_ctx=args.ctx, n_batch=args.batch, n_ubatch=min(ubatch, args.batch),
+                           n_threads=args.threads, flash_attn=args.flash_attn == "on")
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty() and not (args.json and not sys.stdout.isatty())
+
+
+def cmd_ppl(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with load_model(Path(args.model), settings) as model:
+        result = perplexity(model, Path(args.corpus), chunks=args.chunks, progress=_show_progress(args))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"model      {result.model}\ncorpus     {result.corpus}  ({result.chunks} chunks of {result.n_ctx})")
+    print(f"settings   {json.dumps(result.settings)}")
+    print("running    " + ",".join(f"[{i + 1}]{p:.4f}" for i, p in enumerate(result.chunk_ppl)))
+    print(f"PPL        {result.ppl:.4f} +/- {result.ppl_se:.5f}")
+    print(f"speed      {result.tokens_per_s:.1f} tokens/s over {result.tokens} tokens")
+    if result.nonfinite:
+        print(f"NON-FINITE {result.nonfinite}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with load_model(Path(args.base), settings) as base, load_model(Path(args.candidate), settings) as cand:
+        result = compare(base, cand, Path(args.corpus), chunks=args.chunks, progress=_show_progress(args))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    s = result.stats
+    print(f"base       {result.base}\ncandidate  {result.candidate}\ncorpus     {result.corpus}  "
+          f"({s['chunks']} chunks of {s['n_ctx']}, {s['tokens']} scored tokens)")
+    print(f"settings   {json.dumps(result.settings)}")
+    rows = [
+        ("Mean PPL(Q)", f"{s['ppl_q']:10.6f} ± {s['ppl_q_se']:10.6f}"),
+        ("Mean PPL(base)", f"{s['ppl_base']:10.6f} ± {s['ppl_base_se']:10.6f}"),
+        ("Cor(ln(PPL(Q)), ln(PPL(base)))", f"{100 * s['ln_ppl_cor']:6.2f}%"),
+        ("Mean ln(PPL(Q)/PPL(base))", f"{s['ln_ppl_ratio']:10.6f} ± {s['ln_ppl_ratio_se']:10.6f}"),
+        ("Mean PPL(Q)/PPL(base)", f"{s['ppl_ratio']:10.6f} ± {s['ppl_ratio_se']:10.6f}"),
+        ("Mean PPL(Q)-PPL(base)", f"{s['ppl_diff']:10.6f} ± {s['ppl_diff_se']:10.6f}"),
+        ("Mean KLD", f"{s['kld_mean']:10.6f} ± {s['kld_se']:10.6f}"),
+        ("Maximum / 99.9% / 99% KLD", f"{s['kld_max']:.6f} / {s['kld_p999']:.6f} / {s['kld_p99']:.6f}"),
+        ("Median KLD", f"{s['kld_median']:.6f}"),
+        ("Mean Δp", f"{100 * s['dp_mean']:6.3f} ± {100 * s['dp_se']:5.3f} %"),
+        ("RMS Δp", f"{100 * s['dp_rms']:6.3f} ± {100 * s['dp_rms_se']:5.3f} %"),
+        ("Same top p", f"{100 * s['same_top_p']:6.3f} ± {100 * s['same_top_p_se']:5.3f} %"),
+    ]
+    for name, value in rows:
+        print(f"{name:<31}: {value}")
+    if result.nonfinite:
+        print(f"NON-FINITE {result.nonfinite}")
+    return 0

@@ -1,0 +1,170 @@
+"""Reading a report.json document that may be partial, and the phrases that more than one part of a report uses.
+
+Every artifact and every key may be absent (a partial run, or a check that errored) and then reads as "not
+measured": nothing here raises on missing data. :mod:`fakequant.report.document` arranges these phrases into blocks,
+:mod:`fakequant.report.text` writes some as plain text, and the pytest-html summary shows :func:`key_numbers`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fakequant.report import fmt
+from fakequant.report.blocks import Badge, Para, Span
+from fakequant.report.i18n import status_text, translator
+from fakequant.suite.rules import no_op
+from fakequant.suite.vocab import Artifact
+
+
+def d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def lst(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+class DocContext:
+    """The document being read, with the translator and the 'not measured' fallback."""
+
+    def __init__(self, doc: dict[str, Any], lang: str) -> None:
+        self.doc = doc
+        self.lang = lang
+        self.t: Callable[..., str] = translator(lang)
+        self.art = d(doc.get("artifacts"))
+        self.verdict = d(doc.get("verdict"))
+
+    def na(self, text: str | None) -> str:
+        return text if text not in (None, "") else self.t("not_measured")
+
+    def a(self, name: str) -> dict[str, Any]:
+        return d(self.art.get(name))
+
+    @property
+    def noop(self) -> bool:
+        """Nothing changed: the suite skips the quality checks, and the report says why they are absent."""
+        return no_op(self.a(Artifact.NUMERICAL)) is not None
+
+    def absent(self) -> Para:
+        return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
+
+
+def code(text: Any) -> Span:
+    return Span(str(text), "code")
+
+
+def badge(status: Any, lang: str) -> Badge:
+    return Badge(str(status), status_text(str(status), lang))
+
+
+def status_cell(ctx: DocContext, status: Any) -> Badge | str:
+    return badge(status, ctx.lang) if status else ctx.t("not_measured")
+
+
+def perplexity_difference(ctx: DocContext, pc: dict[str, Any]) -> str | None:
+    interval = fmt.increase_interval(pc.get("ln_ppl_ratio"), pc.get("ln_ppl_ratio_se"))
+    if interval is None:
+        return None
+    inc, lo, hi = (fmt.pct(x) for x in interval)
+    return ctx.t("ppl_increase", inc=inc, lo=lo, hi=hi)
+
+
+def speed_cell(ctx: DocContext, side: dict[str, Any], show: Callable[[Any], str | None]) -> str:
+    median = show(side.get("median"))
+    if median is None:
+        return ctx.t("not_measured")
+    values = [v for v in lst(side.get("values")) if fmt.number(v) is not None]
+    if len(values) < 2:
+        return median
+    lo, hi = show(min(values, key=float)) or "?", show(max(values, key=float)) or "?"
+    unit = " " + hi.split(" ", 1)[1] if " " in hi else ""
+    if unit and lo.endswith(unit):  # "117–123 ms", not "117 ms–123 ms"
+        lo = lo[: -len(unit)]
+    band = ctx.t("median_of", n=len(values), lo=lo, hi=hi)
+    return f"{median} ({band})"
+
+
+def speed_difference(ctx: DocContext, metric: dict[str, Any], with_p: bool = True) -> str:
+    if not metric:
+        return ctx.t("not_measured")
+    p = fmt.sig(metric.get("p_value"), 2)
+    ptext = f" (p = {p})" if p and with_p else ""
+    if metric.get("significant") is True:
+        return ctx.t("sig_diff", ratio=ctx.na(fmt.pct(metric.get("ratio"), 1, signed=False))) + ptext
+    if metric.get("significant") is False:
+        return ctx.t("no_sig") + ptext
+    return ctx.t("not_measured")
+
+
+SPEED_METRICS = (("load_s", "load_time", fmt.seconds), ("prompt_tps", "prompt_speed", fmt.rate),
+                 ("gen_tps", "gen_speed", fmt.rate))
+
+
+def conversation_counts(convs: list[dict[str, Any]]) -> tuple[int, int, int, int, int]:
+    """(checks met by the original, by the candidate, checks, identical answers, conversations)."""
+    base = cand = total = 0
+    for conv in convs:
+        for check in lst(conv.get("checks")):
+            check = d(check)
+            total += 1
+            base += check.get("baseline_ok") is True
+            cand += check.get("candidate_ok") is True
+    same = sum(1 for c in convs if c.get("exact_match") is True)
+    return base, cand, total, same, len(convs)
+
+
+def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
+    """One cell of key numbers: values changed, perplexity increase ± interval, KLD, conversations."""
+    ctx = DocContext(doc, lang)
+    out = []
+    tensors = [d(x) for x in lst(ctx.a(Artifact.NUMERICAL).get("tensors"))]
+    if tensors:
+        changed = sum(int(fmt.number(x.get("changed")) or 0) for x in tensors)
+        total = sum(int(fmt.number(x.get("n")) or 0) for x in tensors)
+        out.append(f"{changed}/{total} values changed")
+    pc = ctx.a(Artifact.PERPLEXITY)
+    diff = perplexity_difference(ctx, pc)
+    if diff:
+        out.append(f"PPL {diff}")
+    kld = fmt.sig(pc.get("kld_mean"), 3)
+    if kld:
+        out.append(f"KLD {kld} nats")
+    convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
+    if convs:
+        out.append(ctx.t("conv_identical", same=conversation_counts(convs)[3], n=len(convs)))
+    return "; ".join(out) or ctx.t("not_measured")
+
+
+PPL_STATS = (
+    ("Mean PPL(Q)", "ppl_q", "ppl_q_se", 4), ("Mean PPL(base)", "ppl_base", "ppl_base_se", 4),
+    ("Cor(ln PPL(Q), ln PPL(base))", "ln_ppl_cor", None, 6),
+    ("Mean ln(PPL(Q)/PPL(base))", "ln_ppl_ratio", "ln_ppl_ratio_se", 6),
+    ("Mean PPL(Q)/PPL(base)", "ppl_ratio", "ppl_ratio_se", 6), ("Mean PPL(Q)-PPL(base)", "ppl_diff", "ppl_diff_se", 6),
+    ("Mean KLD (nats)", "kld_mean", "kld_se", 6), ("Maximum KLD", "kld_max", None, 6),
+    ("99.9% KLD", "kld_p999", None, 6), ("99.0% KLD", "kld_p99", None, 6), ("90.0% KLD", "kld_p90", None, 6),
+    ("Median KLD", "kld_median", None, 6), ("10.0% KLD", "kld_p10", None, 6), ("5.0% KLD", "kld_p05", None, 6),
+    ("1.0% KLD", "kld_p01", None, 6), ("Minimum KLD", "kld_min", None, 6),
+    ("Mean Δp", "dp_mean", "dp_se", 6), ("RMS Δp", "dp_rms", "dp_rms_se", 6),
+    ("Same top p", "same_top_p", "same_top_p_se", 6),
+)
+
+
+def perplexity_lines(pc: dict[str, Any], na: str) -> list[tuple[str, str]]:
+    """(statistic, value ± se) in llama-perplexity --kl-divergence's order and naming."""
+    out = [(label, fmt.pm(pc.get(key), pc.get(se) if se else None, dec) or na) for label, key, se, dec in PPL_STATS]
+    out += [("chunks", fmt.integer(pc.get("chunks")) or na), ("tokens scored", fmt.integer(pc.get("tokens")) or na)]
+    if pc.get("nonfinite"):
+        out.append(("NaN/Inf", str(pc["nonfinite"])))
+    return out
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in settings.items())
+
+
+def flat(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
