@@ -27,7 +27,7 @@ from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
 from fakequant.suite.verdict import Verdict, decide
-from fakequant.suite.vocab import LANGS, Artifact, Decision
+from fakequant.suite.vocab import Artifact, Decision
 
 SCHEMA = 1
 __all__ = ["ReportError", "build_document", "finish_run", "html_summary", "read_report", "render_experiment",
