@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fakequant.errors import ModelRuntimeError
+from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.llama import Model, first_nonfinite
 from fakequant.runtime.perplexity import CorpusTokens, corpus_tokens, progress_bar, row_logsumexp, scored_logits
 
@@ -107,6 +108,8 @@ class PairedComparison:
     corpus: str
     nonfinite: str | None
     seconds: float
+    placebo: dict[str, Any] | None = None  # the placebo twin against the base: the floor of these tensors
+    excess: dict[str, Any] | None = None  # the candidate beyond the placebo, paired per chunk
     # per scored token, for callers that want more than the summary (not in JSON)
     nll_base: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     nll_q: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -121,7 +124,7 @@ class PairedComparison:
     def to_json(self) -> dict[str, Any]:
         return {**self.stats, "per_chunk": self.per_chunk, "kld_hist": self.kld_hist, "settings": self.settings,
                 "base": self.base, "candidate": self.candidate, "corpus": self.corpus, "nonfinite": self.nonfinite,
-                "seconds": self.seconds}
+                "seconds": self.seconds, **({"placebo": self.placebo, "excess": self.excess} if self.placebo else {})}
 
 
 _KLD_ROWS = 8
@@ -200,11 +203,13 @@ def paired_stats(nll_q: np.ndarray, nll_b: np.ndarray, kld: np.ndarray, dp: np.n
 
 
 def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None = None, *,
-            chunks: int | None = None, progress: bool = False) -> PairedComparison:
+            chunks: int | None = None, progress: bool = False, placebo: Model | None = None) -> PairedComparison:
     """Paired comparison of ``candidate`` against ``base`` over identical tokens, in one pass, nothing on disk.
 
     ``base`` is a loaded model (scored chunk by chunk beside the candidate) or a :class:`BaseReference` built
-    earlier (then ``corpus``/``chunks`` must be left out or match it)."""
+    earlier (then ``corpus``/``chunks`` must be left out or match it). With a ``placebo`` (the same tensors nudged
+    by one ulp), it is scored in the same pass against the same base: the result's ``placebo`` block is the floor
+    any change of those tensors produces, and ``excess`` is the candidate beyond it, paired per chunk."""
     if isinstance(base, BaseReference):
         ref = base
         if corpus is not None and Path(corpus) != ref.corpus_tokens.corpus:
@@ -224,43 +229,79 @@ def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None =
         def get_base(i: int) -> _BaseChunk:
             return _base_chunk(base_model, ct, i)[0]
 
-    if candidate.settings != base_model.settings:
-        raise ModelRuntimeError(f"{candidate.path}: runtime settings differ from the base's "
-                                f"({candidate.settings} vs {base_model.settings}); they must be identical")
-    if candidate.n_vocab != base_model.n_vocab:
-        raise ModelRuntimeError(f"{candidate.path}: vocabulary of {candidate.n_vocab} tokens, the base has "
-                                f"{base_model.n_vocab}")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("nll_q", "nll_b", "kld", "dp", "same_top")}
-    per_chunk: dict[str, list[float]] = {"ppl_base": [], "ppl_q": [], "ln_ppl_ratio": [], "kld_mean": [],
-                                         "same_top_p": []}
+    for other in (candidate, placebo):
+        if other is None:
+            continue
+        if other.settings != base_model.settings:
+            raise ModelRuntimeError(f"{other.path}: runtime settings differ from the base's "
+                                    f"({other.settings} vs {base_model.settings}); they must be identical")
+        if other.n_vocab != base_model.n_vocab:
+            raise ModelRuntimeError(f"{other.path}: vocabulary of {other.n_vocab} tokens, the base has "
+                                    f"{base_model.n_vocab}")
+    cand = _Series()
+    plac = _Series() if placebo is not None else None
+    same_as_placebo: list[np.ndarray] = []
     nonfinite = None
     start = time.perf_counter()
     with progress_bar(ct.n_chunk, f"compare {candidate.path.name}", progress) as bar:
         for i in range(ct.n_chunk):
             b = get_base(i)
             q_logits, targets = scored_logits(candidate, ct, i)
-            if nonfinite is None:
-                nonfinite = (f"base: {b.nonfinite}" if b.nonfinite else None) or (
-                    (lambda w: f"candidate: {w}" if w else None)(first_nonfinite(q_logits, f"chunk {i + 1}")))
-            s = _token_stats(b, q_logits, targets)
-            for k in parts:
-                parts[k].append(s[k])
-            per_chunk["ppl_base"].append(math.exp(float(s["nll_b"].mean())))
-            per_chunk["ppl_q"].append(math.exp(float(s["nll_q"].mean())))
-            per_chunk["ln_ppl_ratio"].append(float(s["nll_q"].mean() - s["nll_b"].mean()))
-            per_chunk["kld_mean"].append(float(s["kld"].mean()))
-            per_chunk["same_top_p"].append(float(s["same_top"].mean()))
+            nonfinite = nonfinite or (f"base: {b.nonfinite}" if b.nonfinite else None) or _nonfinite(
+                "candidate", q_logits, i)
+            cand.add(_token_stats(b, q_logits, targets))
+            if plac is not None:
+                p_logits, _ = scored_logits(placebo, ct, i)
+                nonfinite = nonfinite or _nonfinite("placebo", p_logits, i)
+                plac.add(_token_stats(b, p_logits, targets))
+                same_as_placebo.append(q_logits.argmax(axis=1) == p_logits.argmax(axis=1))
             bar.update(1)
     seconds = time.perf_counter() - start
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    stats = paired_stats(arrays["nll_q"], arrays["nll_b"], arrays["kld"], arrays["dp"], arrays["same_top"])
-    stats["chunks"] = ct.n_chunk
-    stats["n_ctx"] = ct.n_ctx
+    stats = cand.stats(ct)
     stats["tokens_per_s"] = ct.n_chunk * ct.n_ctx / seconds
+    arrays = cand.arrays()
     counts, _ = np.histogram(np.log10(np.clip(arrays["kld"], 1e-10, 99.0)), bins=KLD_HIST_EDGES)
+    placebo_block = excess_block = None
+    if plac is not None:
+        placebo_block = {**plac.stats(ct), "per_chunk": plac.per_chunk, "path": str(placebo.path)}
+        excess_block = excess(cand.per_chunk, plac.per_chunk,
+                              same_top_p=float(np.concatenate(same_as_placebo).mean()))
     return PairedComparison(
-        stats=stats, per_chunk=per_chunk,
+        stats=stats, per_chunk=cand.per_chunk,
         kld_hist={"log10_edges": KLD_HIST_EDGES.tolist(), "counts": counts.tolist()},
         settings=base_model.settings.to_json(), base=str(base_model.path), candidate=str(candidate.path),
-        corpus=str(ct.corpus), nonfinite=nonfinite, seconds=seconds,
+        corpus=str(ct.corpus), nonfinite=nonfinite, seconds=seconds, placebo=placebo_block, excess=excess_block,
         nll_base=arrays["nll_b"], nll_q=arrays["nll_q"], kld=arrays["kld"])
+
+
+def _nonfinite(who: str, logits: np.ndarray, i: int) -> str | None:
+    where = first_nonfinite(logits, f"chunk {i + 1}")
+    return f"{who}: {where}" if where else None
+
+
+class _Series:
+    """Per-token statistics of one model against the base, gathered chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("nll_q", "nll_b", "kld", "dp", "same_top")}
+        self.per_chunk: dict[str, list[float]] = {"ppl_base": [], "ppl_q": [], "ln_ppl_ratio": [], "kld_mean": [],
+                                                  "same_top_p": []}
+
+    def add(self, s: dict[str, np.ndarray]) -> None:
+        for k in self.parts:
+            self.parts[k].append(s[k])
+        self.per_chunk["ppl_base"].append(math.exp(float(s["nll_b"].mean())))
+        self.per_chunk["ppl_q"].append(math.exp(float(s["nll_q"].mean())))
+        self.per_chunk["ln_ppl_ratio"].append(float(s["nll_q"].mean() - s["nll_b"].mean()))
+        self.per_chunk["kld_mean"].append(float(s["kld"].mean()))
+        self.per_chunk["same_top_p"].append(float(s["same_top"].mean()))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
+
+    def stats(self, ct: CorpusTokens) -> dict[str, Any]:
+        a = self.arrays()
+        out = paired_stats(a["nll_q"], a["nll_b"], a["kld"], a["dp"], a["same_top"])
+        out["chunks"] = ct.n_chunk
+        out["n_ctx"] = ct.n_ctx
+        return out
