@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="paired perplexity/KL-divergence comparison of two models in one pass")
     p.add_argument("base")
     p.add_argument("candidate")
+    p.add_argument("--placebo", default=None, metavar="PLACEBO",
+                   help="a placebo twin of the candidate (`fakequant placebo`), scored in the same pass: adds the "
+                        "floor and the candidate's excess over it")
     _add_runtime_options(p)
 
     p = sub.add_parser("report", help="rebuild an experiment's Markdown and HTML from its report.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -44,8 +45,11 @@ def cmd_ppl(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with load_model(Path(args.base), settings) as base, load_model(Path(args.candidate), settings) as cand:
-        result = compare(base, cand, Path(args.corpus), chunks=args.chunks, progress=_show_progress(args))
+    with contextlib.ExitStack() as stack:
+        base, cand = (stack.enter_context(load_model(Path(p), settings)) for p in (args.base, args.candidate))
+        placebo = stack.enter_context(load_model(Path(args.placebo), settings)) if args.placebo else None
+        result = compare(base, cand, Path(args.corpus), chunks=args.chunks, progress=_show_progress(args),
+                         placebo=placebo)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -69,6 +73,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ]
     for name, value in rows:
         print(f"{name:<31}: {value}")
+    if result.placebo is not None and result.excess is not None:
+        _print_floor_and_excess(result.placebo, result.excess)
     if result.nonfinite:
         print(f"NON-FINITE {result.nonfinite}")
     return 0
+
+
+def _interval(block: dict, key: str) -> str:
+    ci = block.get(f"{key}_ci")
+    return f"[{ci[0]:+.6f}, {ci[1]:+.6f}]" if ci else "(no interval: one chunk)"
+
+
+def _print_floor_and_excess(placebo: dict, excess: dict) -> None:
+    print(f"\nplacebo    {placebo['path']}  (the same tensors nudged by one ulp: the floor)")
+    for name, value in (
+        ("Mean KLD (placebo)", f"{placebo['kld_mean']:10.6f} ± {placebo['kld_se']:10.6f}"),
+        ("Mean ln(PPL(P)/PPL(base))", f"{placebo['ln_ppl_ratio']:10.6f} ± {placebo['ln_ppl_ratio_se']:10.6f}"),
+        ("Same top p (placebo)", f"{100 * placebo['same_top_p']:6.3f} ± {100 * placebo['same_top_p_se']:5.3f} %"),
+    ):
+        print(f"{name:<31}: {value}")
+    level = round(100 * excess["level"])
+    print(f"excess over the placebo, paired per chunk ({excess['chunks']} chunks, {level}% intervals, t quantile):")
+    for name, value in (
+        ("Excess mean KLD", f"{excess['kld_mean']:+10.6f} {_interval(excess, 'kld_mean')}"),
+        ("ln(PPL(Q)/PPL(P))", f"{excess['ln_ppl_ratio']:+10.6f} {_interval(excess, 'ln_ppl_ratio')}"),
+        ("Same top p (Q vs P)", f"{100 * excess['same_top_p']:6.3f} %"),
+    ):
+        print(f"{name:<31}: {value}")

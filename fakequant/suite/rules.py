@@ -181,9 +181,45 @@ def perplexity(comparison: Mapping[str, Any], thresholds: Thresholds) -> Ruling:
                 else "no number of chunks resolves an effect on the bound")
         status, text = Status.INCONCLUSIVE, f"{measured} straddles the acceptable bound {acceptable:.0%}; {more}"
     values.update({k: comparison[k] for k in ("ppl_base", "ppl_q", "kld_mean", "same_top_p") if k in comparison})
+    floor = floor_and_excess(comparison)
+    if floor is not None:
+        text = f"{text}; {floor.reason}"
+        values.update(floor.values)
     if comparison.get("nonfinite"):
         status, text = Status.FAIL, f"NaN/Inf logits in the perplexity pass at {comparison['nonfinite']}; {text}"
     return Ruling(status, text, values)
+
+
+class Floor(NamedTuple):
+    """What the placebo says about a comparison: the one-line account and its numbers."""
+
+    reason: str
+    values: dict[str, Any]
+    resolved: bool  # the format's own effect (excess mean KLD) lies surely above or below zero
+
+
+def floor_and_excess(comparison: Mapping[str, Any]) -> Floor | None:
+    """The total effect split into the floor (a one-ulp placebo of the same tensors, scored in the same pass) and the
+    format's excess over it, judged on the excess mean KLD's interval over chunks. None without a placebo."""
+    placebo, excess = comparison.get("placebo"), comparison.get("excess")
+    if not isinstance(placebo, Mapping) or not isinstance(excess, Mapping):
+        return None
+    ci = excess.get("kld_mean_ci")
+    resolved = bool(excess.get("kld_mean_resolved"))
+    values = {"floor_kld_mean": placebo["kld_mean"], "floor_ln_ppl_ratio": placebo["ln_ppl_ratio"],
+              "floor_same_top_p": placebo["same_top_p"], "excess_kld_mean": excess["kld_mean"],
+              "excess_kld_mean_ci": ci, "excess_ln_ppl_ratio": excess["ln_ppl_ratio"],
+              "excess_ln_ppl_ratio_ci": excess.get("ln_ppl_ratio_ci"), "format_effect_resolved": resolved}
+    floor = (f"a one-ulp nudge of the same tensors (placebo) already moves perplexity by "
+             f"{math.expm1(placebo['ln_ppl_ratio']):+.3%} and gives KLD {placebo['kld_mean']:.2g}")
+    interval = f"95% CI {ci[0]:+.2g} … {ci[1]:+.2g}" if ci else "no interval from one chunk"
+    if resolved:
+        effect = (f"the format adds KLD {excess['kld_mean']:+.2g} ({interval}) and "
+                  f"{math.expm1(excess['ln_ppl_ratio']):+.3%} perplexity beyond it")
+    else:
+        effect = (f"the format's own effect is below what this model and runtime resolve at this position "
+                  f"(excess KLD {excess['kld_mean']:+.2g}, {interval}, {excess['chunks']} chunks)")
+    return Floor(f"{floor}; {effect}", values, resolved)
 
 
 # ----------------------------------------------------------------------------------------------------------- speed

@@ -142,9 +142,20 @@ def decide(data: ExperimentData) -> Verdict:
 def _headline(decision: Decision, reasons: list[str], noop: NoOp | None, outcomes: list[CheckOutcome]) -> str:
     if decision == Decision.INCONCLUSIVE and noop:
         return f"{noop.changed}/{noop.total} values changed (already representable in {noop.format})"
+    ppl = [o for o in outcomes if o.category == PERPLEXITY]
     if decision == Decision.GO:
-        ppl = [o for o in outcomes if o.category == PERPLEXITY]
         head = reasons[0]
         return f"{head}; {_line(ppl[0].reason)}" if ppl else head
     more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
-    return reasons[0] + more
+    said = "(placebo)" in reasons[0]  # a perplexity reason already tells the floor
+    return reasons[0] + more + (_floor_phrase(ppl[0].values) if ppl and not said else "")
+
+
+def _floor_phrase(values: dict[str, Any]) -> str:
+    """Whether the format's own effect stood out of the floor, for a headline led by another reason."""
+    resolved, floor, excess = (values.get(k) for k in ("format_effect_resolved", "floor_kld_mean", "excess_kld_mean"))
+    if not isinstance(resolved, bool) or not isinstance(floor, float) or not isinstance(excess, float):
+        return ""
+    if resolved:
+        return f" — format's own effect KLD {excess:+.2g} beyond the placebo floor {floor:.2g}"
+    return f" — format's own effect below the placebo floor's resolution (floor KLD {floor:.2g}, excess {excess:+.2g})"

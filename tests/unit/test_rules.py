@@ -305,3 +305,42 @@ def test_fluency_needs_both_the_factor_and_significance():
     assert rules.fluency_check(base, worse, 2.0, p)[0]  # p on alpha: not significant
     better = rules.fluency_check(worse, base, 1.0, 0.05)
     assert better[0] and better[3] == 1.0  # a more fluent candidate is never tested
+
+
+# ----------------------------------------------------------------------------------------------- floor and excess
+
+
+def with_placebo(resolved: bool, chunks: int = 10) -> dict:
+    ci = [0.0008, 0.0016] if resolved else [-0.0003, 0.0005]
+    return comparison(0.0017, 0.0009, chunks, kld_mean=0.0063,
+                      placebo={"kld_mean": 0.0051, "ln_ppl_ratio": -0.0027, "same_top_p": 0.962},
+                      excess={"kld_mean": sum(ci) / 2, "kld_mean_ci": ci, "kld_mean_resolved": resolved,
+                              "ln_ppl_ratio": 0.0044, "ln_ppl_ratio_ci": [-0.001, 0.0098], "chunks": chunks})
+
+
+def test_floor_and_excess_tells_a_floor_level_effect_from_a_real_one():
+    assert rules.floor_and_excess(comparison(0.001, 0.001)) is None  # no placebo: nothing to tell
+    real = rules.floor_and_excess(with_placebo(True))
+    floor = rules.floor_and_excess(with_placebo(False))
+    assert real is not None and floor is not None
+    assert real.resolved and not floor.resolved
+    assert "placebo) already moves perplexity by -0.270% and gives KLD 0.0051" in real.reason
+    assert "the format adds KLD +0.0012 (95% CI +0.0008 … +0.0016)" in real.reason
+    assert "below what this model and runtime resolve at this position" in floor.reason
+    assert floor.values["excess_kld_mean_ci"] == [-0.0003, 0.0005] and floor.values["floor_kld_mean"] == 0.0051
+
+
+def test_perplexity_reason_and_headline_carry_the_floor_without_changing_the_status():
+    plain = rules.perplexity(comparison(0.0017, 0.0009, 10), T)
+    ruling = rules.perplexity(with_placebo(False), T)
+    assert ruling.status is plain.status is Status.PASS  # the user's bounds apply to the total
+    assert ruling.reason.startswith(plain.reason) and "(placebo)" in ruling.reason
+    assert ruling.values["format_effect_resolved"] is False
+    data = ExperimentData("e", [CheckOutcome("e", "perplexity", "perplexity", ruling.status, ruling.reason,
+                                             ruling.values)], {Artifact.EXPERIMENT: {"checks": ["perplexity"]}})
+    assert "below what this model and runtime resolve" in decide(data).headline
+    caution = CheckOutcome("e", "numerical", "numerical", Status.CAUTION, "mean rel diff 2.6%")
+    data = ExperimentData("e", [caution, CheckOutcome("e", "perplexity", "perplexity", ruling.status,
+                                                      ruling.reason, ruling.values)],
+                          {Artifact.EXPERIMENT: {"checks": ["numerical", "perplexity"]}})
+    assert "below the placebo floor's resolution (floor KLD 0.0051" in decide(data).headline
