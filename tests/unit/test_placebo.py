@@ -202,22 +202,33 @@ def test_cli_placebo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 # ----------------------------------------------------------------------------------------- the default model
 
 
+@pytest.fixture(scope="module")
+def default_assets() -> tuple[Path, Path]:
+    """(default model, default corpus) in the user's cache; module scope, so resolved before the per-test cache
+    isolation above replaces FAKEQUANT_HOME."""
+    from fakequant.store.assets import DEFAULT_CORPUS, DEFAULT_MODEL
+    from fakequant.store.cache import cache_root
+
+    paths = tuple(cache_root() / a.folder / a.name for a in (DEFAULT_MODEL, DEFAULT_CORPUS))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        pytest.skip(f"default assets not fetched ({', '.join(missing)}); run `fakequant fetch`")
+    return paths[0], paths[1]
+
+
 @pytest.mark.slow
-def test_placebo_effect_on_the_default_model(tmp_path: Path) -> None:
+def test_placebo_effect_on_the_default_model(tmp_path: Path, default_assets: tuple[Path, Path]) -> None:
     """An F32 ulp of blk.0.ffn_norm moves the output measurably (the quantized matmuls downstream re-round their
     activations); the same nudge of the last block's norm does not."""
     from fakequant.runtime import llama as runtime
     from fakequant.runtime.perplexity import BaseReference, compare
     from fakequant.runtime.settings import RuntimeSettings
-    from fakequant.store import assets
 
-    model = assets.model_path()
-    if not model.is_file():
-        pytest.skip(f"default model not fetched ({model}); run `fakequant fetch model`")
+    model, corpus = default_assets
     settings = RuntimeSettings(n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2, flash_attn=False)
     kld = {}
     with runtime.load_model(model, settings) as base:
-        ref = BaseReference.build(base, assets.corpus_path(), chunks=3)  # one base pass for both placebos
+        ref = BaseReference.build(base, corpus, chunks=3)  # one base pass for both placebos
         for layer in (0, 29):
             placebo = build_placebo(model, Selection(names=(f"blk.{layer}.ffn_norm.weight",)),
                                     dest=tmp_path / f"p{layer}.gguf")
