@@ -20,6 +20,7 @@ from fakequant.suite.vocab import LANGS
 # command -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
     "quantize": "fakequant.cli.model:cmd_quantize",
+    "placebo": "fakequant.cli.model:cmd_placebo",
     "inspect": "fakequant.cli.model:cmd_inspect",
     "ppl": "fakequant.cli.score:cmd_ppl",
     "compare": "fakequant.cli.score:cmd_compare",
@@ -55,9 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tensor name or glob (repeatable), e.g. 'blk.*.ffn_norm.weight'")
     p.add_argument("--format", required=True, help="bf16, fp16, fp8_e4m3, fp8_e5m2, int8, int4, q8_0, q4_k, ...")
     p.add_argument("--group-size", type=int, default=None, help="group size for int4 (default 32)")
-    p.add_argument("--store", choices=("f32", "f16"), default=None,
-                   help="dtype to store quantized sources in (default: f32)")
+    p.add_argument("--store", choices=("native", "f32", "f16"), default=None,
+                   help="storage type (default: the format's own ggml type for matrices where it has one, "
+                        "else the source type if it holds the values, else f32)")
     p.add_argument("--epsilon", type=float, default=1e-8, help="ε in |a-b|/(|a|+ε) (default 1e-8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    p = sub.add_parser("placebo", help="write the placebo twin: the same tensors nudged by one ulp, same types")
+    p.add_argument("src", help="original GGUF (never modified)")
+    p.add_argument("dst", help="where to write the placebo GGUF")
+    p.add_argument("--tensor", action="append", required=True, metavar="PATTERN",
+                   help="tensor name or glob (repeatable), e.g. 'blk.0.ffn_norm.weight'")
+    p.add_argument("--seed", type=int, default=0, help="seed of the nudges' random directions (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = sub.add_parser("inspect", help="list a GGUF's metadata and tensors")

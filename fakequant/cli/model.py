@@ -9,6 +9,7 @@ from typing import Any
 
 from fakequant.gguf.io import ArrayPreview
 from fakequant.quant.candidate import BuildResult, Recipe, build_candidate, model_info
+from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.store.cache import dumps
 
@@ -41,8 +42,16 @@ def format_table(result: BuildResult) -> str:
 def cmd_quantize(args: argparse.Namespace) -> int:
     recipe = Recipe(Selection(names=tuple(args.tensor)), args.format, group_size=args.group_size, store=args.store,
                     epsilon=args.epsilon)
-    result = build_candidate(Path(args.src), recipe, Path(args.dst))
-    print(dumps(result.to_json(), indent=2) if args.json else format_table(result))
+    return _print_build(build_candidate(Path(args.src), recipe, Path(args.dst)), args.json)
+
+
+def cmd_placebo(args: argparse.Namespace) -> int:
+    recipe = Recipe(Selection(names=tuple(args.tensor)), PLACEBO, seed=args.seed)
+    return _print_build(build_candidate(Path(args.src), recipe, Path(args.dst)), args.json)
+
+
+def _print_build(result: BuildResult, as_json: bool) -> int:
+    print(dumps(result.to_json(), indent=2) if as_json else format_table(result))
     return 0
 
 

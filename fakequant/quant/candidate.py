@@ -4,9 +4,14 @@
 selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.io` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
 
-Storage of the fake-quantized values: a float source (F32/F16/BF16) is stored back in its own type when every
-value is exactly representable there, otherwise as F32; a quantized source is stored as F32. ``store = "f32" |
-"f16"`` forces a type, and is refused for any tensor whose values it would change.
+Storage of the fake-quantized values (:mod:`fakequant.quant.storage`): a matrix goes into the format's own ggml
+type where it has one (BF16, F16, Q8_0 ... Q6_K, MXFP4: the bytes llama-quantize writes), so llama.cpp runs the
+kernel the real format would run; other tensors and formats keep their source type when it holds every value,
+else F32. ``store = "native"`` asks for the first rule explicitly; ``store = "f32" | "f16"`` forces a type, and is
+refused for any tensor whose values it would change.
+
+The placebo twin (format ``"placebo"``, :mod:`fakequant.quant.placebo`) is built by the same loop: each selected
+tensor keeps its type and gets a one-ulp nudge of its stored bytes (:mod:`fakequant.quant.nudge`).
 
 Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
 in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe and :data:`ENGINE_VERSION`, built once across
@@ -23,7 +28,7 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -31,13 +36,13 @@ from fakequant import __version__
 from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
 from fakequant.gguf import io as gguf_io
 from fakequant.gguf.io import ModelInfo, Replacement
-from fakequant.quant import formats
+from fakequant.quant import formats, nudge, storage
+from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
 from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash, write_json
 
-ENGINE_VERSION = "1"  # bump when the bytes or numbers a recipe produces change
-STORE_TYPES = {"f32": "F32", "f16": "F16"}
+ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
 _ROW_CHUNK_ELEMENTS = 1 << 20  # values per round-trip chunk: bounds the temporaries of a format's round trip
 
 __all__ = ["BuildResult", "ModelInfo", "Recipe", "build_candidate", "model_info", "verify_format"]
@@ -48,17 +53,25 @@ class Recipe:
     selection: Selection
     format: str
     group_size: int | None = None
-    store: str | None = None  # "f32" | "f16" | None (automatic)
+    store: str | None = None  # "native" | "f32" | "f16" | None (automatic: native where the format has a ggml type)
     epsilon: float = 1e-8
+    seed: int = 0  # placebo only: picks the nudges' directions
 
     def validate(self) -> Recipe:
         """Raise RecipeError naming the bad field; return self when everything is valid."""
-        formats.check_format(self.format)
-        if self.format not in formats.FORMATS:
-            raise RecipeError(f"format {self.format!r}: write it as {formats.check_format(self.format)!r}")
-        formats.effective_group_size(self.format, self.group_size)
-        if self.store is not None and self.store not in STORE_TYPES:
-            raise RecipeError(f"store {self.store!r}: choose one of {', '.join(STORE_TYPES)} (or leave it unset)")
+        if self.format == PLACEBO:
+            if self.group_size is not None or self.store is not None:
+                raise RecipeError("placebo: keeps each tensor's own type; give it no group_size or store")
+            if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+                raise RecipeError(f"seed {self.seed!r}: must be an integer >= 0")
+        else:
+            formats.check_format(self.format)
+            if self.format not in formats.FORMATS:
+                raise RecipeError(f"format {self.format!r}: write it as {formats.check_format(self.format)!r}")
+            formats.effective_group_size(self.format, self.group_size)
+            storage.check_store(self.format, self.store)
+            if self.seed != 0:
+                raise RecipeError(f"seed {self.seed!r}: only the placebo takes a seed, not {self.format}")
         eps = self.epsilon
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
             raise RecipeError(f"epsilon {eps!r}: must be a finite number > 0")
@@ -68,13 +81,13 @@ class Recipe:
 
     def to_json(self) -> dict:
         return {"selection": self.selection.to_json(), "format": self.format, "group_size": self.group_size,
-                "store": self.store, "epsilon": self.epsilon}
+                "store": self.store, "epsilon": self.epsilon, "seed": self.seed}
 
     @classmethod
     def from_json(cls, data: dict) -> Recipe:
         sel = data["selection"]
         return cls(Selection(tuple(sel["names"]), sel["layers"], tuple(sel["kinds"])), data["format"],
-                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8))
+                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8), data.get("seed", 0))
 
 
 @dataclass
@@ -132,7 +145,10 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
         t = info.tensor(name)
         if t.type_name not in gguf_io.FLOAT_TYPES and t.type_name not in gguf_io.GGML_QUANT_TYPES:
             raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
-        problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
+        if recipe.format == PLACEBO:
+            problem = nudge.type_problem(t.type_name)
+        else:
+            problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
         if problem:
             raise RecipeError(f"{info.path}: tensor {name}: {problem}")
     return names
@@ -171,28 +187,38 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
         return result
 
 
-def _storage_type(info: ModelInfo, name: str, after: np.ndarray, recipe: Recipe) -> str:
+def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
+                   spill: IO[bytes]) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Append tensor ``name``'s new bytes to ``spill``; return (stored type, values before, values stored, extra
+    numbers for TensorStats.extra)."""
     t = info.tensor(name)
-    if recipe.store is not None:
-        target = STORE_TYPES[recipe.store]
-        if not gguf_io.exactly_representable(after, target):
-            raise RecipeError(f"{info.path}: tensor {name}: store {recipe.store} would change the {recipe.format} "
-                              f"values (not exactly representable); use store f32")
-        return target
-    if t.type_name in gguf_io.FLOAT_TYPES and gguf_io.exactly_representable(after, t.type_name):
-        return t.type_name
-    return "F32"
-
-
-def _round_trip_rows(before: np.ndarray, recipe: Recipe) -> np.ndarray:
-    """Round trip row chunks (every format works row by row), so temporaries stay small."""
+    before = gguf_io.read_tensor_values(info, name)
+    if recipe.format == PLACEBO:
+        old = gguf_io.read_tensor_bytes(info, name)
+        raw = nudge.nudge_tensor(old, t.type_name, name, recipe.seed)
+        spill.write(raw)
+        return t.type_name, before, gguf_io.decode_values(raw, t.type_name, t.shape), \
+            nudge.nudge_size(old, raw, t.type_name)
+    native = storage.native_type(recipe.format, recipe.store, t.shape)
+    if native == t.type_name:  # already in the target type: llama-quantize copies such a tensor as it is
+        spill.write(gguf_io.read_tensor_bytes(info, name))
+        return native, before, before.copy(), {}
     rows = before.reshape(-1, before.shape[-1])
     after = np.empty_like(rows)
-    step = max(1, _ROW_CHUNK_ELEMENTS // max(1, rows.shape[1]))
+    step = max(1, _ROW_CHUNK_ELEMENTS // max(1, rows.shape[1]))  # row chunks (every format works row by row)
+    if native is not None:
+        for start in range(0, rows.shape[0], step):
+            raw, after[start:start + step] = storage.encode_native(rows[start:start + step], recipe.format, native)
+            spill.write(raw)
+        return native, before, after.reshape(before.shape), {}
     for start in range(0, rows.shape[0], step):
         after[start:start + step] = formats.round_trip(rows[start:start + step], recipe.format,
                                                        group_size=recipe.group_size)
-    return after.reshape(before.shape)
+    stored = storage.value_type(after, t.type_name, recipe.store, recipe.format, f"{info.path}: tensor {name}")
+    flat = after.reshape(-1)
+    for start in range(0, flat.size, _ROW_CHUNK_ELEMENTS):  # encode in pieces: no second full-size copy
+        spill.write(gguf_io.encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
+    return stored, before, after.reshape(before.shape), {}
 
 
 def _build(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
@@ -213,16 +239,12 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
         spill_path = Path(spill.name)
         for name in names:
             t = info.tensor(name)
-            before = gguf_io.read_tensor_values(info, name)
-            after = _round_trip_rows(before, recipe)
-            stored = _storage_type(info, name, after, recipe)
             offset = spill.tell()
-            flat = after.reshape(-1)
-            for start in range(0, flat.size, _ROW_CHUNK_ELEMENTS):  # encode in pieces: no second full-size copy
-                spill.write(gguf_io.encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
+            stored, before, after, extra = _fake_quantize(info, name, recipe, spill)
             replacements.append(Replacement(name, stored, spill_path, offset, spill.tell() - offset))
             s = compare_tensors(name, before, after, epsilon=recipe.epsilon, overwrite_inputs=True)
             s.shape, s.source_type, s.stored_type, s.format = t.shape, t.type_name, stored, recipe.format
+            s.extra.update(extra)
             stats.append(s)
             del before, after
         spill.flush()

@@ -49,9 +49,9 @@ def _values(reader: GGUFReader, name: str) -> tuple[str, np.ndarray]:
     (Selection(kinds=("ffn_norm",)), "bf16", {"F32"}),  # F32 source stays F32
     (Selection(names=("blk.0.attn_v.weight",)), "fp8_e4m3", {"F16"}),  # F16 source, fp8 values fit in F16
     (Selection(names=("blk.1.ffn_gate.weight",)), "int8", {"F32"}),  # F16 source, int8 values do not fit F16
-    (Selection(names=("blk.*.attn_q.weight",)), "q4_0", {"F32"}),  # Q8_0 source -> F32
+    (Selection(names=("blk.*.attn_q.weight",)), "q4_0", {"Q4_0"}),  # matrices go native: Q8_0 source -> Q4_0
     (Selection(layers="1"), "int4", {"F32"}),  # int4 scales are float32: not F16 values
-    (Selection(names=("blk.0.ffn_up.weight",)), "mxfp4", {"F32"}),
+    (Selection(names=("blk.0.ffn_up.weight",)), "mxfp4", {"MXFP4"}),
 ])
 def test_tiny_round_trip(tiny: Path, tmp_path: Path, selection: Selection, fmt: str, stored: set[str]) -> None:
     sha_before = _sha(tiny)
@@ -223,9 +223,9 @@ def test_cli_quantize_and_inspect(tiny: Path, tmp_path: Path, capsys: pytest.Cap
     assert data["output"] == str(out) and data["noop"] is False
     assert [t["name"] for t in data["tensors"]] == ["blk.0.ffn_norm.weight", "blk.1.ffn_norm.weight"]
 
-    assert main(["quantize", str(tiny), str(out), "--tensor", "blk.0.attn_q.weight", "--format", "q8_0"]) == 0
+    assert main(["quantize", str(tiny), str(out), "--tensor", "blk.0.attn_q.weight", "--format", "q4_0"]) == 0
     table = capsys.readouterr().out
-    assert "blk.0.attn_q.weight" in table and "Q8_0->F32" in table and "size-changing rewrite" in table
+    assert "blk.0.attn_q.weight" in table and "Q8_0->Q4_0" in table and "size-changing rewrite" in table
 
     assert main(["quantize", str(tiny), str(out), "--tensor", "nope", "--format", "bf16"]) == 2
     err = capsys.readouterr().err
@@ -234,8 +234,8 @@ def test_cli_quantize_and_inspect(tiny: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(["inspect", str(out), "--tensor", "blk.0.attn_q.weight", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert [t["name"] for t in info["tensors"]] == ["blk.0.attn_q.weight"]
-    assert info["tensors"][0]["type"] == "F32" and info["tensors"][0]["shape"] == [64, 64]
-    assert json.loads(info["metadata"]["fakequant.recipe"]["value"])["format"] == "q8_0"
+    assert info["tensors"][0]["type"] == "Q4_0" and info["tensors"][0]["shape"] == [64, 64]
+    assert json.loads(info["metadata"]["fakequant.recipe"]["value"])["format"] == "q4_0"
     assert main(["inspect", str(tiny)]) == 0
     text = capsys.readouterr().out
     assert "general.architecture (string) = 'llama'" in text and "blk.1.ffn_down.weight" in text
