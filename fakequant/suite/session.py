@@ -38,6 +38,7 @@ class ExperimentState:
     started: bool = False
     build: Any = None  # quant.candidate.BuildResult
     build_error: str | None = None
+    placebo: Any = None  # quant.candidate.BuildResult of the placebo twin
 
 
 @dataclass
@@ -179,6 +180,20 @@ class Suite:
             save_artifact(self.report_dir, name, Artifact.NUMERICAL, state.build.to_json())
         return state.build
 
+    def placebo(self, name: str) -> Any:
+        """The placebo twin of the experiment's candidate: the same tensors nudged by one ulp in their own encoding
+        (candidate cache: one per model and tensor selection, shared by every format of that selection)."""
+        from fakequant.quant.candidate import build_candidate
+        from fakequant.quant.placebo import twin_of
+
+        state = self.experiment(name)
+        if state.placebo is None:
+            try:
+                state.placebo = build_candidate(state.exp.model, twin_of(state.exp.recipe))
+            except FakequantError as err:
+                raise BuildFailed(f"{self.criteria_path}: {state.exp.source}: placebo: {err}") from None
+        return state.placebo
+
     # --- the originals
 
     def hash_originals(self) -> None:
@@ -212,14 +227,15 @@ class Suite:
     # --- models
 
     def model(self, path: Path, settings: Any) -> Any:
-        """A loaded model, shared by every test in this process; at most the baseline and one candidate stay
-        loaded (tests run experiment by experiment)."""
+        """A loaded model, shared by every test in this process; at most the baseline and two others (a candidate
+        and its placebo) stay loaded (tests run experiment by experiment)."""
         from fakequant.runtime import llama as runtime
 
         key = (str(path), settings)
         if key not in self.models:
             originals = {str(e.model) for e in self.criteria.experiments.values()} if self.criteria else set()
-            for old in [k for k in self.models if k[0] not in originals]:
+            # a candidate and its placebo are scored side by side: keep the last other model, close the rest
+            for old in [k for k in self.models if k[0] not in originals][:-1]:
                 self.models.pop(old).close()
             self.models[key] = runtime.load_model(Path(path), settings)
         return self.models[key]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from fakequant.quant.placebo import placebo_size
 from fakequant.runtime import chat
 from fakequant.runtime.paired import compare
 from fakequant.suite import conversation as conv
@@ -24,11 +25,14 @@ def test_numerical(experiment, candidate, outcome, quality_gate):
 
 
 def test_perplexity(fq_suite, experiment, candidate, outcome, quality_gate):
-    """Paired comparison over identical tokens (Δ ln PPL ± SE, KLD, top-token agreement) with the same settings."""
+    """Paired comparison over identical tokens (Δ ln PPL ± SE, KLD, top-token agreement) with the same settings;
+    the placebo twin is scored in the same pass: the floor of these tensors, and the format's excess over it."""
     quality_gate(PERPLEXITY, "the perplexity comparison")
     ref = fq_suite.base_reference(experiment)
+    placebo = fq_suite.placebo(experiment.name)
     cand = fq_suite.model(candidate.output, experiment.settings)
-    data = compare(ref, cand).to_json()
+    data = compare(ref, cand, placebo=fq_suite.model(placebo.output, experiment.settings)).to_json()
+    data["placebo_numerical"] = placebo_size(placebo)
     save_artifact(fq_suite.report_dir, experiment.name, Artifact.PERPLEXITY, data)
     outcome("perplexity", PERPLEXITY, *rules.perplexity(data, experiment.thresholds))
 
