@@ -1,7 +1,7 @@
 """The fake-quantization engine: GGUF in, GGUF out, numbers out.
 
 :func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
-selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.io` (atomic, verified
+selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.write` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
 
 Storage of the fake-quantized values: a float source (F32/F16/BF16) is stored back in its own type when every
@@ -30,8 +30,12 @@ import numpy as np
 
 from fakequant import __version__
 from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
-from fakequant.gguf import io as gguf_io
-from fakequant.gguf.io import ModelInfo, Replacement
+from fakequant.gguf import compare as gguf_compare
+from fakequant.gguf import write as gguf_write
+from fakequant.gguf.check import read_layout
+from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES, encode_values, exactly_representable
+from fakequant.gguf.layout import ArrayPreview, ModelInfo, read_tensor_bytes, read_tensor_values
+from fakequant.gguf.write import Replacement
 from fakequant.quant import formats
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
@@ -120,13 +124,13 @@ class BuildResult:
 
 def model_info(path: Path) -> ModelInfo:
     """Metadata and tensor table (name, type, shape, nbytes, offset) of a GGUF, validated first."""
-    return gguf_io.read_layout(Path(path))
+    return read_layout(Path(path))
 
 
 def verify_format(original: Path, candidate: Path, changed: Collection[str]) -> list[str]:
     """Human-readable differences beyond the allowed ones (``fakequant.*`` keys, the changed tensors' data and type);
     [] means the candidate has the original's format."""
-    return gguf_io.verify_copy(Path(original), Path(candidate), set(changed))
+    return gguf_compare.verify_copy(Path(original), Path(candidate), set(changed))
 
 
 def source_sha256(path: Path) -> str:
@@ -150,7 +154,7 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
     names = select_tensors([t.name for t in info.tensors], recipe.selection, source=str(info.path))
     for name in names:
         t = info.tensor(name)
-        if t.type_name not in gguf_io.FLOAT_TYPES and t.type_name not in gguf_io.GGML_QUANT_TYPES:
+        if t.type_name not in FLOAT_TYPES and t.type_name not in GGML_QUANT_TYPES:
             raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
         problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
         if problem:
@@ -195,11 +199,11 @@ def _storage_type(info: ModelInfo, name: str, after: np.ndarray, recipe: Recipe)
     t = info.tensor(name)
     if recipe.store is not None:
         target = STORE_TYPES[recipe.store]
-        if not gguf_io.exactly_representable(after, target):
+        if not exactly_representable(after, target):
             raise RecipeError(f"{info.path}: tensor {name}: store {recipe.store} would change the {recipe.format} "
                               f"values (not exactly representable); use store f32")
         return target
-    if t.type_name in gguf_io.FLOAT_TYPES and gguf_io.exactly_representable(after, t.type_name):
+    if t.type_name in FLOAT_TYPES and exactly_representable(after, t.type_name):
         return t.type_name
     return "F32"
 
@@ -233,28 +237,28 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
         spill_path = Path(spill.name)
         for name in names:
             t = info.tensor(name)
-            before = gguf_io.read_tensor_values(info, name)
+            before = read_tensor_values(info, name)
             after = _round_trip_rows(before, recipe)
             stored = _storage_type(info, name, after, recipe)
             offset = spill.tell()
             flat = after.reshape(-1)
             for start in range(0, flat.size, _ROW_CHUNK_ELEMENTS):  # encode in pieces: no second full-size copy
-                spill.write(gguf_io.encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
+                spill.write(encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
             replacements.append(Replacement(name, stored, spill_path, offset, spill.tell() - offset))
             s = compare_tensors(name, before, after, epsilon=recipe.epsilon, overwrite_inputs=True)
             s.shape, s.source_type, s.stored_type, s.format = t.shape, t.type_name, stored, recipe.format
             stats.append(s)
             del before, after
         spill.flush()
-        same_size = gguf_io.write_gguf(info, tmp, provenance(recipe, sha), replacements)
+        same_size = gguf_write.write_gguf(info, tmp, provenance(recipe, sha), replacements)
         # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
         syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
         syncer.start()
         try:
-            # Re-open what was written and compare it with the original (parsed with bounds checks but not
-            # re-validated by check_gguf: compare_layouts checks alignment and extent itself).
-            written = gguf_io.read_layout(tmp, check=False)
-            problems = gguf_io.compare_layouts(info, written, set(names), allow_type_change=True)
+            # Re-open what was written and compare it with the original (walked with every bound and layout check;
+            # check=False skips only the UTF-8 decoding of string arrays, copied byte for byte from the original).
+            written = read_layout(tmp, check=False)
+            problems = gguf_compare.compare_layouts(info, written, set(names), allow_type_change=True)
             problems += _check_replaced(written, replacements)
         finally:
             syncer.join()
@@ -286,7 +290,7 @@ def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list
         t = written.tensor(r.name)
         with open(r.data_path, "rb") as fh:
             want = os.pread(fh.fileno(), r.nbytes, r.offset)
-        if t.type_name != r.type_name or gguf_io.read_tensor_bytes(written, r.name) != want:
+        if t.type_name != r.type_name or read_tensor_bytes(written, r.name) != want:
             problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
     return problems
 
@@ -331,7 +335,7 @@ def cli_quantize(args: argparse.Namespace) -> int:
 
 
 def _value_text(value: Any, limit: int = 80) -> str:
-    if isinstance(value, gguf_io.ArrayPreview):
+    if isinstance(value, ArrayPreview):
         text = f"[{', '.join(map(repr, value.head))}, ...] ({value.length} {value.element_type})"
     else:
         text = repr(value) if isinstance(value, str) else str(value)
