@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fakequant.gguf.io import ArrayPreview
+from fakequant.gguf.layout import ArrayPreview
 from fakequant.quant.candidate import BuildResult, Recipe, build_candidate, model_info
 from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors

@@ -1,11 +1,12 @@
-"""Validate a GGUF file's structure before any reader trusts it.
+"""The one walk over a GGUF header: validate an untrusted file and return its layout.
 
 gguf-py's reader answers malformed files with assorted ValueError/IndexError messages, and can be driven to huge
-allocations or endless loops by absurd counts. :func:`check_gguf` walks the header, the key/value section and the
-tensor table itself, with every count and length bounded by the bytes left in the file *before* anything is
-allocated, then checks that every tensor's data lies aligned, inside the file and apart from the others. It raises
+allocations or endless loops by absurd counts. This module walks the header, the key/value section and the tensor
+table itself, with every count and length bounded by the bytes left in the file *before* anything is allocated, then
+checks that every tensor's data lies aligned, inside the file and apart from the others. A problem raises
 :class:`~fakequant.errors.GGUFFormatError` with one line that says what is wrong; only a file that passes is handed
-to gguf-py or llama.cpp.
+to gguf-py or llama.cpp. The same pass records what :class:`~fakequant.gguf.layout.ModelInfo` holds (each key/value
+pair's value and byte span, the tensor table): :func:`read_layout` returns it, :func:`check_gguf` a summary.
 
 Supported: little-endian GGUF version 2 and 3 (what llama.cpp reads on this machine; version 1 used 32-bit counts and
 llama.cpp dropped it). The limits are llama.cpp's own (ggml/src/gguf.cpp): at most 4 dimensions (GGML_MAX_DIMS),
@@ -26,11 +27,12 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from fakequant.errors import GGUFFormatError
+from fakequant.gguf.layout import ARRAY_PREVIEW, ArrayPreview, KVField, ModelInfo, TensorInfo, align
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -40,35 +42,37 @@ MAX_NAME = 64  # GGML_MAX_NAME: a tensor name holds at most 63 bytes
 MAX_KEY = 1 << 16  # no real key comes near; bounds what a corrupt key length can make us copy
 HEADER_SIZE = 4 + 4 + 8 + 8  # magic, version, tensor count, key/value count
 INT64_MAX = 2**63 - 1
-_DECODE_CHUNK = 1 << 20  # strings longer than this are validated as UTF-8 piece by piece, never copied whole
+_DECODE_CHUNK = 1 << 20  # array strings past the preview longer than this are validated piece by piece, not copied
 
-# GGUF value types (gguf.constants.GGUFValueType) -> size in bytes of a scalar; STRING = 8 and ARRAY = 9 are variable.
-_STRING, _ARRAY = 8, 9
-_SCALAR_SIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_TYPE_NAME = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32", 6: "float32", 7: "bool",
-              8: "string", 9: "array", 10: "uint64", 11: "int64", 12: "float64"}
+V = GGUFValueType
+# Scalar value types -> how they are stored (little-endian); STRING and ARRAY are variable.
+_SCALAR = {t: struct.Struct("<" + code) for t, code in (
+    (V.UINT8, "B"), (V.INT8, "b"), (V.UINT16, "H"), (V.INT16, "h"), (V.UINT32, "I"), (V.INT32, "i"),
+    (V.FLOAT32, "f"), (V.BOOL, "?"), (V.UINT64, "Q"), (V.INT64, "q"), (V.FLOAT64, "d"))}
+_TYPE_NAME = {t.value: t.name.lower() for t in V}  # for messages: "uint32", "string", ...
 # The fewest bytes one entry can take, to bound counts by the file size before looping over them.
 _MIN_KV = 8 + 4 + 1  # key length, value type, a one-byte value
 _MIN_TENSOR = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
-_MIN_ELEMENT = {**_SCALAR_SIZE, _STRING: 8}
+_MIN_ELEMENT = {**{t: s.size for t, s in _SCALAR.items()}, V.STRING: 8}
+_U64 = struct.Struct("<Q")
 
 _SECTION = {"header": "header", "kv": "key/value section", "tensors": "tensor table", "data": "data section"}
 
 
 @dataclass(frozen=True)
 class TensorEntry:
-    """One row of the tensor table, as stored (``shape`` in ggml order, innermost dimension first)."""
+    """One row of the tensor table as :func:`check_gguf` reports it: ``offset`` is absolute in the file."""
 
     name: str
     ggml_type: GGMLQuantizationType
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # ggml order, innermost dimension first
     offset: int  # absolute position of the data in the file
     n_bytes: int
 
 
 @dataclass(frozen=True)
 class GGUFSummary:
-    """What the walk learned on the way; returned only for a sound file."""
+    """What :func:`check_gguf` answers for a sound file, built from its layout."""
 
     path: Path
     file_size: int
@@ -78,14 +82,26 @@ class GGUFSummary:
     keys: tuple[str, ...]
     tensors: tuple[TensorEntry, ...]
 
+    @classmethod
+    def of(cls, info: ModelInfo) -> GGUFSummary:
+        tensors = tuple(TensorEntry(t.name, GGMLQuantizationType[t.type_name], t.shape, info.data_offset + t.offset,
+                                    t.nbytes) for t in info.tensors)
+        return cls(info.path, info.file_size, info.version, info.alignment, info.data_offset,
+                   tuple(f.key for f in info.fields), tensors)
+
 
 class _Walker:
-    """A cursor over the mapped file; every read checks that the bytes exist first."""
+    """A cursor over the mapped file; every read checks that the bytes exist first.
 
-    def __init__(self, path: Path, buf: mmap.mmap | bytes, size: int) -> None:
+    ``utf8_arrays=False`` (a file this process wrote from a validated one) skips only the UTF-8 decoding of the
+    strings inside arrays beyond the preview, the walk's one costly part; every bound is still checked.
+    """
+
+    def __init__(self, path: Path, buf: mmap.mmap | bytes, size: int, *, utf8_arrays: bool = True) -> None:
         self.path = path
         self.buf = buf
         self.size = size
+        self.utf8_arrays = utf8_arrays
         self.pos = 0
         self.section = "header"
         self.where = ""  # e.g. "key 7 of 24, 'tokenizer.ggml.tokens'"
@@ -102,12 +118,9 @@ class _Walker:
         self.fail(f"truncated in the {_SECTION[self.section]} ({detail})")
 
     # --- primitive reads --------------------------------------------------------------------------------------------
-    def left(self) -> int:
-        return self.size - self.pos
-
     def take(self, n: int, what: str) -> int:
         """Advance past ``n`` bytes that must exist; return where they start."""
-        if n > self.left():
+        if n > self.size - self.pos:
             self.truncated(what)
         start = self.pos
         self.pos += n
@@ -117,7 +130,7 @@ class _Walker:
         return struct.unpack_from("<I", self.buf, self.take(4, what))[0]
 
     def u64(self, what: str) -> int:
-        return struct.unpack_from("<Q", self.buf, self.take(8, what))[0]
+        return _U64.unpack_from(self.buf, self.take(8, what))[0]
 
     def count(self, what: str, noun: str, unit: int) -> int:
         """A uint64 length or count of entries of at least ``unit`` bytes each, refused before anything is allocated.
@@ -132,7 +145,7 @@ class _Walker:
         return n
 
     def string(self, what: str, *, keep: bool, max_len: int | None = None) -> str:
-        """A GGUF string: uint64 length + UTF-8 bytes. Validated; returned only if ``keep`` (keys and names)."""
+        """A GGUF string: uint64 length + UTF-8 bytes. Validated; returned only if ``keep``."""
         n = self.count(what, "length", 1)
         if max_len is not None and n > max_len:
             self.fail_here(f"{what} is {n} bytes long, at most {max_len} are allowed")
@@ -150,15 +163,14 @@ class _Walker:
             self.fail_here(f"{what} is not valid UTF-8 (near byte {at + err.start} of the file)")
         return ""
 
-    def string_array(self, n: int) -> None:
-        """Skip ``n`` strings (a tokenizer holds ~10^5 of them), validating each.
+    def string_array(self, n: int, done: int) -> None:
+        """Skip strings ``done + 1`` to ``n`` of an array (a tokenizer holds ~10^5 of them), validating each.
 
         A tight loop for the common case of sound strings; at the first one that is not, the checked
         :meth:`string` walk takes over from there, so the message names the exact string.
         """
-        buf, size, pos = self.buf, self.size, self.pos
-        unpack = struct.Struct("<Q").unpack_from
-        done = 0
+        buf, size, pos, utf8 = self.buf, self.size, self.pos, self.utf8_arrays
+        unpack = _U64.unpack_from
         while done < n:  # n <= bytes left / 8, so this loop is bounded by the file size
             if pos + 8 > size:
                 break
@@ -166,10 +178,11 @@ class _Walker:
             end = pos + 8 + length
             if end > size or length > _DECODE_CHUNK:
                 break
-            try:
-                str(buf[pos + 8:end], "utf-8")
-            except UnicodeDecodeError:
-                break
+            if utf8:
+                try:
+                    str(buf[pos + 8:end], "utf-8")
+                except UnicodeDecodeError:
+                    break
             pos = end
             done += 1
         self.pos = pos
@@ -177,27 +190,33 @@ class _Walker:
             self.string(f"string {j + 1} of {n}", keep=False)
 
     # --- sections ---------------------------------------------------------------------------------------------------
-    def value(self, vtype: int, what: str) -> int | None:
-        """Skip one value of type ``vtype``; return it when it is a uint32 (for general.alignment)."""
-        if vtype in _SCALAR_SIZE:
-            start = self.take(_SCALAR_SIZE[vtype], what)
-            return struct.unpack_from("<I", self.buf, start)[0] if vtype == 4 else None
-        if vtype == _STRING:
-            self.string(what, keep=False)
-            return None
-        if vtype == _ARRAY:
-            itype = self.u32("array element type")
-            if itype == _ARRAY:
-                self.fail_here("nested arrays are not supported (llama.cpp refuses them)")
-            if itype not in _MIN_ELEMENT:
-                self.fail_here(f"unknown array element type {itype}")
-            n = self.count("array", "count", _MIN_ELEMENT[itype])
-            if itype in _SCALAR_SIZE:
-                self.take(n * _SCALAR_SIZE[itype], f"{n} {_TYPE_NAME[itype]} values")
-            else:
-                self.string_array(n)
-            return None
+    def value(self, vtype: int, what: str) -> Any:
+        """One value of type ``vtype``, decoded; an array longer than ARRAY_PREVIEW as an ArrayPreview."""
+        scalar = _SCALAR.get(vtype)
+        if scalar is not None:
+            return scalar.unpack_from(self.buf, self.take(scalar.size, what))[0]
+        if vtype == V.STRING:
+            return self.string(what, keep=True)
+        if vtype == V.ARRAY:
+            return self.array()
         self.fail_here(f"unknown value type {vtype}")
+
+    def array(self) -> list[Any] | ArrayPreview:
+        itype = self.u32("array element type")
+        if itype == V.ARRAY:
+            self.fail_here("nested arrays are not supported (llama.cpp refuses them)")
+        if itype not in _MIN_ELEMENT:
+            self.fail_here(f"unknown array element type {itype}")
+        n = self.count("array", "count", _MIN_ELEMENT[itype])
+        shown = min(n, ARRAY_PREVIEW)
+        scalar = _SCALAR.get(itype)
+        if scalar is not None:
+            start = self.take(n * scalar.size, f"{n} {_TYPE_NAME[itype]} values")
+            head = struct.unpack_from("<" + scalar.format[1:] * shown, self.buf, start)
+        else:
+            head = tuple(self.string(f"string {j + 1} of {n}", keep=True) for j in range(shown))
+            self.string_array(n, shown)
+        return list(head) if n <= ARRAY_PREVIEW else ArrayPreview(_TYPE_NAME[itype], n, head)
 
     def header(self) -> tuple[int, int, int]:
         if self.size < HEADER_SIZE:
@@ -220,12 +239,13 @@ class _Walker:
             self.fail(f"tensor count {n_tensors} is impossible for a {self.size}-byte file")
         return version, n_tensors, n_kv
 
-    def key_values(self, n_kv: int) -> tuple[list[str], int]:
+    def key_values(self, n_kv: int) -> tuple[list[KVField], int]:
         self.section = "kv"
-        keys: list[str] = []
+        fields: list[KVField] = []
         seen: set[str] = set()
         alignment = DEFAULT_ALIGNMENT
         for i in range(n_kv):
+            start = self.pos
             self.where = f"key {i + 1} of {n_kv}"
             key = self.string("key", keep=True, max_len=MAX_KEY)
             if not key:
@@ -234,22 +254,21 @@ class _Walker:
             if key in seen:
                 self.fail_here("duplicate key")
             seen.add(key)
-            keys.append(key)
             vtype = self.u32("value type")
-            found = self.value(vtype, _TYPE_NAME.get(vtype, "value"))
+            value = self.value(vtype, _TYPE_NAME.get(vtype, "value"))
             if key == "general.alignment":
-                if vtype != 4:
-                    self.fail_here(f"must be a uint32, not {_TYPE_NAME.get(vtype, vtype)}")
-                assert found is not None
-                if found == 0 or found & (found - 1):
-                    self.fail_here(f"alignment {found} is not a power of two")
-                alignment = found
+                if vtype != V.UINT32:
+                    self.fail_here(f"must be a uint32, not {_TYPE_NAME[vtype]}")
+                if value == 0 or value & (value - 1):
+                    self.fail_here(f"alignment {value} is not a power of two")
+                alignment = value
+            fields.append(KVField(key, V(vtype).name, value, start, self.pos))
         self.where = ""
-        return keys, alignment
+        return fields, alignment
 
-    def tensor_table(self, n_tensors: int) -> list[tuple[str, GGMLQuantizationType, tuple[int, ...], int, int]]:
+    def tensor_table(self, n_tensors: int) -> list[TensorInfo]:
         self.section = "tensors"
-        rows = []
+        tensors: list[TensorInfo] = []
         seen: set[str] = set()
         for i in range(n_tensors):
             self.where = f"tensor {i + 1} of {n_tensors}"
@@ -281,17 +300,31 @@ class _Walker:
                 self.fail_here(f"rows of {dims[0]} values are not a whole number of {ggml_type.name} blocks "
                                f"({block} values each)")
             offset = self.u64("data offset")
-            rows.append((name, ggml_type, dims, offset, n_elements // block * type_size))
+            tensors.append(TensorInfo(name, ggml_type.name, dims, offset, n_elements // block * type_size))
         self.where = ""
-        return rows
+        return tensors
+
+    def data_section(self, tensors: list[TensorInfo], alignment: int) -> int:
+        """Check that every tensor's data lies aligned, inside the file and apart from the others; return where the
+        data section starts."""
+        self.section = "data"
+        data_offset = align(self.pos, alignment)
+        for t in tensors:
+            if t.offset % alignment:
+                self.fail(f"tensor {t.name!r} data offset {t.offset} is not a multiple of the alignment ({alignment})")
+            end = data_offset + t.offset + t.nbytes
+            if end > self.size:
+                self.fail(f"tensor {t.name!r} data ends at byte {end}, past the end of the file ({self.size} bytes)")
+        by_start = sorted(tensors, key=lambda t: (t.offset, t.nbytes))
+        for before, after in itertools.pairwise(by_start):
+            if after.offset < before.offset + before.nbytes:
+                a, b = data_offset + before.offset, data_offset + after.offset
+                self.fail(f"tensors {before.name!r} (bytes {a}-{a + before.nbytes}) and "
+                          f"{after.name!r} (bytes {b}-{b + after.nbytes}) overlap")
+        return data_offset
 
 
-def check_gguf(path: Path | str) -> GGUFSummary:
-    """Raise GGUFFormatError naming ``path`` and the problem unless it is a structurally sound GGUF file.
-
-    Returns a :class:`GGUFSummary` of the header for a sound file. Tensor *values* are not read.
-    """
-    path = Path(path)
+def _walk(path: Path, *, utf8_arrays: bool = True) -> ModelInfo:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -314,31 +347,48 @@ def check_gguf(path: Path | str) -> GGUFSummary:
                                           f"the header alone needs {HEADER_SIZE})")
                 raise GGUFFormatError(f"{path}: not a GGUF file (magic {head!r}, expected {GGUF_MAGIC!r})")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _walk(path, buf, size)
+                walker = _Walker(path, buf, size, utf8_arrays=utf8_arrays)
+                version, n_tensors, n_kv = walker.header()
+                fields, alignment = walker.key_values(n_kv)
+                tensors = walker.tensor_table(n_tensors)
+                header_end = walker.pos
+                data_offset = walker.data_section(tensors, alignment)
     except OSError as err:
         raise GGUFFormatError(f"{path}: cannot read ({err.strerror or err})") from None
+    return ModelInfo(path=path, version=version, file_size=size, alignment=alignment, header_end=header_end,
+                     data_offset=data_offset, fields=fields, tensors=tensors)
 
 
-def _walk(path: Path, buf: mmap.mmap, size: int) -> GGUFSummary:
-    walker = _Walker(path, buf, size)
-    version, n_tensors, n_kv = walker.header()
-    keys, alignment = walker.key_values(n_kv)
-    rows = walker.tensor_table(n_tensors)
+def check_gguf(path: Path | str) -> GGUFSummary:
+    """Raise GGUFFormatError naming ``path`` and the problem unless it is a structurally sound GGUF file.
 
-    walker.section = "data"
-    data_offset = -(-walker.pos // alignment) * alignment
-    tensors = []
-    for name, ggml_type, dims, offset, n_bytes in rows:
-        if offset % alignment:
-            walker.fail(f"tensor {name!r} data offset {offset} is not a multiple of the alignment ({alignment})")
-        start = data_offset + offset
-        end = start + n_bytes
-        if end > size:
-            walker.fail(f"tensor {name!r} data ends at byte {end}, past the end of the file ({size} bytes)")
-        tensors.append(TensorEntry(name, ggml_type, dims, start, n_bytes))
-    by_start = sorted(tensors, key=lambda t: (t.offset, t.n_bytes))
-    for before, after in itertools.pairwise(by_start):
-        if after.offset < before.offset + before.n_bytes:
-            walker.fail(f"tensors {before.name!r} (bytes {before.offset}-{before.offset + before.n_bytes}) and "
-                        f"{after.name!r} (bytes {after.offset}-{after.offset + after.n_bytes}) overlap")
-    return GGUFSummary(path, size, version, alignment, data_offset, tuple(keys), tuple(tensors))
+    Returns a :class:`GGUFSummary` of the header for a sound file. Tensor *values* are not read.
+    """
+    return GGUFSummary.of(_walk(Path(path)))
+
+
+def read_layout(path: Path | str, *, check: bool = True) -> ModelInfo:
+    """Validate ``path`` and return its metadata, tensor table and byte layout, in one walk over the header.
+
+    Layouts are remembered per process by file identity (path, size, mtime, ctime, inode), so the same unchanged
+    model is validated and parsed once. ``check=False`` is for a file this process just wrote from a validated one:
+    the walk skips the UTF-8 decoding of strings inside arrays (every bound is still checked) and the layout is not
+    remembered.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path), os.getcwd(), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    except OSError:
+        key = None
+    if key is not None and key in _LAYOUTS:
+        return _LAYOUTS[key]
+    info = _walk(path, utf8_arrays=check)
+    if check and key is not None:
+        if len(_LAYOUTS) >= 64:
+            _LAYOUTS.pop(next(iter(_LAYOUTS)))
+        _LAYOUTS[key] = info
+    return info
+
+
+_LAYOUTS: dict[tuple, ModelInfo] = {}

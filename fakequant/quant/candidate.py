@@ -1,7 +1,7 @@
 """The fake-quantization engine: GGUF in, GGUF out, numbers out.
 
 :func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
-selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.io` (atomic, verified
+selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.write` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
 
 Storage of the fake-quantized values (:mod:`fakequant.quant.storage`): a matrix goes into the format's own ggml
@@ -34,8 +34,12 @@ import numpy as np
 
 from fakequant import __version__
 from fakequant.errors import FakequantError, GGUFFormatError, RecipeError
-from fakequant.gguf import io as gguf_io
-from fakequant.gguf.io import ModelInfo, Replacement
+from fakequant.gguf import compare as gguf_compare
+from fakequant.gguf import write as gguf_write
+from fakequant.gguf.check import read_layout
+from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES, decode_values, encode_values
+from fakequant.gguf.layout import ModelInfo, read_tensor_bytes, read_tensor_values
+from fakequant.gguf.write import Replacement
 from fakequant.quant import formats, nudge, storage
 from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors
@@ -123,13 +127,13 @@ class BuildResult:
 
 def model_info(path: Path) -> ModelInfo:
     """Metadata and tensor table (name, type, shape, nbytes, offset) of a GGUF, validated first."""
-    return gguf_io.read_layout(Path(path))
+    return read_layout(Path(path))
 
 
 def verify_format(original: Path, candidate: Path, changed: Collection[str]) -> list[str]:
     """Human-readable differences beyond the allowed ones (``fakequant.*`` keys, the changed tensors' data and type);
     [] means the candidate has the original's format."""
-    return gguf_io.verify_copy(Path(original), Path(candidate), set(changed))
+    return gguf_compare.verify_copy(Path(original), Path(candidate), set(changed))
 
 
 def provenance(recipe: Recipe, sha: str) -> dict[str, str]:
@@ -143,7 +147,7 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
     names = select_tensors([t.name for t in info.tensors], recipe.selection, source=str(info.path))
     for name in names:
         t = info.tensor(name)
-        if t.type_name not in gguf_io.FLOAT_TYPES and t.type_name not in gguf_io.GGML_QUANT_TYPES:
+        if t.type_name not in FLOAT_TYPES and t.type_name not in GGML_QUANT_TYPES:
             raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
         if recipe.format == PLACEBO:
             problem = nudge.type_problem(t.type_name)
@@ -192,16 +196,16 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
     """Append tensor ``name``'s new bytes to ``spill``; return (stored type, values before, values stored, extra
     numbers for TensorStats.extra)."""
     t = info.tensor(name)
-    before = gguf_io.read_tensor_values(info, name)
+    before = read_tensor_values(info, name)
     if recipe.format == PLACEBO:
-        old = gguf_io.read_tensor_bytes(info, name)
+        old = read_tensor_bytes(info, name)
         raw = nudge.nudge_tensor(old, t.type_name, name, recipe.seed)
         spill.write(raw)
-        return t.type_name, before, gguf_io.decode_values(raw, t.type_name, t.shape), \
+        return t.type_name, before, decode_values(raw, t.type_name, t.shape), \
             nudge.nudge_size(old, raw, t.type_name)
     native = storage.native_type(recipe.format, recipe.store, t.shape)
     if native == t.type_name:  # already in the target type: llama-quantize copies such a tensor as it is
-        spill.write(gguf_io.read_tensor_bytes(info, name))
+        spill.write(read_tensor_bytes(info, name))
         return native, before, before.copy(), {}
     rows = before.reshape(-1, before.shape[-1])
     after = np.empty_like(rows)
@@ -217,7 +221,7 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
     stored = storage.value_type(after, t.type_name, recipe.store, recipe.format, f"{info.path}: tensor {name}")
     flat = after.reshape(-1)
     for start in range(0, flat.size, _ROW_CHUNK_ELEMENTS):  # encode in pieces: no second full-size copy
-        spill.write(gguf_io.encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
+        spill.write(encode_values(flat[start:start + _ROW_CHUNK_ELEMENTS], stored))
     return stored, before, after.reshape(before.shape), {}
 
 
@@ -248,15 +252,15 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
             stats.append(s)
             del before, after
         spill.flush()
-        same_size = gguf_io.write_gguf(info, tmp, provenance(recipe, sha), replacements)
+        same_size = gguf_write.write_gguf(info, tmp, provenance(recipe, sha), replacements)
         # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
         syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
         syncer.start()
         try:
-            # Re-open what was written and compare it with the original (parsed with bounds checks but not
-            # re-validated by check_gguf: compare_layouts checks alignment and extent itself).
-            written = gguf_io.read_layout(tmp, check=False)
-            problems = gguf_io.compare_layouts(info, written, set(names), allow_type_change=True)
+            # Re-open what was written and compare it with the original (walked with every bound and layout check;
+            # check=False skips only the UTF-8 decoding of string arrays, copied byte for byte from the original).
+            written = read_layout(tmp, check=False)
+            problems = gguf_compare.compare_layouts(info, written, set(names), allow_type_change=True)
             problems += _check_replaced(written, replacements)
         finally:
             syncer.join()
@@ -288,6 +292,6 @@ def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list
         t = written.tensor(r.name)
         with open(r.data_path, "rb") as fh:
             want = os.pread(fh.fileno(), r.nbytes, r.offset)
-        if t.type_name != r.type_name or gguf_io.read_tensor_bytes(written, r.name) != want:
+        if t.type_name != r.type_name or read_tensor_bytes(written, r.name) != want:
             problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
     return problems

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fakequant.errors import RecipeError
-from fakequant.gguf import io as gguf_io
+from fakequant.gguf.codec import FLOAT_TYPES, encode_values, exactly_representable
 from fakequant.quant import formats
 from fakequant.quant import ggml as ggml_quants
 
@@ -51,19 +51,19 @@ def value_type(after: np.ndarray, source_type: str, store: str | None, fmt: str,
     """The older rule for non-native storage: a forced type, else the source type if it holds every value, else F32."""
     if store in FORCED_TYPES:
         target = FORCED_TYPES[store]
-        if not gguf_io.exactly_representable(after, target):
+        if not exactly_representable(after, target):
             raise RecipeError(f"{where}: store {store} would change the {fmt} values (not exactly representable); "
                               f"use store f32")
         return target
-    if source_type in gguf_io.FLOAT_TYPES and gguf_io.exactly_representable(after, source_type):
+    if source_type in FLOAT_TYPES and exactly_representable(after, source_type):
         return source_type
     return "F32"
 
 
 def encode_native(rows: np.ndarray, fmt: str, stored: str) -> tuple[bytes, np.ndarray]:
     """float32 rows -> (the bytes of ``stored``, the values those bytes hold), for ``stored = NATIVE_TYPES[fmt]``."""
-    if stored in gguf_io.FLOAT_TYPES:
+    if stored in FLOAT_TYPES:
         after = formats.round_trip(rows, fmt)  # exact in ``stored`` by construction
-        return gguf_io.encode_values(after, stored), after
+        return encode_values(after, stored), after
     blocks = ggml_quants.quantize_rows(rows, fmt)
     return blocks.tobytes(), ggml_quants.dequantize_rows(blocks, stored, rows.shape[1])

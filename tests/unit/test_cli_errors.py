@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fakequant.gguf.io import read_layout
+from fakequant.gguf.check import read_layout
 from fakequant.gguf.synthetic import write_tiny_gguf
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,9 @@ from gguf.quants import dequantize
 
 from fakequant.cli import main
 from fakequant.errors import GGUFFormatError, RecipeError
-from fakequant.gguf import io as gguf_io
+from fakequant.gguf import compare as gguf_compare
+from fakequant.gguf import write as gguf_write
+from fakequant.gguf.check import read_layout
 from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant.candidate import Recipe, build_candidate, verify_format
 from fakequant.quant.formats import round_trip
@@ -159,13 +161,13 @@ def test_destination_is_source_refused(tiny: Path, tmp_path: Path) -> None:
 
 
 def test_interrupted_build_leaves_nothing(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = gguf_io.write_gguf
+    real = gguf_write.write_gguf
 
     def dies_after_writing(*args, **kwargs):  # type: ignore[no-untyped-def]
         real(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gguf_io, "write_gguf", dies_after_writing)
+    monkeypatch.setattr(gguf_write, "write_gguf", dies_after_writing)
     dest = tmp_path / "out" / "c.gguf"
     with pytest.raises(KeyboardInterrupt):
         build_candidate(tiny, Recipe(Selection(kinds=("ffn_norm",)), "bf16"), dest)
@@ -173,7 +175,7 @@ def test_interrupted_build_leaves_nothing(tiny: Path, tmp_path: Path, monkeypatc
 
 
 def test_failed_verification_publishes_nothing(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gguf_io, "compare_layouts", lambda *a, **k: ["tensor x: data differs"])
+    monkeypatch.setattr(gguf_compare, "compare_layouts", lambda *a, **k: ["tensor x: data differs"])
     dest = tmp_path / "c.gguf"
     with pytest.raises(GGUFFormatError, match=r"c\.gguf: the written copy failed verification: tensor x"):
         build_candidate(tiny, Recipe(Selection(kinds=("ffn_norm",)), "bf16"), dest)
@@ -211,7 +213,7 @@ def test_concurrent_builds_make_one_candidate(tiny: Path) -> None:
         results = pool.map(_build_in_child, [(os.environ["FAKEQUANT_HOME"], str(tiny))] * 2)
     assert sorted(r[0] for r in results) == [False, True]  # one built, the other reused it
     assert results[0][1:] == results[1][1:]
-    blocks = {t.name for t in gguf_io.read_layout(tiny).tensors if t.name.startswith("blk.")}
+    blocks = {t.name for t in read_layout(tiny).tensors if t.name.startswith("blk.")}
     assert verify_format(tiny, Path(results[0][1]), blocks) == []
 
 

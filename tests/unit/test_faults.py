@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from fakequant.errors import FakequantError
-from fakequant.gguf import io as gguf_io
+from fakequant.gguf import write as gguf_write
 from fakequant.gguf.check import check_gguf
 from fakequant.gguf.synthetic import write_synthetic_gguf, write_tiny_gguf
 from fakequant.quant.candidate import Recipe, build_candidate, verify_format
@@ -66,7 +66,7 @@ def test_enospc_mid_copy_leaves_nothing_and_the_next_run_recovers(source: Path, 
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     before = sha256_file(source)
     dest = tmp_path / "out" / "candidate.gguf"
-    real_copy = gguf_io.copy_range
+    real_copy = gguf_write.copy_range
     calls = []
 
     def copy_then_fill_the_disk(src, dst, count, src_off, dst_off):  # type: ignore[no-untyped-def]
@@ -74,7 +74,7 @@ def test_enospc_mid_copy_leaves_nothing_and_the_next_run_recovers(source: Path, 
         real_copy(src, dst, min(count, 4096), src_off, dst_off)  # some bytes are out when the disk fills
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(gguf_io, "copy_range", copy_then_fill_the_disk)
+    monkeypatch.setattr(gguf_write, "copy_range", copy_then_fill_the_disk)
     with pytest.raises(FakequantError) as info:
         build_candidate(source, RECIPE, dest)
     assert calls, "the fault was never injected"
@@ -84,7 +84,7 @@ def test_enospc_mid_copy_leaves_nothing_and_the_next_run_recovers(source: Path, 
     assert temporaries(dest.parent) == []
     assert sha256_file(source) == before
 
-    monkeypatch.setattr(gguf_io, "copy_range", real_copy)
+    monkeypatch.setattr(gguf_write, "copy_range", real_copy)
     result = build_candidate(source, RECIPE, dest)
     assert result.output == dest
     assert_sound_candidate(source, dest)
@@ -132,12 +132,12 @@ def test_real_enospc_in_the_candidate_cache(source: Path, tiny_tmpfs: Path, monk
 ENGINE_CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from fakequant.gguf import io as gguf_io
+    from fakequant.gguf import write as gguf_write
     from fakequant.quant.candidate import Recipe, build_candidate
     from fakequant.quant.select import Selection
 
     source, dest, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    real_copy = gguf_io.copy_range
+    real_copy = gguf_write.copy_range
 
     def copy_then_hang(src, dst, count, src_off, dst_off):
         real_copy(src, dst, min(count, 1 << 20), src_off, dst_off)
@@ -145,7 +145,7 @@ ENGINE_CHILD = textwrap.dedent("""
         marker.write_text("writing")
         time.sleep(600)
 
-    gguf_io.copy_range = copy_then_hang
+    gguf_write.copy_range = copy_then_hang
     build_candidate(Path(source), Recipe(Selection(names=("blk.0.ffn_norm.weight",)), "bf16"),
                     Path(dest) if dest != "-" else None)
 """)

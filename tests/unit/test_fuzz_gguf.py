@@ -8,7 +8,7 @@ Only FakequantError subclasses may escape -- never another exception, a hang or 
   maps plus :data:`MEMORY_HEADROOM`, so an attempt to allocate for a 2**60-byte string raises MemoryError, which
   fails the test like any other stray exception.
 
-A file check_gguf accepts must also open in gguf-py's reader (the contract gguf_io relies on) and have every
+A file check_gguf accepts must also open in gguf-py's reader (the contract the engine relies on) and have every
 tensor's values readable through the engine.
 
 A few hundred examples by default; more with ``FAKEQUANT_FUZZ_EXAMPLES=20000 .venv/bin/pytest
@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakequant.errors import FakequantError, GGUFFormatError
-from fakequant.gguf import io as gguf_io
 from fakequant.gguf.check import check_gguf
+from fakequant.gguf.layout import read_tensor_values
 from fakequant.gguf.synthetic import write_tiny_gguf
 
 EXAMPLES = int(os.environ.get("FAKEQUANT_FUZZ_EXAMPLES", "300"))
@@ -166,7 +166,7 @@ def exercise(path: Path, base: Path) -> str:
         checked = False
     else:
         checked = True
-        # The contract gguf_io relies on: what check_gguf accepts, gguf-py's reader opens, with the same tensors.
+        # The contract the engine relies on: what check_gguf accepts, gguf-py's reader opens, with the same tensors.
         reader = gguf.GGUFReader(path)
         assert [t.name for t in reader.tensors] == [t.name for t in summary.tensors]
         assert [t.data_offset for t in reader.tensors] == [t.offset for t in summary.tensors]
@@ -178,7 +178,7 @@ def exercise(path: Path, base: Path) -> str:
     try:
         info = engine.model_info(path)
         for tensor in info.tensors:
-            gguf_io.read_tensor_values(info, tensor.name)
+            read_tensor_values(info, tensor.name)
         with contextlib.redirect_stdout(io.StringIO()):
             cmd_inspect(argparse.Namespace(model=str(path), tensor=None, json=False))
             cmd_inspect(argparse.Namespace(model=str(path), tensor=None, json=True))

@@ -123,7 +123,7 @@ def test_runtime_renders_an_honest_template() -> None:
 def with_chat_template(source: Path, dest: Path, template: str) -> Path:
     """Copy ``source`` with ``tokenizer.chat_template`` replaced; tensor data is copied unchanged (offsets are
     relative to the data section, which is re-aligned after the new header)."""
-    from fakequant.gguf.io import read_layout
+    from fakequant.gguf.check import read_layout
 
     info = read_layout(source)
     kv = next(f for f in info.fields if f.key == "tokenizer.chat_template")
