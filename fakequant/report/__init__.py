@@ -25,6 +25,7 @@ from fakequant.report import document, html, markdown, plots, reading, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
 from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
+from fakequant.store.textfile import read_user_text
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
 from fakequant.suite.verdict import Verdict, decide
 from fakequant.suite.vocab import Artifact, Decision
@@ -168,18 +169,12 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
 
 def read_report(path: Path) -> dict[str, Any]:
     """A report.json written by :func:`finish_run`; its verdict is recomputed only when it lacks one."""
-    if not path.exists():
-        raise ReportError(f"{path}: no such file (expected reports/<experiment>/report.json)")
-    if path.is_dir():
-        raise ReportError(f"{path}: is a directory, expected a report.json file")
+    text = read_user_text(path, ReportError, missing="no such file (expected reports/<experiment>/report.json)",
+                          expected="a report.json file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ReportError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise ReportError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    except OSError as err:
-        raise ReportError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("experiment"), str):
         raise ReportError(f"{path}: not a fakequant report (no \"experiment\" name at the top level)")
     if not isinstance(doc.get("verdict"), dict) or "decision" not in doc["verdict"]:

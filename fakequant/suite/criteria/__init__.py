@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fakequant.errors import CriteriaError
 from fakequant.store import assets
+from fakequant.store.textfile import read_user_text
 from fakequant.suite.criteria.parse import parse_criteria
 from fakequant.suite.criteria.sweeps import expand_layers, sweep_cell_name
 from fakequant.suite.criteria.types import Criteria, Experiment, Prompt, Thresholds
@@ -37,18 +38,12 @@ def load_criteria(path: str | Path, *, model: str | Path | None = None, corpus: 
     """Read and validate ``path``; command-line overrides win over the file for this run. A pinned default model or
     corpus that an experiment uses is fetched here if it is not in the cache yet."""
     path = Path(path)
-    if not path.exists():
-        raise CriteriaError(f"{path}: no such criteria file (pass --criteria PATH)")
-    if path.is_dir():
-        raise CriteriaError(f"{path}: is a directory, expected a criteria.toml file")
+    text = read_user_text(path, CriteriaError, missing="no such criteria file (pass --criteria PATH)",
+                          expected="a criteria.toml file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise CriteriaError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise CriteriaError(f"{path}: TOML syntax error: {err}") from None
-    except OSError as err:
-        raise CriteriaError(f"{path}: cannot read: {err.strerror}") from None
     criteria = parse_criteria(data, path, model=model, corpus=corpus, threads=threads, report_dir=report_dir,
                               report_lang=report_lang, strict=strict)
     used = {p for e in criteria.experiments.values() for p in (e.model, e.corpus)}
