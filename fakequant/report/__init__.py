@@ -5,9 +5,10 @@ the others can be rebuilt from), ``summary.md`` and ``summary.html``, the plan's
 ``conversation_tests.txt`` and ``perplexity_comparison.txt``, and PNG plots. Per run: ``<report_dir>/summary.md``
 (an index) and an HTML fragment for pytest-html's summary section.
 
-Layout: reading.py reads report.json into phrases, document.py decides what is said (as blocks), markdown.py /
-html.py say it, plots.py draws, text.py writes the plain-text files, i18n.py holds the English and Traditional
-Chinese words.
+Layout: reading.py reads report.json into phrases, document.py decides what is said (as blocks), perplexity.py its
+perplexity section (the total beside its placebo floor and the format's own excess), markdown.py / html.py say it,
+plots.py draws, text.py writes the plain-text files, i18n.py holds the English and Traditional Chinese words.
+A sweep's map: sensitivity.py (cells, ranking, Markdown) and heatmap.py (its PNG).
 """
 
 from __future__ import annotations

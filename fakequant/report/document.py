@@ -11,29 +11,29 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from fakequant.report import fmt, plots
-from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Image, Inline, Link, Para, Span, Table
+from fakequant.report import fmt, perplexity, plots
+from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import status_text, translator
 from fakequant.report.reading import (
     SPEED_METRICS,
     DocContext,
+    agreement,
     badge,
     code,
     conversation_counts,
     d,
+    excess_phrase,
     flat,
+    images,
     key_numbers,
     lst,
     perplexity_difference,
-    perplexity_lines,
     settings_text,
     speed_cell,
     speed_difference,
     status_cell,
 )
-from fakequant.suite.criteria import Thresholds
-from fakequant.suite.rules import chunks_to_resolve
-from fakequant.suite.vocab import PERPLEXITY, Artifact, Status
+from fakequant.suite.vocab import Artifact
 
 # --- summary -------------------------------------------------------------------------------------------------------
 
@@ -53,10 +53,10 @@ def summary_table(ctx: DocContext) -> Table:
         se = fmt.sig(pc.get("kld_se"), 2)
         kld = f"{kld} ± {se} nats" if se else f"{kld} nats"
     rows.append([t("kld"), "", "", ctx.na(kld)])
-    agree = fmt.pct(pc.get("same_top_p"), 2, signed=False)
-    if agree is not None and fmt.number(pc.get("same_top_p_se")) is not None:
-        agree += f" ± {fmt.pct(pc.get('same_top_p_se'), 2, signed=False)}"
-    rows.append([t("top_agree"), "", "", ctx.na(agree)])
+    rows.append([t("top_agree"), "", "", ctx.na(agreement(pc))])
+    excess = excess_phrase(ctx, pc)  # the format's own part of the KLD: beside the total, not instead of it
+    if excess:
+        rows.append([t("excess_kld_row"), "", "", excess])
     metrics = d(ctx.a(Artifact.SPEED).get("metrics"))
     for key, label_key, show in SPEED_METRICS:
         metric = d(metrics.get(key))
@@ -163,13 +163,8 @@ def numerical(ctx: DocContext) -> list[Block]:
         blocks.append(Para([t("epsilon_note", eps=eps)]))
     if na.get("noop") is True or all(not x.get("changed") for x in tensors):
         blocks.append(Para([Span(t("noop_note"), "b")]))
-    blocks += _images(ctx, [(plots.WEIGHTS, "plot_weights"), (plots.ERROR, "plot_error")])
+    blocks += images(ctx, [(plots.WEIGHTS, "plot_weights"), (plots.ERROR, "plot_error")])
     return blocks
-
-
-def _images(ctx: DocContext, wanted: Sequence[tuple[str, str]]) -> list[Block]:
-    drawn = set(lst(ctx.doc.get("plots")))
-    return [Image(name, ctx.t(key)) for name, key in wanted if name in drawn]
 
 
 def load_format(ctx: DocContext) -> list[Block]:
@@ -192,31 +187,6 @@ def load_format(ctx: DocContext) -> list[Block]:
             blocks.append(Bullets([[x] for x in diffs]))
     else:
         blocks.append(Para([f"{t('format_ok')}: {t('not_measured')}"]))
-    return blocks
-
-
-def perplexity(ctx: DocContext) -> list[Block]:
-    t, pc = ctx.t, ctx.a(Artifact.PERPLEXITY)
-    blocks: list[Block] = [Heading(2, t("ppl_section"))]
-    if not pc:
-        return [*blocks, ctx.absent()]
-    diff = perplexity_difference(ctx, pc)
-    if diff:
-        blocks.append(Para([Span(f"{t('difference')}: ", "b"), diff]))
-    ppl_outcomes = [d(o) for o in lst(ctx.doc.get("outcomes")) if d(o).get("category") == PERPLEXITY]
-    if any(o.get("status") == Status.INCONCLUSIVE for o in ppl_outcomes):
-        acceptable = d(ctx.a(Artifact.EXPERIMENT).get("thresholds")).get("ppl_increase_acceptable")
-        needed = chunks_to_resolve(pc, float(acceptable) if isinstance(acceptable, int | float)
-                                   else Thresholds.ppl_increase_acceptable)  # as the verdict reads it
-        if needed:
-            blocks.append(Para([t("resolve_note", needed=needed, chunks=pc.get("chunks"))]))
-    rows: list[list[Cell]] = [[label, value] for label, value in perplexity_lines(pc, t("not_measured"))]
-    blocks.append(Table([t("statistic"), t("value")], rows, right={1}))
-    blocks.append(Para([t("exact_note")]))
-    settings = d(pc.get("settings"))
-    if settings:
-        blocks.append(Para([Span(f"{t('settings')}: ", "b"), settings_text(settings)]))
-    blocks += _images(ctx, [(plots.CHUNKS, "plot_chunks"), (plots.KLD, "plot_kld")])
     return blocks
 
 
@@ -369,7 +339,8 @@ def experiment_blocks(doc: dict[str, Any], lang: str = "en") -> list[Block]:
     blocks += [Heading(2, ctx.t("summary")), summary_table(ctx)]
     if ctx.noop and not ctx.a(Artifact.PERPLEXITY):
         blocks.append(ctx.absent())
-    for section in (reasons, checks, numerical, load_format, perplexity, conversations, speed, provenance):
+    for section in (reasons, checks, numerical, load_format, perplexity.section, conversations, speed,
+                    provenance):
         blocks += section(ctx)
     return blocks
 

@@ -73,6 +73,21 @@ def rate(value: Any) -> str | None:
     return None if x is None else f"{x:.1f} tok/s"
 
 
+def same_scale(values: list[Any], digits: int = 2) -> list[str] | None:
+    """Several numbers of one kind (a mean and its interval) with the same decimals, ``digits`` significant in the
+    largest; scientific below 1e-4. None when any is absent."""
+    xs = [number(v) for v in values]
+    if any(x is None or math.isinf(x) for x in xs):
+        return None
+    top = max(abs(x) for x in xs if x is not None)
+    if top == 0:
+        return ["0"] * len(xs)
+    if top < 1e-4:
+        return [f"{x:.{digits - 1}e}" for x in xs]
+    decimals = max(0, digits - 1 - math.floor(math.log10(top)))
+    return [f"{x:.{decimals}f}" for x in xs]
+
+
 def increase_interval(ln_ratio: Any, ln_ratio_se: Any) -> tuple[float, float, float] | None:
     """The perplexity increase exp(ln ratio) − 1 and its 95% interval."""
     r, s = number(ln_ratio), number(ln_ratio_se)

@@ -79,6 +79,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "answer": ("Answer", "輸出"),
     "ppl_section": ("Perplexity and paired comparison", "Perplexity 與成對比較"),
     "statistic": ("Statistic", "統計量"),
+    "all_stats": ("Every statistic (llama-perplexity --kl-divergence naming)",
+                  "全部統計量（沿用 llama-perplexity --kl-divergence 的名稱）"),
     "value": ("Value", "數值"),
     "exact_note": ("Computed in one pass over identical tokens, from full-precision log-probabilities of both "
                    "models: every statistic here is exact for these tokens. llama.cpp's --kl-divergence mode "
@@ -125,6 +127,47 @@ STRINGS: dict[str, tuple[str, str]] = {
     "plot_error": ("Error distribution", "誤差分佈"),
     "plot_chunks": ("Per-chunk perplexity", "各 chunk 的 perplexity"),
     "plot_kld": ("KL divergence per token", "每個 token 的 KL 散度"),
+    # the placebo (floor) and the format's own effect (excess)
+    "ci": ("{mean} ({level} CI {lo} … {hi})", "{mean}（{level} 信賴區間 {lo} … {hi}）"),
+    "no_ci": ("{mean} (no interval: one chunk)", "{mean}（只有一個 chunk，無區間）"),
+    "no_placebo": ("not measured (no placebo)", "未測量（無安慰劑對照）"),
+    "below_resolution": ("below resolution: {value}", "低於可分辨程度：{value}"),
+    "key_excess": ("format's own KLD {value}", "格式本身的 KLD {value}"),
+    "excess_kld_row": ("Format's own effect (KLD beyond the placebo)", "格式本身的效應（超出安慰劑的 KLD）"),
+    "floor_section": ("Floor and excess: the format's own effect", "基準雜訊與超出量：格式本身的效應"),
+    "floor_sentence": ("A one-ulp nudge of the same tensors (placebo) already moves perplexity by {ppl} and gives "
+                       "KLD {kld}", "將相同的權重各微調一個 ulp（安慰劑，placebo）就已使 perplexity 變動 {ppl}，"
+                       "KLD 為 {kld}"),
+    "excess_resolved": ("the format adds KLD {kld} and {ppl} perplexity beyond it.",
+                        "格式本身在此之外再增加 KLD {kld}，perplexity 變動 {ppl}。"),
+    "excess_unresolved": ("the format's own effect is below what this model and runtime can resolve at this "
+                          "position: excess KLD {kld} over {chunks} chunks.",
+                          "格式本身的效應低於此模型與執行環境在這個位置所能分辨的程度：{chunks} 個 chunk 的超出 KLD "
+                          "為 {kld}。"),
+    "sentence_join": ("; ", "；"),
+    "col_total": ("Total (candidate vs original)", "總效應（Fake Quantized vs 原始）"),
+    "col_floor": ("Floor (placebo vs original)", "基準雜訊（安慰劑 vs 原始）"),
+    "col_excess": ("Excess (candidate beyond placebo)", "超出量（Fake Quantized 超出安慰劑的部分）"),
+    "mean_kld": ("Mean KLD (nats)", "平均 KLD（nats）"),
+    "delta_ln": ("Δ ln PPL", "Δ ln PPL"),
+    "ppl_change": ("Perplexity change", "Perplexity 變化"),
+    "vs_placebo": ("{value} (candidate vs placebo)", "{value}（Fake Quantized vs 安慰劑）"),
+    "unresolved_mark": ("{value}, not resolved", "{value}，無法分辨"),
+    "floor_which": ("Which is which: the total is what a user deploying this change gets, and the thresholds apply "
+                    "to it; the floor is what any change of these tensors, however small, already does with this "
+                    "model and runtime; the excess is the format's own part, the candidate beyond the placebo paired "
+                    "per chunk ({chunks} chunks, {level} t intervals over chunks). ± is one standard error.",
+                    "說明：總效應是使用者部署此改動後實際得到的結果，門檻即套用於此；基準雜訊是在此模型與執行環境下，"
+                    "這些權重任何微小的改動都已造成的效應；超出量是格式本身的部分，即 Fake Quantized 模型超出安慰劑"
+                    "的部分，逐 chunk 成對計算（{chunks} 個 chunk，跨 chunk 的 {level} t 區間）。± 為一個標準誤。"),
+    "floor_not_measured": ("Floor not measured: this comparison ran without a placebo twin, so the format's own "
+                           "effect cannot be told apart from what any change of these tensors already does.",
+                           "未測量基準雜訊：此比較未同時執行安慰劑模型，因此無法區分格式本身的效應與這些權重任何"
+                           "改動都會造成的效應。"),
+    "placebo_size": ("Size of the placebo itself (the nudge, measured on the stored encoding)",
+                     "安慰劑本身的改動幅度（以儲存編碼量測的微調）"),
+    "placebo_moved": ("Moved", "變動數"),
+    "placebo_rel": ("Mean relative change", "平均相對變化"),
 }
 
 

@@ -117,29 +117,66 @@ def errors(analysis: Any, folder: Path) -> str | None:
     return ERROR if ok else None
 
 
+def _per_chunk(block: Any) -> dict[str, Any]:
+    per_chunk = block.get("per_chunk") if isinstance(block, dict) else None
+    return per_chunk if isinstance(per_chunk, dict) else {}
+
+
+def _kld_bars(ax: Any, cand: list[float] | None, floor: list[float] | None) -> None:
+    """Mean KLD per chunk, the placebo's bar beside the candidate's: what stands above the floor is the format's."""
+    series = [(v, label, colour) for v, label, colour in ((cand, "candidate", "#cf222e"),
+                                                          (floor, "placebo (floor)", "#6e7781")) if v]
+    width = 0.8 / len(series)
+    for k, (values, label, colour) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        ax.bar([i + 1 + offset for i in range(len(values))], values, width=width, label=label, color=colour,
+               alpha=0.8)
+    positive = [v for values, _, _ in series for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 100:  # early and late chunks can differ by decades
+        ax.set_yscale("log")
+    ax.set_ylabel("mean KLD (nats)")
+    ax.legend(fontsize=8)
+
+
 def chunk_perplexity(comparison: Any, folder: Path) -> str | None:
+    """Perplexity per chunk, its change against the original, and the mean KLD per chunk (the placebo's beside the
+    candidate's when the comparison has a placebo)."""
     if not isinstance(comparison, dict):
         return None
-    per_chunk = comparison.get("per_chunk") if isinstance(comparison.get("per_chunk"), dict) else {}
+    per_chunk = _per_chunk(comparison)
     base, cand = _numbers(per_chunk.get("ppl_base")), _numbers(per_chunk.get("ppl_q"))
     if base is None or cand is None:
         return None
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, layout="constrained",
-                                      gridspec_kw={"height_ratios": [2, 1]})
+    floor = _per_chunk(comparison.get("placebo"))
+    floor_ppl, floor_kld = _numbers(floor.get("ppl_q")), _numbers(floor.get("kld_mean"))
+    kld_values = _numbers(per_chunk.get("kld_mean"))
+    panels = 3 if kld_values or floor_kld else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 5.5 + 2.4 * (panels - 2)), sharex=True, layout="constrained",
+                             gridspec_kw={"height_ratios": [2, 1, 1.3][:panels]})
+    top, bottom = axes[0], axes[1]
     x = list(range(1, len(base) + 1))
     top.plot(x, base, marker="o", markersize=3, label="original", color="#0969da")
     top.plot(list(range(1, len(cand) + 1)), cand, marker="x", markersize=3, linestyle="--", label="candidate",
              color="#cf222e")
+    if floor_ppl:
+        top.plot(list(range(1, len(floor_ppl) + 1)), floor_ppl, marker=".", markersize=3, linestyle=":",
+                 label="placebo (one-ulp nudge)", color="#6e7781")
     top.set_ylabel("perplexity")
     top.legend(fontsize=8)
     top.set_title("Perplexity per chunk (each chunk scored on its second half)", parse_math=False)
-    pairs = list(zip(base, cand, strict=False))
     bottom.axhline(0, color="#57606a", linewidth=0.8)
-    bottom.plot(x[:len(pairs)], [100 * (q / b - 1) if b else math.nan for b, q in pairs], marker="o", markersize=3,
-                color="#8250df")
-    bottom.set_ylabel("candidate vs original (%)")
-    bottom.set_xlabel("chunk")
-    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for values, label, colour in ((cand, "candidate", "#8250df"), (floor_ppl, "placebo", "#6e7781")):
+        if values:
+            pairs = list(zip(base, values, strict=False))
+            bottom.plot(x[:len(pairs)], [100 * (q / b - 1) if b else math.nan for b, q in pairs], marker="o",
+                        markersize=3, color=colour, label=label)
+    bottom.set_ylabel("vs original (%)")
+    if floor_ppl:
+        bottom.legend(fontsize=8)
+    if panels == 3:
+        _kld_bars(axes[2], kld_values, floor_kld)
+    axes[-1].set_xlabel("chunk")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, folder / CHUNKS)
     return CHUNKS
 

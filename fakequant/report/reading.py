@@ -8,11 +8,11 @@ measured": nothing here raises on missing data. :mod:`fakequant.report.document`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fakequant.report import fmt
-from fakequant.report.blocks import Badge, Para, Span
+from fakequant.report.blocks import Badge, Block, Image, Para, Span
 from fakequant.report.i18n import status_text, translator
 from fakequant.suite.rules import no_op
 from fakequant.suite.vocab import Artifact
@@ -51,6 +51,12 @@ class DocContext:
         return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
 
 
+def images(ctx: DocContext, wanted: Sequence[tuple[str, str]]) -> list[Block]:
+    """The plots among ``wanted`` (file name, caption key) that were drawn for this report."""
+    drawn = set(lst(ctx.doc.get("plots")))
+    return [Image(name, ctx.t(key)) for name, key in wanted if name in drawn]
+
+
 def code(text: Any) -> Span:
     return Span(str(text), "code")
 
@@ -69,6 +75,58 @@ def perplexity_difference(ctx: DocContext, pc: dict[str, Any]) -> str | None:
         return None
     inc, lo, hi = (fmt.pct(x) for x in interval)
     return ctx.t("ppl_increase", inc=inc, lo=lo, hi=hi)
+
+
+def agreement(block: dict[str, Any]) -> str | None:
+    """Top-token agreement ± one standard error."""
+    agree = fmt.pct(block.get("same_top_p"), 2, signed=False)
+    if agree is not None and fmt.number(block.get("same_top_p_se")) is not None:
+        agree += f" ± {fmt.pct(block.get('same_top_p_se'), 2, signed=False)}"
+    return agree
+
+
+def placebo_pair(pc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The comparison's placebo and excess blocks, or None when it was run without a placebo (older reports)."""
+    placebo, excess = d(pc.get("placebo")), d(pc.get("excess"))
+    return (placebo, excess) if placebo and excess else None
+
+
+def level_text(excess: dict[str, Any]) -> str:
+    return fmt.pct(excess.get("level", 0.95), 0, signed=False) or "95%"
+
+
+def _three(values: list[Any]) -> list[str] | None:
+    return fmt.same_scale(values, 3)
+
+
+def with_ci(t: Callable[..., str], mean: Any, ci: Any, level: str, show: Callable[[list[Any]], list[str] | None]
+            = _three) -> str | None:
+    """``0.0012 (95% CI 0.0008 … 0.0016)``; the mean alone, said so, when there is no interval (one chunk)."""
+    bounds = lst(ci)
+    texts = show([mean, *bounds]) if len(bounds) == 2 else None
+    if texts is not None:
+        return t("ci", mean=texts[0], level=level, lo=texts[1], hi=texts[2])
+    alone = show([mean])
+    return t("no_ci", mean=alone[0]) if alone else None
+
+
+def excess_kld(t: Callable[..., str], excess: dict[str, Any]) -> str | None:
+    """The format's own mean KLD with its interval over chunks."""
+    return with_ci(t, excess.get("kld_mean"), excess.get("kld_mean_ci"), level_text(excess))
+
+
+def excess_phrase(ctx: DocContext, pc: dict[str, Any]) -> str | None:
+    """The excess KLD for the summary table and the key numbers: marked when the interval does not exclude zero,
+    "no placebo" for a comparison without one, None without a comparison."""
+    if not pc:
+        return None
+    pair = placebo_pair(pc)
+    if pair is None:
+        return ctx.t("no_placebo")
+    text = excess_kld(ctx.t, pair[1])
+    if text is None:
+        return ctx.t("not_measured")
+    return text if pair[1].get("kld_mean_resolved") is True else ctx.t("below_resolution", value=text)
 
 
 def speed_cell(ctx: DocContext, side: dict[str, Any], show: Callable[[Any], str | None]) -> str:
@@ -116,7 +174,8 @@ def conversation_counts(convs: list[dict[str, Any]]) -> tuple[int, int, int, int
 
 
 def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
-    """One cell of key numbers: values changed, perplexity increase ± interval, KLD, conversations."""
+    """One cell of key numbers: values changed, perplexity increase ± interval, KLD and the format's own part of it
+    (the excess over the placebo), conversations."""
     ctx = DocContext(doc, lang)
     out = []
     tensors = [d(x) for x in lst(ctx.a(Artifact.NUMERICAL).get("tensors"))]
@@ -131,6 +190,9 @@ def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
     kld = fmt.sig(pc.get("kld_mean"), 3)
     if kld:
         out.append(f"KLD {kld} nats")
+    excess = excess_phrase(ctx, pc) if kld else None
+    if excess:
+        out.append(ctx.t("key_excess", value=excess))
     convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     if convs:
         out.append(ctx.t("conv_identical", same=conversation_counts(convs)[3], n=len(convs)))

@@ -26,6 +26,10 @@ from fakequant.suite.vocab import Artifact, Status
 
 SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
 HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"
+# The placebo's share of the candidate's per-chunk effect: 1.0 = the format adds nothing beyond the floor (like
+# BF16 on an early norm); None = a comparison run without a placebo (an older report).
+_FLOOR_SHARE: dict[str, float | None] = {"go": 1.0, "caution": 0.25, "stop": 0.01, "inconclusive": 0.5, "noop": None,
+                                         "partial": None, "error": None}
 # (mean ln ratio, its SE, numerical error scale, conversation regression)
 _SHAPES: dict[str, tuple[float, float, float, bool]] = {
     "go": (0.0012, 0.0009, 2e-3, False),
@@ -64,12 +68,9 @@ def _tensor(name: str, rng: np.random.Generator, scale: float, n: int = 576) -> 
     }
 
 
-def _comparison(ln_ratio: float, se: float, rng: np.random.Generator, chunks: int = 20) -> dict[str, Any]:
-    base = rng.normal(6.7, 0.9, chunks).clip(3)
-    cand = base * np.exp(ln_ratio + rng.normal(0, se * math.sqrt(chunks), chunks))
+def _stats(ln_ratio: float, se: float, kld: np.ndarray) -> dict[str, Any]:
+    """The summary statistics of one model against the base, as runtime.paired writes them."""
     ppl_base, ppl_q = 6.7040, 6.7040 * math.exp(ln_ratio)
-    kld = rng.gamma(0.4, 0.002 + 3 * ln_ratio, 256 * chunks) if ln_ratio else np.zeros(256 * chunks)
-    edges = np.geomspace(1e-6, 10, 41)
     return {
         "ppl_base": ppl_base, "ppl_base_se": 0.0612, "ppl_q": ppl_q, "ppl_q_se": 0.0612 * math.exp(ln_ratio),
         "ln_ppl_cor": 0.9991 if ln_ratio else 1.0, "ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": se,
@@ -83,13 +84,50 @@ def _comparison(ln_ratio: float, se: float, rng: np.random.Generator, chunks: in
         "kld_p01": float(np.quantile(kld, 0.01)), "kld_min": float(kld.min()),
         "dp_mean": -ln_ratio / 10, "dp_se": se / 10, "dp_rms": 0.01 + ln_ratio, "dp_rms_se": 0.0004,
         "same_top_p": 1.0 - min(0.5, 2 * ln_ratio), "same_top_p_se": 0.001 if ln_ratio else 0.0,
-        "chunks": chunks, "tokens": 256 * chunks,
+        "tokens": kld.size,
+    }
+
+
+def _comparison(ln_ratio: float, se: float, rng: np.random.Generator, chunks: int = 20) -> dict[str, Any]:
+    base = rng.normal(6.7, 0.9, chunks).clip(3)
+    cand = base * np.exp(ln_ratio + rng.normal(0, se * math.sqrt(chunks), chunks))
+    kld = rng.gamma(0.4, 0.002 + 3 * ln_ratio, 256 * chunks) if ln_ratio else np.zeros(256 * chunks)
+    edges = np.geomspace(1e-6, 10, 41)
+    return {
+        **_stats(ln_ratio, se, kld), "chunks": chunks,
         "per_chunk": {"ppl_base": base.tolist(), "ppl_q": cand.tolist(), "ln_ppl_ratio": np.log(cand / base).tolist(),
-                      "kld_mean": [float(kld.mean())] * chunks, "same_top_p": [0.95] * chunks},
+                      "kld_mean": kld.reshape(chunks, -1).mean(axis=1).tolist(), "same_top_p": [0.95] * chunks},
         "kld_hist": {"log10_edges": np.log10(edges).tolist(), "counts": np.histogram(kld, edges)[0].tolist()},
         "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False},
         "nonfinite": None,
     }
+
+
+def _with_placebo(pc: dict[str, Any], share: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Add a placebo twin whose per-chunk effect is ``share`` of the candidate's (1.0: the format adds nothing
+    beyond the floor), and the excess as runtime.chunkstats computes it."""
+    from fakequant.runtime.chunkstats import excess
+
+    chunks, per_chunk = pc["chunks"], pc["per_chunk"]
+    factor = (share * rng.normal(1.0, 0.05, chunks)).clip(0)  # the floor scatters from chunk to chunk as well
+    kld = np.asarray(per_chunk["kld_mean"]) * factor
+    ln = np.asarray(per_chunk["ln_ppl_ratio"]) * factor
+    tokens = rng.gamma(0.4, 1.0, (chunks, 256))
+    tokens *= (kld / tokens.mean(axis=1))[:, None]  # per-token KLDs with exactly these chunk means
+    floor = {**_stats(share * pc["ln_ppl_ratio"], pc["ln_ppl_ratio_se"], tokens.ravel()), "chunks": chunks,
+             "path": "/cache/candidates/placebo-abc.gguf"}
+    base = np.asarray(per_chunk["ppl_base"])
+    floor["per_chunk"] = {"ppl_base": base.tolist(), "ppl_q": (base * np.exp(ln)).tolist(), "ln_ppl_ratio": ln.tolist(),
+                          "kld_mean": kld.tolist(), "same_top_p": [0.97] * chunks}
+    agree = 1.0 - min(0.5, 2 * (1 - share) * pc["ln_ppl_ratio"]) - 0.01
+    return {**pc, "placebo": floor, "excess": excess(per_chunk, floor["per_chunk"], same_top_p=agree)}
+
+
+def _placebo_numerical(name: str) -> dict[str, Any]:
+    """The placebo's own numerical analysis: one F32 ulp on every value."""
+    return {"tensors": [{"name": name, "shape": [576], "source_type": "F32", "stored_type": "F32", "format": "placebo",
+                         "n": 576, "changed": 576, "mean_rel": 5.96e-8, "max_rel": 1.19e-7,
+                         "extra": {"nudged": 576, "nudge_rel_mean": 5.96e-8, "nudge_rel_max": 1.19e-7}}]}
 
 
 def _side(text: str, rng: np.random.Generator) -> dict[str, Any]:
@@ -196,14 +234,17 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
     out("numerical", "numerical", num_status, f"mean relative difference {mean_rel:.3%} (ideal < 1%, acceptable < 5%)")
 
     pc = _comparison(ln_ratio, se, rng)
+    share = _FLOOR_SHARE[scenario]
+    if share is not None:  # its own generator: the other scenarios' numbers stay as they were
+        pc = _with_placebo(pc, share, np.random.default_rng([seed, 1]))
+        if scenario == "caution":
+            pc["placebo_numerical"] = _placebo_numerical(name)
     save_artifact(report_dir, experiment, Artifact.PERPLEXITY, pc)
-    inc, lo, hi = rules.increase_interval(ln_ratio, se)
-    ppl_status = rules.perplexity(pc, Thresholds()).status
     if scenario == "error":
         out("perplexity", "perplexity", "error", "corpus.txt: tokenizes to 700 tokens, 1024 needed (2 × ctx 512)")
     else:
-        out("perplexity", "perplexity", ppl_status,
-            f"perplexity increase {inc:+.2%} (95% interval {lo:+.2%} .. {hi:+.2%}); ideal < 1%, acceptable < 5%")
+        ruling = rules.perplexity(pc, Thresholds())
+        out("perplexity", "perplexity", ruling.status, ruling.reason, **ruling.values)
 
     convs = _conversations(regression, hostile, rng)
     save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)

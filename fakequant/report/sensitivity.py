@@ -6,11 +6,15 @@ by :mod:`fakequant.suite.sweep`). Output, under ``reports/sweeps/<name>/``:
 - ``sensitivity.json``: every cell's numbers, the ranking and the per-layer summary (machine-readable);
 - ``sensitivity.md``: the same as tables, a ranked list of the most sensitive tensors, and one line naming the
   layers that look safe to go on with;
-- ``sensitivity.png``: heat maps, layer × tensor kind, one pair per format: Δ ln PPL (annotated ± SE and the
-  decision's initial) and mean KLD (annotated with top-token agreement).
+- ``sensitivity.png`` (drawn by :mod:`fakequant.report.heatmap`): heat maps, layer × tensor kind: the floor (the
+  placebo's mean KLD), then per format Δ ln PPL (annotated ± SE and the decision's initial) and the excess mean KLD
+  (the format's own part; the total mean KLD when no cell has a placebo).
 
-Sensitivity is ranked by mean KL divergence: it is never negative and far less noisy than Δ ln PPL on a few chunks,
-whose sign on a harmless change is chance. A layer "looks safe" when every one of its cells decided GO.
+Sensitivity is ranked by the excess mean KLD over the placebo: KLD is far less noisy than Δ ln PPL on a few chunks,
+whose sign on a harmless change is chance, and the total KLD of an early tensor is mostly floor (any change there,
+however small, moves the output), so the total would rank positions, not formats. Cells measured without a placebo
+(older cache entries, recorded runs) come after the others, by total mean KLD, marked. A layer "looks safe" when
+every one of its cells decided GO (decisions follow the total: what a user deploying the change gets).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from fakequant.store.cache import atomic_output, write_json
 DECISIONS = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")
 ERROR = "ERROR"  # the cell could not be measured (its tests errored, or its definition is invalid)
 JSON_NAME, MD_NAME, PNG_NAME = "sensitivity.json", "sensitivity.md", "sensitivity.png"
+RANKED_BY = ("excess_kld_mean (the candidate beyond its placebo), descending; then the cells without a placebo, "
+             "by kld_mean")
+NO_PLACEBO = "no placebo †"
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,20 @@ class CellResult:
     kld_mean: float | None = None
     same_top_p: float | None = None  # share of tokens whose top-1 token is the same in both models
     chunks: int | None = None
+    # the floor: the placebo twin's mean KLD (same tensors nudged by one ulp; one per layer × kind, every format's)
+    placebo_kld_mean: float | None = None
+    excess_kld_mean: float | None = None  # the candidate beyond its placebo, paired per chunk: the format's own part
+    excess_kld_mean_ci: tuple[float, float] | None = None  # 95% t interval over chunks; None with one chunk
+    excess_resolved: bool | None = None  # the interval excludes 0
     cached: bool = False  # taken from the cell cache, not measured in this run
 
     @property
     def measured(self) -> bool:
         return self.ln_ppl_ratio is not None
+
+    @property
+    def has_placebo(self) -> bool:
+        return self.excess_kld_mean is not None
 
     @property
     def tensor(self) -> str:
@@ -59,7 +75,10 @@ class CellResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellResult:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        ci = fields.get("excess_kld_mean_ci")
+        fields["excess_kld_mean_ci"] = tuple(ci) if isinstance(ci, list | tuple) and len(ci) == 2 else None
+        return cls(**fields)
 
 
 @dataclass
@@ -87,9 +106,14 @@ class SensitivityMap:
         return None
 
     def ranked(self) -> list[CellResult]:
-        """Measured cells, most sensitive first (mean KLD, then Δ ln PPL)."""
+        """Measured cells, most sensitive first: by the format's own part (excess mean KLD over the placebo); then
+        the cells without a placebo, by total mean KLD and Δ ln PPL."""
         measured = [c for c in self.cells if c.measured]
-        return sorted(measured, key=lambda c: (-(c.kld_mean or 0.0), -(c.ln_ppl_ratio or 0.0), c.name))
+        own = sorted((c for c in measured if c.has_placebo),
+                     key=lambda c: (-(c.excess_kld_mean or 0.0), -(c.kld_mean or 0.0), c.name))
+        total = sorted((c for c in measured if not c.has_placebo),
+                       key=lambda c: (-(c.kld_mean or 0.0), -(c.ln_ppl_ratio or 0.0), c.name))
+        return own + total
 
     def layer_status(self) -> dict[int, str]:
         """Per layer: STOP if any cell stopped; else UNRESOLVED if any is inconclusive or unmeasured; else CAUTION
@@ -127,6 +151,7 @@ class SensitivityMap:
             "formats": self.formats,
             "cells": [c.to_json() for c in self.cells],
             "ranked": [c.name for c in self.ranked()],
+            "ranked_by": RANKED_BY,
             "layer_status": {str(k): v for k, v in self.layer_status().items()},
             "safe_line": self.safe_line(),
         }
@@ -170,6 +195,18 @@ def kld(c: CellResult) -> str:
     return "—" if c.kld_mean is None else f"{c.kld_mean:.3g}"
 
 
+def floor_kld(c: CellResult) -> str:
+    return "—" if c.placebo_kld_mean is None else f"{c.placebo_kld_mean:.3g}"
+
+
+def excess_kld(c: CellResult) -> str:
+    """The excess mean KLD with its interval; "not resolved" when the interval holds 0."""
+    if c.excess_kld_mean is None:
+        return NO_PLACEBO if c.measured else "—"
+    ci = "" if c.excess_kld_mean_ci is None else f" [{c.excess_kld_mean_ci[0]:.3g}, {c.excess_kld_mean_ci[1]:.3g}]"
+    return f"{c.excess_kld_mean:.3g}{ci}" + ("" if c.excess_resolved else " (not resolved)")
+
+
 def top1(c: CellResult) -> str:
     return "—" if c.same_top_p is None else f"{c.same_top_p * 100:.2f}%"
 
@@ -196,13 +233,17 @@ def render_markdown(smap: SensitivityMap, top: int = 10) -> str:
 
     ranked = smap.ranked()[:top]
     if ranked:
-        lines += [f"## Most sensitive tensors (top {len(ranked)}, by mean KLD)", "",
-                  "| # | tensor | format | mean KLD | Δ ln PPL ± SE | PPL change | top-1 same | decision |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## Most sensitive tensors (top {len(ranked)}, by the format's own effect: mean KLD beyond the "
+                  "placebo)", "",
+                  "| # | tensor | format | excess KLD [95% CI] | floor KLD | total KLD | Δ ln PPL ± SE | PPL change "
+                  "| top-1 same | decision |", "|---|---|---|---|---|---|---|---|---|---|"]
         for i, c in enumerate(ranked, 1):
-            lines.append(f"| {i} | `{c.tensor}` | {c.format} | {kld(c)} | {delta(c)} | {ppl_change(c)} | {top1(c)} "
-                         f"| {c.decision} |")
+            lines.append(f"| {i} | `{c.tensor}` | {c.format} | {excess_kld(c)} | {floor_kld(c)} | {kld(c)} | "
+                         f"{delta(c)} | {ppl_change(c)} | {top1(c)} | {c.decision} |")
         lines.append("")
+        if any(not c.has_placebo for c in ranked):
+            lines += ["† measured without a placebo: ranked after the cells that have one, by total mean KLD (its "
+                      "own part cannot be told from the floor).", ""]
 
     for fmt in smap.formats:
         lines += [f"## Decisions, {fmt} (layer × tensor kind: decision, Δ ln PPL)", "",
@@ -216,102 +257,22 @@ def render_markdown(smap: SensitivityMap, top: int = 10) -> str:
         lines.append("")
 
     lines += ["## Every cell", "",
-              "| experiment | layer | kind | format | Δ ln PPL ± SE | PPL change | mean KLD | top-1 same | decision "
-              "| why |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| experiment | layer | kind | format | Δ ln PPL ± SE | PPL change | mean KLD | floor KLD | excess KLD "
+              "[95% CI] | top-1 same | decision | why |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in sorted(smap.cells, key=lambda c: (c.format, c.layer, smap.kinds.index(c.kind))):
         cached = " (cached)" if c.cached else ""
         lines.append(f"| `{c.name}`{cached} | {c.layer} | {c.kind} | {c.format} | {delta(c)} | {ppl_change(c)} | "
-                     f"{kld(c)} | {top1(c)} | {c.decision} | {_md_cell(c.headline)} |")
+                     f"{kld(c)} | {floor_kld(c)} | {excess_kld(c)} | {top1(c)} | {c.decision} | "
+                     f"{_md_cell(c.headline)} |")
     lines += ["", "Δ ln PPL = mean ln(PPL(candidate)/PPL(base)) on the same tokens, ± one standard error "
               "(paired over tokens); KLD = mean KL divergence of the candidate's next-token distribution from the "
-              "base's; top-1 same = share of positions where both models rank the same token first. Each cell is an "
-              "ordinary experiment: its own report is in `reports/<experiment>/`.", ""]
+              "base's (the total: what a user deploying the change gets; decisions follow it); floor KLD = the same "
+              "for the placebo twin (the same tensors nudged by one ulp in their own encoding, one per layer × kind, "
+              "shared by every format); excess KLD = the candidate beyond its placebo, paired per chunk, with its 95% "
+              "t interval over chunks: the format's own part, by which the cells are ranked. top-1 same = share of "
+              "positions where both models rank the same token first. Each cell is an ordinary experiment: its own "
+              "report is in `reports/<experiment>/`.", ""]
     return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------------------------- heat map
-
-_EDGE = {"CAUTION": "orange", "STOP": "red", "INCONCLUSIVE": "grey", ERROR: "black"}
-_DECISION_MARK = {"GO": "G", "CAUTION": "C", "STOP": "S", "INCONCLUSIVE": "I", ERROR: "E"}
-
-
-def render_png(smap: SensitivityMap, dest: Path) -> None:
-    """Two heat maps per format (Δ ln PPL, mean KLD), layers down, tensor kinds across."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import LogNorm, TwoSlopeNorm
-    from matplotlib.patches import Rectangle
-
-    layers, kinds, formats = smap.layers, smap.kinds, smap.formats
-    panel_w = 0.9 + 1.3 * len(kinds)
-    fig_h = 1.8 + 0.36 * len(layers)
-    fig, axes = plt.subplots(1, 2 * len(formats), figsize=(2 * panel_w * len(formats) + 1.0, fig_h), squeeze=False)
-    font = 6.5 if len(kinds) > 2 else 7
-
-    def grid(fmt: str, attr: str) -> np.ndarray:
-        out = np.full((len(layers), len(kinds)), np.nan)
-        for i, layer in enumerate(layers):
-            for j, kind in enumerate(kinds):
-                c = smap.cell(layer, kind, fmt)
-                value = None if c is None else getattr(c, attr)
-                if value is not None:
-                    out[i, j] = value
-        return out
-
-    for f, fmt in enumerate(formats):
-        d = grid(fmt, "ln_ppl_ratio")
-        k = grid(fmt, "kld_mean")
-        span = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
-        span = span or 1e-6
-        ax = axes[0, 2 * f]
-        im = ax.imshow(d, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto")
-        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
-        ax.set_title(f"{fmt}: Δ ln PPL ± SE, decision", fontsize=8, parse_math=False)
-        ax2 = axes[0, 2 * f + 1]
-        positive = k[np.isfinite(k) & (k > 0)]
-        # a log scale only where KLD spans more than a decade; otherwise its tick labels say nothing
-        norm = LogNorm(float(positive.min()), float(positive.max())) if positive.size and \
-            positive.max() > 10 * positive.min() else None
-        im2 = ax2.imshow(np.where(k > 0, k, np.nan) if norm else k, cmap="viridis", norm=norm, aspect="auto")
-        fig.colorbar(im2, ax=ax2, fraction=0.05, pad=0.02)
-        ax2.set_title(f"{fmt}: mean KLD (top-1 same)", fontsize=8, parse_math=False)
-        for i, layer in enumerate(layers):
-            for j, kind in enumerate(kinds):
-                c = smap.cell(layer, kind, fmt)
-                if c is None:
-                    continue
-                mark = _DECISION_MARK.get(c.decision, "?")
-                if c.ln_ppl_ratio is None:
-                    ax.text(j, i, mark, ha="center", va="center", fontsize=font)
-                    continue
-                se = "" if c.ln_ppl_ratio_se is None else f"±{c.ln_ppl_ratio_se:.1e}"
-                dark = abs(c.ln_ppl_ratio) > 0.6 * span
-                ax.text(j, i, f"{c.ln_ppl_ratio:+.1e} {mark}\n{se}", ha="center", va="center", fontsize=font,
-                        color="white" if dark else "black")
-                if c.decision in _EDGE:
-                    ax.add_patch(Rectangle((j - 0.47, i - 0.44), 0.94, 0.88, fill=False, lw=1.5,
-                                           edgecolor=_EDGE[c.decision]))
-                if c.kld_mean is not None:
-                    same = "" if c.same_top_p is None else f" ({c.same_top_p * 100:.1f}%)"
-                    low = math.sqrt(norm.vmin * norm.vmax) if norm is not None else im2.norm.vmin + 0.5 * (
-                        im2.norm.vmax - im2.norm.vmin)
-                    shade = "white" if c.kld_mean < low else "black"
-                    ax2.text(j, i, f"{c.kld_mean:.1e}\n{same.strip()}", ha="center", va="center", fontsize=font,
-                             color=shade)
-        for a in (ax, ax2):
-            a.set_xticks(range(len(kinds)), kinds, fontsize=7)
-            a.set_yticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
-            a.set_ylabel("layer", fontsize=7)
-    fig.suptitle(f"sweep {smap.sweep}: G=GO, C=CAUTION (orange), S=STOP (red), I=INCONCLUSIVE (grey), "
-                 "E=not measured", fontsize=8,
-                 parse_math=False)
-    fig.tight_layout()
-    with atomic_output(dest, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
 
 
 def write(smap: SensitivityMap, folder: Path) -> dict[str, Path]:
@@ -321,5 +282,7 @@ def write(smap: SensitivityMap, folder: Path) -> dict[str, Path]:
     write_json(paths["json"], smap.to_json())
     with atomic_output(paths["md"], "w") as fh:
         fh.write(render_markdown(smap))
+    from fakequant.report.heatmap import render_png  # here: heatmap imports this module's types
+
     render_png(smap, paths["png"])
     return paths

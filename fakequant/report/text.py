@@ -10,7 +10,7 @@ from typing import Any
 
 from fakequant.report import fmt
 from fakequant.report.blocks import visible as clean
-from fakequant.report.reading import d, lst, perplexity_lines
+from fakequant.report.reading import d, level_text, lst, perplexity_lines, placebo_pair
 
 
 def _indent(text: Any, prefix: str = "    ") -> str:
@@ -64,17 +64,68 @@ def perplexity_comparison(experiment: str, comparison: Any) -> str:
         inc, lo, hi = (fmt.pct(x, 3) for x in interval)
         out.append(f"perplexity increase: {inc} (95% interval {lo} .. {hi})")
     out.append("")
-    width = max(len(label) for label, _ in perplexity_lines(pc, ""))
-    out += [f"{label:<{width}}  {value}" for label, value in perplexity_lines(pc, "not measured")]
-    per_chunk = pc.get("per_chunk") if isinstance(pc.get("per_chunk"), dict) else {}
-    base, cand, kld = (lst(per_chunk.get(k)) for k in ("ppl_base", "ppl_q", "kld_mean"))
-    if base or cand:
-        out += ["", f"{'chunk':>5}  {'PPL(base)':>12}  {'PPL(Q)':>12}  {'mean KLD':>12}"]
-        for i in range(max(len(base), len(cand))):
-            b, q, k = (fmt.fixed(v[i], d) if i < len(v) else None for v, d in ((base, 4), (cand, 4), (kld, 6)))
-            out.append(f"{i + 1:>5}  {b or '-':>12}  {q or '-':>12}  {k or '-':>12}")
+    pair = placebo_pair(pc)
+    lines = perplexity_lines(pc, "not measured")
+    floor = [(label.replace("(Q)", "(P)"), value) for label, value in perplexity_lines(pair[0], "not measured")] \
+        if pair else []
+    own = _excess_lines(pair[1]) if pair else []
+    width = max(len(label) for label, _ in [*lines, *floor, *own])
+    out += [f"{label:<{width}}  {value}" for label, value in lines]
+    if pair:
+        out += ["", f"placebo (the same tensors nudged by one ulp: the floor): {clean(pair[0].get('path', '?'))}"]
+        out += [f"{label:<{width}}  {value}" for label, value in floor]
+        out += ["", f"excess over the placebo, paired per chunk ({pair[1].get('chunks', '?')} chunks, "
+                f"{level_text(pair[1])} intervals, t quantile): the format's own effect"]
+        out += [f"{label:<{width}}  {value}" for label, value in own]
+        out += _placebo_size(pc)
+    else:
+        out += ["", "placebo: not measured (the floor of these tensors is unknown; the excess cannot be given)"]
+    out += _per_chunk(pc, pair[0] if pair else {})
     out += ["",
             "All statistics are exact for these tokens (both models' full-precision log-probabilities in one pass);",
             "llama-perplexity --kl-divergence stores base log-probs in 16 bits clamped 16 nats below the top logit,",
             "so its PPL(base), ln ratio and KLD differ slightly from these."]
     return "\n".join(out) + "\n"
+
+
+def _interval(block: dict[str, Any], key: str) -> str:
+    ci = lst(block.get(f"{key}_ci"))
+    bounds = [fmt.fixed(x, 6, signed=True) for x in ci] if len(ci) == 2 else []
+    if None in bounds or not bounds:
+        return "(no interval: one chunk)"
+    state = "resolved" if block.get(f"{key}_resolved") is True else "not resolved (the interval holds 0)"
+    return f"[{bounds[0]}, {bounds[1]}] {state}"
+
+
+def _excess_lines(excess: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [("Excess mean KLD (nats)", "kld_mean"), ("Mean ln(PPL(Q)/PPL(P))", "ln_ppl_ratio")]
+    out = [(label, f"{fmt.fixed(excess.get(key), 6, signed=True) or 'not measured'} {_interval(excess, key)}")
+           for label, key in rows]
+    return [*out, ("Same top p (Q vs P)", fmt.fixed(excess.get("same_top_p"), 6) or "not measured")]
+
+
+def _placebo_size(pc: dict[str, Any]) -> list[str]:
+    tensors = [d(x) for x in lst(d(pc.get("placebo_numerical")).get("tensors"))]
+    out = []
+    for x in tensors:
+        extra = d(x.get("extra"))
+        rel = fmt.sig(extra.get("nudge_rel_mean", x.get("mean_rel")), 3)
+        out.append(f"placebo size, {clean(x.get('name', '?'))}: mean relative change {rel or 'not measured'}")
+    return ["", *out] if out else []
+
+
+def _per_chunk(pc: dict[str, Any], placebo: dict[str, Any]) -> list[str]:
+    """Every chunk's perplexities and mean KLD, the placebo's mean KLD beside the candidate's when there is one."""
+    series = [(d(pc.get("per_chunk")), "ppl_base", "PPL(base)", 4), (d(pc.get("per_chunk")), "ppl_q", "PPL(Q)", 4),
+              (d(pc.get("per_chunk")), "kld_mean", "mean KLD", 6)]
+    if placebo:
+        series.append((d(placebo.get("per_chunk")), "kld_mean", "KLD(P)", 6))
+    columns = [(lst(block.get(key)), label, decimals) for block, key, label, decimals in series]
+    rows = max(len(columns[0][0]), len(columns[1][0]))
+    if not rows:
+        return []
+    out = ["", f"{'chunk':>5}" + "".join(f"  {label:>12}" for _, label, _ in columns)]
+    for i in range(rows):
+        cells = [fmt.fixed(values[i], decimals) if i < len(values) else None for values, _, decimals in columns]
+        out.append(f"{i + 1:>5}" + "".join(f"  {cell or '-':>12}" for cell in cells))
+    return out

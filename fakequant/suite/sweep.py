@@ -37,7 +37,9 @@ from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, Sensitivi
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 
-CELL_CACHE_VERSION = 2  # bump when what a cell records changes (2: only cells with every declared check measured)
+# bump when what a cell records changes (2: only cells with every declared check measured; 3: the placebo's floor
+# and the excess over it, which earlier entries lack)
+CELL_CACHE_VERSION = 3
 
 
 def threads_per_worker(jobs: int, cores: int | None = None) -> int:
@@ -117,14 +119,30 @@ def result_from_data(exp: Experiment, data: Any) -> CellResult:
     if not data.outcomes:
         return CellResult(exp.name, layer, kind, fmt, ERROR, "no outcome recorded: its tests did not run")
     verdict = decide(data)
-    ppl = data.artifacts.get("perplexity_comparison") or {}
+    ppl = _dict(data.artifacts.get("perplexity_comparison"))
+    placebo, excess = _dict(ppl.get("placebo")), _dict(ppl.get("excess"))
     return CellResult(
         name=exp.name, layer=layer, kind=kind, format=fmt, decision=str(verdict.decision),
         headline=verdict.headline,
         ln_ppl_ratio=_float(ppl.get("ln_ppl_ratio")), ln_ppl_ratio_se=_float(ppl.get("ln_ppl_ratio_se")),
         kld_mean=_float(ppl.get("kld_mean")), same_top_p=_float(ppl.get("same_top_p")),
         chunks=int(ppl["chunks"]) if isinstance(ppl.get("chunks"), int) else exp.chunks,
+        placebo_kld_mean=_float(placebo.get("kld_mean")), excess_kld_mean=_float(excess.get("kld_mean")),
+        excess_kld_mean_ci=_interval(excess.get("kld_mean_ci")),
+        excess_resolved=excess["kld_mean_resolved"] if isinstance(excess.get("kld_mean_resolved"), bool) else None,
     )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    """A [low, high] pair of numbers, else None (one chunk gives no interval)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    low, high = _float(value[0]), _float(value[1])
+    return None if low is None or high is None else (low, high)
 
 
 def cacheable(result: CellResult, data: Any, exp: Experiment) -> bool:

@@ -164,7 +164,11 @@ def test_text_files_hold_both_answers_and_every_chunk(run):
     assert convs[0]["candidate"]["text"] in txt
     ppl = (report_dir / "stop" / "perplexity_comparison.txt").read_text()
     assert "Mean PPL(Q)" in ppl and "16 bits" in ppl
-    assert len(re.findall(r"^\s+\d+\s+\d+\.\d{4}\s+\d+\.\d{4}\s+\d+\.\d{6}$", ppl, re.M)) == 20
+    # with a placebo, every chunk also gives the placebo's mean KLD beside the candidate's
+    assert len(re.findall(r"^\s+\d+\s+\d+\.\d{4}\s+\d+\.\d{4}\s+\d+\.\d{6}\s+\d+\.\d{6}$", ppl, re.M)) == 20
+    old = (report_dir / "error" / "perplexity_comparison.txt").read_text()  # recorded without a placebo
+    assert len(re.findall(r"^\s+\d+\s+\d+\.\d{4}\s+\d+\.\d{4}\s+\d+\.\d{6}$", old, re.M)) == 20
+    assert "placebo: not measured" in old and "Excess" not in old
 
 
 # --- partial and broken data ---------------------------------------------------------------------------------------
@@ -361,3 +365,4 @@ def test_noop_says_why_the_quality_checks_are_absent(tmp_path):
     section = md.split("## Perplexity and paired comparison", 1)[1].split("##", 1)[0]
     assert "would compare the model with itself" in section
     assert md.count("would compare the model with itself") == 4  # summary, perplexity, conversations, speed
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,10 @@ def _measured(layer: int, kind: str) -> dict:
 class FakePytest:
     """Stands in for `python -m pytest --sweep ...`: records each selected cell the way the suite would."""
 
-    def __init__(self, criteria_path: Path, fail: tuple[str, ...] = (), partial: tuple[str, ...] = ()):
+    def __init__(self, criteria_path: Path, fail: tuple[str, ...] = (), partial: tuple[str, ...] = (),
+                 measured=None):
         self.criteria_path = criteria_path
+        self.measured = measured or _measured
         self.calls: list[list[str]] = []
         self.fail = fail
         self.partial = partial  # cells whose numerical outcome gets lost (e.g. wiped by another process)
@@ -80,7 +83,7 @@ class FakePytest:
             if name in self.fail:
                 record_outcome(report_dir, CheckOutcome(name, "perplexity", "perplexity", "error", "llama.cpp died"))
                 continue
-            m = _measured(layer, kind)
+            m = self.measured(layer, kind)
             save_artifact(report_dir, name, "perplexity_comparison", m)
             record_outcome(report_dir, CheckOutcome(name, "load", "must_pass", "pass", "loads"))
             if name not in self.partial:
@@ -324,3 +327,54 @@ def test_stale_outcomes_of_another_definition_are_never_taken_for_this_run(tmp_p
     stale = run.smap.cell(0, "ffn_norm", "fp8_e4m3")
     assert stale.decision == "ERROR" and stale.ln_ppl_ratio is None and "other settings" in stale.headline
     assert not list((tmp_path / "home" / "cells").glob("*.json"))
+
+
+def _floored(layer: int, kind: str) -> dict:
+    """Layer 0's ffn_norm has the largest total KLD, nearly all of it floor; layer 1's attn_norm has no placebo."""
+    total, floor, own, ci = {(0, "ffn_norm"): (0.05, 0.049, 0.001, [0.0008, 0.0012]),
+                             (0, "attn_norm"): (0.02, 0.001, 0.019, [0.017, 0.021]),
+                             (1, "ffn_norm"): (0.004, 0.0039, 0.0001, [-0.0002, 0.0004])}.get(
+                                 (layer, kind), (0.03, None, None, None))
+    m = {"ln_ppl_ratio": 0.001, "ln_ppl_ratio_se": 0.0005, "kld_mean": total, "same_top_p": 0.99, "chunks": 2}
+    if floor is not None:
+        m["placebo"] = {"kld_mean": floor, "ln_ppl_ratio": 0.0009, "same_top_p": 0.99, "chunks": 2}
+        m["excess"] = {"kld_mean": own, "kld_mean_ci": ci, "kld_mean_resolved": ci[0] > 0, "ln_ppl_ratio": 1e-4,
+                       "ln_ppl_ratio_ci": [-1e-4, 3e-4], "ln_ppl_ratio_resolved": False, "chunks": 2, "level": 0.95}
+    return m
+
+
+def test_cells_rank_by_the_format_s_own_effect_and_carry_the_floor(tmp_path):
+    path = _criteria(tmp_path, layers="0-1")
+    run = sweep.run_sweep(path, "norms", report_dir=tmp_path / "r", runner=FakePytest(path, measured=_floored),
+                          log=lambda s: None)
+    assert [(c.layer, c.kind) for c in run.smap.ranked()] == [(0, "attn_norm"), (0, "ffn_norm"), (1, "ffn_norm"),
+                                                               (1, "attn_norm")]  # by total: 0 ffn, 1 attn, ...
+    own = run.smap.cell(0, "attn_norm", "fp8_e4m3")
+    assert (own.placebo_kld_mean, own.excess_kld_mean, own.excess_kld_mean_ci, own.excess_resolved) == \
+        (0.001, 0.019, (0.017, 0.021), True)
+    bare = run.smap.cell(1, "attn_norm", "fp8_e4m3")
+    assert (bare.placebo_kld_mean, bare.excess_kld_mean, bare.excess_kld_mean_ci) == (None, None, None)
+    saved = json.loads((tmp_path / "r/sweeps/norms/sensitivity.json").read_text())
+    cells = {c["name"]: c for c in saved["cells"]}
+    assert cells[own.name]["excess_kld_mean_ci"] == [0.017, 0.021] and cells[own.name]["placebo_kld_mean"] == 0.001
+    assert cells[bare.name]["excess_kld_mean"] is None and saved["ranked"][-1] == bare.name
+    md = (tmp_path / "r/sweeps/norms/sensitivity.md").read_text()
+    rows = md.split("## Most sensitive")[1].split("\n\n")[1].splitlines()[2:]
+    assert "`blk.0.attn_norm`" in rows[0] and "| 0.019 [0.017, 0.021] | 0.001 | 0.02 |" in rows[0]
+    assert rows[2].count("(not resolved)") == 1 and "no placebo †" in rows[3] and "† measured without a placebo" in md
+    # back from the cell cache (a version whose entries carry the floor): the same numbers
+    again = sweep.run_sweep(path, "norms", report_dir=tmp_path / "r", runner=FakePytest(path), log=lambda s: None)
+    assert [replace(c, cached=False) for c in again.smap.cells] == run.smap.cells
+
+
+def test_the_map_draws_the_floor_beside_the_excess_and_old_cells_still_load(tmp_path):
+    plain = [_cell(layer, kind, "GO") for layer in range(3) for kind in "ab"]
+    floored = [replace(c, placebo_kld_mean=0.0008, excess_kld_mean=0.0002, excess_kld_mean_ci=(0.0001, 0.0003),
+                       excess_resolved=True) for c in plain]
+    widths = []
+    for name, cells in (("plain", plain), ("floored", floored)):
+        png = write(SensitivityMap("t", cells), tmp_path / name)["png"].read_bytes()
+        widths.append(int.from_bytes(png[16:20], "big"))
+    assert widths[1] > widths[0]  # one more map: the floor
+    old = {k: v for k, v in plain[0].to_json().items() if "placebo" not in k and "excess" not in k}
+    assert CellResult.from_json(old) == plain[0] and not plain[0].has_placebo
