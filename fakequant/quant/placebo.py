@@ -35,13 +35,12 @@ atomically, verified against the original and described by the same per-tensor n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fakequant.quant.candidate import BuildResult, Recipe, build_candidate
 from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection
 
-__all__ = ["PLACEBO", "build_placebo", "placebo_recipe", "placebo_size", "twin_of"]
+__all__ = ["PLACEBO", "build_placebo", "placebo_recipe", "twin_of"]
 
 
 def placebo_recipe(selection: Selection, seed: int = 0, epsilon: float = 1e-8) -> Recipe:
@@ -58,13 +57,3 @@ def build_placebo(source: Path, selection: Selection, seed: int = 0, dest: Path 
     """Build (or reuse from the candidate cache when ``dest`` is None) the placebo twin of ``source``."""
     return build_candidate(Path(source), placebo_recipe(selection, seed), dest)
 
-
-def placebo_size(result: BuildResult) -> dict[str, Any]:
-    """How big the placebo's own change is, to print beside its effect: the nudged units (values, or block scales)
-    and their mean and largest relative step, over every tensor of the placebo."""
-    sizes = [t.extra for t in result.tensors if t.extra.get("nudged")]
-    nudged = sum(int(x["nudged"]) for x in sizes)
-    mean = sum(float(x["nudge_rel_mean"]) * int(x["nudged"]) for x in sizes) / nudged if nudged else 0.0
-    return {"tensors": len(result.tensors), "nudged": nudged, "nudge_rel_mean": mean,
-            "nudge_rel_max": max((float(x["nudge_rel_max"]) for x in sizes), default=0.0),
-            "types": sorted({t.source_type for t in result.tensors}), "path": str(result.output)}

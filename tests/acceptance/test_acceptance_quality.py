@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-from fakequant.quant.placebo import placebo_size
 from fakequant.runtime import chat
 from fakequant.runtime.paired import compare
 from fakequant.suite import conversation as conv
@@ -32,7 +31,7 @@ def test_perplexity(fq_suite, experiment, candidate, outcome, quality_gate):
     placebo = fq_suite.placebo(experiment.name)
     cand = fq_suite.model(candidate.output, experiment.settings)
     data = compare(ref, cand, placebo=fq_suite.model(placebo.output, experiment.settings)).to_json()
-    data["placebo_numerical"] = placebo_size(placebo)
+    data["placebo_numerical"] = placebo.to_json()  # the placebo's own size, shown beside its effect
     save_artifact(fq_suite.report_dir, experiment.name, Artifact.PERPLEXITY, data)
     outcome("perplexity", PERPLEXITY, *rules.perplexity(data, experiment.thresholds))
 
