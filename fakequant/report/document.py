@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fakequant.report import fmt, perplexity, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Inline, Link, Para, Span, Table
-from fakequant.report.i18n import status_text, translator
+from fakequant.report.i18n import category_text, status_text, translator
 from fakequant.report.reading import (
     SPEED_METRICS,
     DocContext,
@@ -32,6 +32,7 @@ from fakequant.report.reading import (
     speed_cell,
     speed_difference,
     status_cell,
+    template_line,
 )
 from fakequant.suite.vocab import Artifact
 
@@ -112,8 +113,8 @@ def _joined(items: Sequence[Inline], sep: str = ", ") -> list[Inline]:
 
 def reasons(ctx: DocContext) -> list[Block]:
     t = ctx.t
-    blocks: list[Block] = [Heading(2, t("reasons")),
-                           Bullets([[r] for r in lst(ctx.verdict.get("reasons"))] or [[t("not_measured")]])]
+    blocks: list[Block] = [Heading(2, t("reasons"))] + ([Para([t("reasons_english")])] if t("reasons_english") else [])
+    blocks.append(Bullets([[r] for r in lst(ctx.verdict.get("reasons"))] or [[t("not_measured")]]))
     notes = lst(ctx.verdict.get("notes"))
     if notes:
         blocks += [Para([Span(t("notes"), "b")]), Bullets([[n] for n in notes])]
@@ -122,8 +123,9 @@ def reasons(ctx: DocContext) -> list[Block]:
 
 def checks(ctx: DocContext) -> list[Block]:
     t = ctx.t
-    rows: list[list[Cell]] = [[code(o.get("check", "?")), str(o.get("category", "")), status_cell(ctx, o.get("status")),
-                               str(o.get("reason", ""))] for o in map(d, lst(ctx.doc.get("outcomes")))]
+    rows: list[list[Cell]] = [[code(o.get("check", "?")), category_text(str(o.get("category", "")), ctx.lang),
+                               status_cell(ctx, o.get("status")), str(o.get("reason", ""))]
+                              for o in map(d, lst(ctx.doc.get("outcomes")))]
     if not rows:
         return [Heading(2, t("checks")), Para([t("not_measured")])]
     return [Heading(2, t("checks")), Table([t("check"), t("category"), t("status"), t("reason")], rows)]
@@ -240,6 +242,8 @@ def conversation(ctx: DocContext, conv: dict[str, Any]) -> list[Block]:
     params = d(conv.get("params"))
     if params:
         blocks.append(Para([Span(f"{t('params')}: ", "b"), code(settings_text(params))]))
+    if template_line(t, conv):
+        blocks.append(Para([Span(f"{t('chat_template')}: ", "b"), *template_line(t, conv)]))
     rows.append([t("tokens"), _tokens_line(ctx, base), _tokens_line(ctx, cand)])
     fluency = d(conv.get("fluency"))
     if any(v is not None for v in fluency.values()):

@@ -1,6 +1,8 @@
 """The report's fixed words in English and Traditional Chinese (the language of the user's own report).
 
-Measured values and the checks' reasons are not translated: they are recorded once, in English, in report.json.
+Measured values and the checks' reasons are not translated: they are generated once, in English, and recorded in
+report.json; a zh-TW report says so next to them. What the report itself writes around them (headings, statuses,
+check categories) is translated here.
 """
 
 from __future__ import annotations
@@ -119,6 +121,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "report": ("Report", "報告"),
     "render_failed": ("The report could not be rendered in full: {error}", "報告無法完整產生：{error}"),
     "messages": ("Messages", "對話訊息"),
+    "chat_template": ("Chat format", "對話格式"),
+    "template_gguf": ("the model's own template (tokenizer.chat_template)",
+                      "模型自帶的模板（tokenizer.chat_template）"),
+    "template_builtin": ("llama.cpp's built-in template {name}", "llama.cpp 內建模板 {name}"),
+    "template_plain": ("plain text, “User: …” / “Assistant:” (the model has no chat template)",
+                       "純文字「User: …」/「Assistant:」（模型沒有對話模板）"),
+    "reasons_english": ("", "以下理由與細節由各項檢查自動產生，為英文原文（與 report.json 相同），未翻譯。"),
     "params": ("Parameters", "參數"),
     "prompt_tokens": ("prompt tokens", "prompt tokens"),
     "generated": ("generated", "生成"),
@@ -196,3 +205,13 @@ def status_text(status: str, lang: str) -> str:
     """The word for a check status or a decision in ``lang``."""
     words = STATUS_WORDS.get(str(status))
     return words[1 if lang == "zh-TW" else 0] if words else str(status)
+
+
+# Check categories in zh-TW; English reports show the recorded name itself.
+CATEGORY_ZH = {"must_pass": "必要檢查", "numerical": "數值差異", "perplexity": "Perplexity", "conversation": "對話",
+               "speed": "速度"}
+
+
+def category_text(category: str, lang: str) -> str:
+    """The name of a check category in ``lang`` (an unknown one as recorded)."""
+    return CATEGORY_ZH.get(str(category), str(category)) if lang == "zh-TW" else str(category)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fakequant.report import fmt
-from fakequant.report.blocks import Badge, Block, Image, Para, Span
+from fakequant.report.blocks import Badge, Block, Image, Inline, Para, Span
 from fakequant.report.i18n import status_text, translator
 from fakequant.suite.rules import no_op
 from fakequant.suite.vocab import Artifact
@@ -230,3 +230,16 @@ def flat(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
+
+
+def template_line(t: Callable[..., str], conv: dict[str, Any]) -> list[Inline]:
+    """How a conversation's chat was written out (each answer records its ``template``); empty for a raw prompt."""
+    names = sorted({str(side["template"]) for side in (d(conv.get("baseline")), d(conv.get("candidate")))
+                    if side.get("template")})
+    out: list[Inline] = []
+    for name in names:
+        kind, _, builtin = name.partition(":")
+        words = t("template_builtin", name=builtin) if kind == "builtin" else {
+            "gguf": t("template_gguf"), "plain": t("template_plain")}.get(kind)
+        out += [*(["; "] if out else []), code(name), *([f" — {words}"] if words else [])]
+    return out

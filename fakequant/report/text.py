@@ -34,6 +34,9 @@ def conversation_tests(experiment: str, conversations: Any) -> str:
             out.append(_indent(conv.get("prompt", "")))
         if conv.get("params"):
             out.append(f"  params: {clean(conv['params'])}")
+        templates = sorted({str(d(conv.get(s)).get("template")) for s in ("baseline", "candidate")} - {"None"})
+        if templates:
+            out.append(f"  chat template: {clean(' / '.join(templates))}")
         for side in ("baseline", "candidate"):
             answer = d(conv.get(side))
             out.append(f"  {side} answer ({len(lst(answer.get('token_ids')))} tokens):")

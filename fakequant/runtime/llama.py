@@ -1,4 +1,5 @@
-"""Running a GGUF through llama-cpp-python: load (timed), generate, chat, and raw logits for perplexity and scoring.
+"""Running a GGUF through llama-cpp-python: load (structure checked first, then timed), generate (with stop
+strings), and raw logits for perplexity and scoring. Chat formats live in :mod:`fakequant.runtime.chat`.
 
 Everything runs with one :class:`~fakequant.runtime.settings.RuntimeSettings`, recorded in each result.
 Decoding goes through llama.cpp's own batch API (``llama_decode``) rather than ``Llama.eval`` so that only the
@@ -30,6 +31,7 @@ import numpy as np
 from llama_cpp import _internals
 
 from fakequant.errors import ModelRuntimeError
+from fakequant.gguf.check import read_layout
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
 GGML_TYPES = {
@@ -141,10 +143,14 @@ def _model_params(**overrides: Any) -> Iterator[None]:
 
 
 def load_model(path: Path, settings: RuntimeSettings) -> Model:
-    """Load ``path`` with ``settings``; the load is timed. A failure names the file and llama.cpp's reason."""
+    """Load ``path`` with ``settings``; the load is timed. A structurally broken GGUF raises GGUFFormatError naming
+    the problem; any other failure names the file and llama.cpp's reason."""
     path = Path(path)
     if not path.is_file():
         raise ModelRuntimeError(f"{path}: no such model file")
+    # llama.cpp trusts the header's counts and offsets; the bounded walk names a damaged file in one line instead
+    # (remembered per file identity, so reloading a model does not walk it again). Not part of the load time.
+    read_layout(path)
     since = len(_LOG)
     start = time.perf_counter()
     try:
@@ -239,10 +245,11 @@ class Generation:
     prompt_tokens_per_s: float
     gen_tokens_per_s: float
     nonfinite: str | None = None  # where the first NaN/Inf logit appeared
-    stop_reason: str = "length"  # "eog" (end-of-generation token) or "length" (max_tokens)
+    stop_reason: str = "length"  # "eog" (end-of-generation token), "stop" (a stop string) or "length" (max_tokens)
     prompt_ms: float = 0.0
     gen_ms: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None  # the chat prompt's format ("gguf", "builtin:<name>", "plain"); None for raw text
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,8 +270,12 @@ def _sampler(model: Model, params: SamplingParams) -> _internals.LlamaSampler:
     return s
 
 
-def generate_tokens(model: Model, prompt_tokens: list[int], params: SamplingParams) -> Generation:
-    """Decode ``prompt_tokens`` from an empty KV cache, then sample up to ``max_tokens`` tokens."""
+def generate_tokens(model: Model, prompt_tokens: list[int], params: SamplingParams,
+                    stop: Sequence[str] = ()) -> Generation:
+    """Decode ``prompt_tokens`` from an empty KV cache, then sample up to ``max_tokens`` tokens.
+
+    Generation also ends when the text contains one of ``stop`` (like llama-cli's reverse prompt): ``text`` is cut
+    before it, ``token_ids`` keep every sampled token, the stop string's included."""
     if len(prompt_tokens) + params.max_tokens > model.settings.n_ctx:
         raise ModelRuntimeError(f"{model.path}: prompt of {len(prompt_tokens)} tokens + max_tokens "
                                 f"{params.max_tokens} exceed the context of {model.settings.n_ctx}")
@@ -275,7 +286,7 @@ def generate_tokens(model: Model, prompt_tokens: list[int], params: SamplingPara
     sampler = _sampler(model, params)
     nonfinite = None
     out: list[int] = []
-    stop = "length"
+    reason = "length"
     try:
         last = decode(model, prompt_tokens, first_output=len(prompt_tokens) - 1)
         nonfinite = first_nonfinite(last, "prompt")
@@ -283,9 +294,12 @@ def generate_tokens(model: Model, prompt_tokens: list[int], params: SamplingPara
         for step in range(params.max_tokens):
             token = llama_cpp.llama_sampler_sample(sampler.sampler, model.ctx, -1)
             if llama_cpp.llama_vocab_is_eog(model.vocab, token):
-                stop = "eog"
+                reason = "eog"
                 break
             out.append(int(token))
+            if stop and _cut_at_stop(_text(model, out, prompt_tokens), stop) is not None:
+                reason = "stop"
+                break
             if step == params.max_tokens - 1:
                 break
             logits = decode(model, [token], first_output=0, start_pos=pos)
@@ -295,12 +309,24 @@ def generate_tokens(model: Model, prompt_tokens: list[int], params: SamplingPara
     finally:
         sampler.close()
     perf = llama_cpp.llama_perf_context(model.ctx)
-    text = model.llama.detokenize(out, prev_tokens=prompt_tokens).decode("utf-8", "replace")
+    text = _text(model, out, prompt_tokens)
+    cut = _cut_at_stop(text, stop) if reason == "stop" else None
+    text = text if cut is None else text[:cut]
     return Generation(
         text=text, token_ids=out, prompt_tokens=len(prompt_tokens),
         prompt_tokens_per_s=_rate(perf.n_p_eval, perf.t_p_eval_ms), gen_tokens_per_s=_rate(perf.n_eval, perf.t_eval_ms),
-        nonfinite=nonfinite, stop_reason=stop, prompt_ms=perf.t_p_eval_ms, gen_ms=perf.t_eval_ms,
+        nonfinite=nonfinite, stop_reason=reason, prompt_ms=perf.t_p_eval_ms, gen_ms=perf.t_eval_ms,
         params=params.to_json())
+
+
+def _text(model: Model, tokens: list[int], prompt_tokens: list[int]) -> str:
+    return model.llama.detokenize(tokens, prev_tokens=prompt_tokens).decode("utf-8", "replace")
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Where the earliest stop string starts in ``text``, or None."""
+    found = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return min(found) if found else None
 
 
 def _rate(n: int, ms: float) -> float:
@@ -311,43 +337,6 @@ def generate(model: Model, prompt: str, params: SamplingParams) -> Generation:
     """Continue a raw prompt, like ``llama-cli --prompt`` (BOS added when the vocabulary wants it, special tokens
     in the text parsed)."""
     return generate_tokens(model, model.tokenize(prompt, special=True), params)
-
-
-def chat_template(model: Model) -> str:
-    template = model.llama.metadata.get("tokenizer.chat_template")
-    if not template:
-        raise ModelRuntimeError(f"{model.path}: the model has no tokenizer.chat_template; use a raw prompt")
-    return template
-
-
-def format_chat(model: Model, messages: list[dict[str, str]]) -> str:
-    """The prompt text the model's own chat template makes of ``messages`` (generation prompt appended)."""
-    import jinja2
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    for i, message in enumerate(messages):
-        if set(message) - {"role", "content"} or "role" not in message or "content" not in message:
-            raise ModelRuntimeError(f"chat message {i}: expected keys 'role' and 'content', got {sorted(message)}")
-    llama = model.llama
-    eos = llama._model.token_get_text(llama.token_eos()) if llama.token_eos() >= 0 else ""
-    bos = llama._model.token_get_text(llama.token_bos()) if llama.token_bos() >= 0 else ""
-    # The template comes from the model file: llama-cpp-python renders it in jinja2's immutable sandbox, which
-    # refuses Python internals with SecurityError. Any refusal or template bug is the model's, in one line.
-    try:
-        formatter = Jinja2ChatFormatter(template=chat_template(model), eos_token=eos, bos_token=bos,
-                                        add_generation_prompt=True)
-        return formatter(messages=messages).prompt
-    except (jinja2.TemplateError, ValueError, TypeError, AttributeError) as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise ModelRuntimeError(f"{model.path}: the chat template failed to render: {reason}") from err
-
-
-def chat(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> Generation:
-    """Answer the last turn of a multi-turn ``messages`` history through the model's own chat template.
-
-    The template writes any BOS itself, so (as llama-cpp-python's chat handler does) none is added again."""
-    prompt = format_chat(model, messages)
-    return generate_tokens(model, model.tokenize(prompt, add_bos=False, special=True), params)
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ def test_perplexity(fq_suite, experiment, candidate, outcome, quality_gate):
 
 
 def _baseline_answers(fq_suite, experiment, prompt) -> list[dict]:
-    """The original model's answers, computed once per (model sha256, settings, prompt, llama.cpp build) and reused
-    by every experiment and later run."""
-    key = baseline_key(experiment.model, None, experiment.settings, prompt=prompt.to_json())
+    """The original model's answers, computed once per (model sha256, settings, prompt, chat prompt format,
+    llama.cpp build) and reused by every experiment and later run."""
+    key = baseline_key(experiment.model, None, experiment.settings, prompt=prompt.to_json(),
+                       chat_format=chat.PROMPT_FORMAT)
     return baseline_cached("conversation", key,
                            lambda: chat.run_prompt(fq_suite.model(experiment.model, experiment.settings), prompt))
 

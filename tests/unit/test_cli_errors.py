@@ -150,6 +150,21 @@ def test_bad_model_for_quantize(tmp_path: Path) -> None:
     assert not (tmp_path / "out.gguf").exists()
 
 
+@pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason=f"default model not fetched ({DEFAULT_MODEL})")
+@pytest.mark.parametrize("command", ["ppl", "compare", "compare_placebo"])
+def test_truncated_model_for_scoring(tmp_path: Path, command: str) -> None:
+    """ppl and compare hand user paths to llama.cpp: the structural check names the damage before it loads."""
+    cut = tmp_path / "cut.gguf"
+    shutil.copyfile(DEFAULT_MODEL, cut)
+    _cut(cut, cut.stat().st_size - 10)  # a download that stopped 10 bytes short
+    (tmp_path / "corpus.txt").write_text("The quick brown fox jumps over the lazy dog. " * 400)
+    models = {"ppl": [str(cut)], "compare": [str(DEFAULT_MODEL), str(cut)],
+              "compare_placebo": [str(DEFAULT_MODEL), str(DEFAULT_MODEL), "--placebo", str(cut)]}[command]
+    name = command.split("_")[0]
+    result = fakequant(name, *models, "--corpus", "corpus.txt", "--ctx", "512", "--threads", "1", cwd=tmp_path)
+    assert_one_line_error(name, result, f"{cut}: tensor ", "data ends at byte", "past the end of the file")
+
+
 # --- recipes (fakequant quantize) ------------------------------------------------------------------------------------
 RECIPE_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown_format": (["--tensor", "blk.0.ffn_norm.weight", "--format", "bf61"],

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fakequant.errors import CriteriaError, ModelRuntimeError
+from fakequant.errors import CriteriaError, GGUFFormatError, ModelRuntimeError
+from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.runtime import chat
 from fakequant.runtime import llama as runtime
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
@@ -82,14 +83,26 @@ def test_load_missing_file_names_it(tmp_path):
         runtime.load_model(tmp_path / "nope.gguf", SETTINGS)
 
 
-def test_load_garbage_gives_llama_cpp_reason(tmp_path):
+def test_load_checks_the_structure_before_llama_cpp_reads_it(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
-    with pytest.raises(ModelRuntimeError) as err:
+    with pytest.raises(GGUFFormatError) as err:
         runtime.load_model(bad, SETTINGS)
+    assert str(err.value) == f"{bad}: not a GGUF file (magic b'PK\\x03\\x04', expected b'GGUF')"
+    cut = tmp_path / "cut.gguf"
+    with open(assets.model_path(), "rb") as fh:
+        cut.write_bytes(fh.read(4096))  # a download that stopped early
+    with pytest.raises(GGUFFormatError) as err:
+        runtime.load_model(cut, SETTINGS)
+    assert str(err.value) == f"{cut}: tensor count 272 is impossible for a 4096-byte file"
+
+
+def test_load_a_sound_gguf_llama_cpp_refuses_gives_its_reason(tmp_path):
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")  # well-formed, but no vocabulary: llama.cpp cannot run it
+    with pytest.raises(ModelRuntimeError) as err:
+        runtime.load_model(tiny, SETTINGS)
     message = str(err.value)
-    assert "\n" not in message and str(bad) in message
-    assert "magic" in message.lower() or "gguf" in message.lower()
+    assert "\n" not in message and message.startswith(f"{tiny}: llama.cpp could not load it: ")
 
 
 # --- generation -------------------------------------------------------------------------------------------------
@@ -126,18 +139,20 @@ def test_seeded_sampling_repeats_with_its_seed(model):
 def test_chat_uses_the_models_template_with_history(model):
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                {"role": "user", "content": "What is 2+2?"}]
-    prompt = runtime.format_chat(model, history)
+    formatted = chat.format_chat(model, history)
+    assert formatted.template == "gguf" and not formatted.add_bos and not formatted.stop
+    prompt = formatted.text
     # SmolLM2's own template (tokenizer.chat_template in the GGUF), rendered by hand:
     assert prompt == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
                       "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
                       "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")
     tokens = model.tokenize(prompt, add_bos=False, special=True)
     assert tokens[0] == 1  # <|im_start|> parsed as one special token
-    g = runtime.chat(model, history, SamplingParams(max_tokens=24))
+    g = chat.chat(model, history, SamplingParams(max_tokens=24))
     assert g.prompt_tokens == len(tokens)
-    assert g.stop_reason in ("eog", "length") and g.text.strip()
+    assert g.stop_reason in ("eog", "length") and g.text.strip() and g.template == "gguf"
     with pytest.raises(ModelRuntimeError, match="message 0"):
-        runtime.chat(model, [{"text": "hi"}], SamplingParams())
+        chat.chat(model, [{"text": "hi"}], SamplingParams())
 
 
 def test_prompt_longer_than_context_is_an_error(model):

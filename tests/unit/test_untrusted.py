@@ -4,7 +4,7 @@ Three levels, cheapest first:
 
 1. llama-cpp-python's own formatter class (``Jinja2ChatFormatter``, what ``Llama`` builds from
    ``tokenizer.chat_template``) renders in jinja2's ``ImmutableSandboxedEnvironment``, and refuses each escape;
-2. the project's :func:`fakequant.runtime.llama.format_chat` turns that refusal into one-line ModelRuntimeError (a stub
+2. the project's :func:`fakequant.runtime.chat.format_chat` turns that refusal into one-line ModelRuntimeError (a stub
    model carries the template, so no weights are loaded);
 3. end to end: a copy of the real default model whose ``tokenizer.chat_template`` is replaced by a hostile one,
    loaded by llama.cpp and rendered through the runtime.
@@ -15,17 +15,17 @@ Markdown/HTML injection through metadata strings (general.name, tensor names, an
 
 from __future__ import annotations
 
-import os
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
 import pytest
+from gguf_edit import with_chat_template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from fakequant.errors import ModelRuntimeError
+from fakequant.runtime import chat
 from fakequant.runtime import llama as runtime
 
 DEFAULT_MODEL = Path.home() / ".cache" / "fakequant" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,7 +92,7 @@ def test_template_cannot_mutate_the_callers_messages() -> None:
 
 # --- through the project's runtime -----------------------------------------------------------------------------------
 def stub_model(template: str) -> SimpleNamespace:
-    """Just what runtime.format_chat reads from a loaded model."""
+    """Just what chat.format_chat reads from a loaded model that carries a template."""
     llama = SimpleNamespace(metadata={"tokenizer.chat_template": template}, token_eos=lambda: -1,
                             token_bos=lambda: -1, _model=None)
     return SimpleNamespace(llama=llama, path=Path("hostile.gguf"))
@@ -101,7 +101,7 @@ def stub_model(template: str) -> SimpleNamespace:
 @pytest.mark.parametrize("name", ["subclasses", "globals_os", "namespace_globals", "builtins_open"])
 def test_runtime_reports_a_refused_template_in_one_line(name: str) -> None:
     with pytest.raises(ModelRuntimeError) as info:
-        runtime.format_chat(stub_model(HOSTILE[name]), MESSAGES)  # type: ignore[arg-type]
+        chat.format_chat(stub_model(HOSTILE[name]), MESSAGES)  # type: ignore[arg-type]
     message = str(info.value)
     assert message.startswith("hostile.gguf: ") and "chat template" in message and "\n" not in message, message
     assert SECRET not in message
@@ -109,38 +109,17 @@ def test_runtime_reports_a_refused_template_in_one_line(name: str) -> None:
 
 def test_runtime_reports_a_broken_template_in_one_line() -> None:
     with pytest.raises(ModelRuntimeError) as info:
-        runtime.format_chat(stub_model("{% for m in messages %}{{ m.content }"), MESSAGES)  # type: ignore[arg-type]
+        chat.format_chat(stub_model("{% for m in messages %}{{ m.content }"), MESSAGES)  # type: ignore[arg-type]
     assert str(info.value).startswith("hostile.gguf: ") and "\n" not in str(info.value)
 
 
 def test_runtime_renders_an_honest_template() -> None:
-    out = runtime.format_chat(stub_model("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"),
-                              MESSAGES)  # type: ignore[arg-type]
-    assert out == "<user>hello"
+    out = chat.format_chat(stub_model("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"),
+                           MESSAGES)  # type: ignore[arg-type]
+    assert (out.template, out.text) == ("gguf", "<user>hello")
 
 
 # --- end to end: a real model file carrying a hostile template --------------------------------------------------------
-def with_chat_template(source: Path, dest: Path, template: str) -> Path:
-    """Copy ``source`` with ``tokenizer.chat_template`` replaced; tensor data is copied unchanged (offsets are
-    relative to the data section, which is re-aligned after the new header)."""
-    from fakequant.gguf.check import read_layout
-
-    info = read_layout(source)
-    kv = next(f for f in info.fields if f.key == "tokenizer.chat_template")
-    with open(source, "rb") as fh:
-        head = fh.read(info.header_end)
-        raw = template.encode()
-        key = b"tokenizer.chat_template"
-        new_kv = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(raw)) + raw
-        header = head[:kv.start] + new_kv + head[kv.end:]
-        header += b"\0" * (-len(header) % info.alignment)
-        with open(dest, "wb") as out:
-            out.write(header)
-            fh.seek(info.data_offset)
-            os.sendfile(out.fileno(), fh.fileno(), info.data_offset, info.file_size - info.data_offset)
-    return dest
-
-
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason=f"default model not fetched ({DEFAULT_MODEL})")
 def test_real_model_with_a_hostile_template(tmp_path: Path) -> None:
     from fakequant.gguf.check import check_gguf
@@ -151,7 +130,7 @@ def test_real_model_with_a_hostile_template(tmp_path: Path) -> None:
     with runtime.load_model(path, RuntimeSettings(n_ctx=64, n_batch=64, n_ubatch=64, n_threads=1)) as model:
         assert model.llama.metadata["tokenizer.chat_template"] == HOSTILE["globals_os"]
         with pytest.raises(ModelRuntimeError) as info:
-            runtime.format_chat(model, MESSAGES)
+            chat.format_chat(model, MESSAGES)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "chat template" in message and "\n" not in message, message
     assert SECRET not in message

@@ -102,7 +102,7 @@ def _parse_defaults(table: Mapping[str, Any], ctx: Context, base: Path, prompts:
                    "--model" if model is not None else "defaults.model", base if model is None else Path.cwd())
     c = read.asset(corpus if corpus is not None else table.get("corpus", "default"), "corpus", ctx,
                    "--corpus" if corpus is not None else "defaults.corpus", base if corpus is None else Path.cwd())
-    return read.Defaults(model=m, corpus=c, chunks=read.chunks(table.get("chunks", 12), ctx, "defaults.chunks"),
+    return read.Defaults(model=m, corpus=c, chunks=read.chunks(table.get("chunks", 10), ctx, "defaults.chunks"),
                          epsilon=read.epsilon(table.get("epsilon", 1e-8), ctx, "defaults.epsilon"), checks=checks,
                          prompts=pids, settings=settings, thresholds=thresholds, model_overridden=model is not None,
                          corpus_overridden=corpus is not None, threads=threads)
