@@ -3,7 +3,8 @@
 Pure functions: no model, no file, no pytest. The acceptance tests measure and record what these return
 (``outcome(check, category, *rules.perplexity(comparison, thresholds))``); :mod:`fakequant.suite.verdict` turns the
 recorded statuses into one decision; the report prints what these computed (the interval, the chunks that would
-resolve it) rather than computing it again.
+resolve it) rather than computing it again. The conversation checks' rules are in :mod:`.conversation` (re-exported
+here).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from fakequant.suite.rules.conversation import CheckResult, combine, fluency_check, judge, overall
 from fakequant.suite.vocab import Status
 
 if TYPE_CHECKING:
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from fakequant.quant.stats import TensorStats
     from fakequant.runtime.llama import Generation
     from fakequant.suite.criteria import Thresholds
+
+__all__ = ["Z95", "CheckResult", "Floor", "NoOp", "Ruling", "chunks_to_resolve", "combine", "finite",
+           "floor_and_excess", "fluency_check", "format_check", "increase_interval", "judge", "load", "no_op",
+           "numerical", "original_unchanged", "overall", "perplexity", "speed", "speed_metric", "speed_status"]
 
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -271,100 +277,3 @@ def speed(result: Mapping[str, Any]) -> Ruling:
     values["measured_by"] = result["measured_by"]
     reason = f"{result['rounds']} interleaved rounds: " + "; ".join(f"{m} {v['verdict']}" for m, v in metrics.items())
     return Ruling(speed_status(metrics.values()), reason, values)
-
-
-# ---------------------------------------------------------------------------------------------------- conversation
-
-
-def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
-    """Regression only when the baseline manages what the candidate does not; both failing is the model's limit."""
-    if candidate_ok:
-        return Status.PASS
-    return Status.LIMITATION if not baseline_ok else Status.FAIL
-
-
-@dataclass
-class CheckResult:
-    """One conversation check on both models. ``samples`` > 1: each model answered a sampled prompt once per seed,
-    and ``*_passes`` count the answers that pass; ``*_ok`` then say whether most answers pass."""
-
-    name: str
-    baseline_ok: bool
-    candidate_ok: bool
-    detail: str
-    samples: int = 1
-    baseline_passes: int | None = None
-    candidate_passes: int | None = None
-    p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
-    alpha: float = 0.05
-
-    @property
-    def status(self) -> Status:
-        if self.samples == 1:
-            return judge(self.baseline_ok, self.candidate_ok)
-        if self.p_value is not None and self.p_value < self.alpha:
-            return Status.FAIL
-        if self.candidate_ok:
-            return Status.PASS
-        # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
-        # fewer passes than the baseline without significance, which more seeds would settle
-        return Status.LIMITATION if not self.baseline_ok else Status.INCONCLUSIVE
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
-                "detail": self.detail, "status": str(self.status)}
-        if self.samples > 1:
-            data.update(samples=self.samples, baseline_passes=self.baseline_passes,
-                        candidate_passes=self.candidate_passes, p_value=self.p_value)
-        return data
-
-
-def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bool, str]],
-            alpha: float) -> CheckResult:
-    """One check over every sample of both models (``base[i]`` / ``cand[i]``: sample i's (ok, what was seen)).
-
-    A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
-    tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
-    question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
-    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test."""
-    n = len(base)
-    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
-    if n == 1:
-        return CheckResult(name, base[0][0], cand[0][0], first)
-    if name == "valid_text":  # broken text is broken in any sample
-        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
-        return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
-    from scipy.stats import fisher_exact
-
-    b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
-    p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
-    worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
-    detail = (f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when "
-              f"p < {alpha:g}); sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}")
-    return CheckResult(name, 2 * b > n, 2 * c > n, detail, samples=n, baseline_passes=b, candidate_passes=c,
-                       p_value=p, alpha=alpha)
-
-
-def overall(statuses: Iterable[Status]) -> Status:
-    """A prompt's status from its checks': a regression first, then what more seeds would settle, then limits."""
-    seen = set(statuses)
-    return next((s for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION) if s in seen), Status.PASS)
-
-
-def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
-            alpha: float) -> tuple[bool, float, float, float, str]:
-    """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
-    perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
-    20-token answers of the same model easily differ twofold in perplexity."""
-    from scipy.stats import ttest_ind
-
-    pb, pc = math.exp(sum(b_nll) / len(b_nll)), math.exp(sum(c_nll) / len(c_nll))
-    ratio = pc / pb
-    p = 1.0
-    if len(b_nll) > 1 and len(c_nll) > 1 and ratio > 1:
-        p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
-        p = 1.0 if math.isnan(p) else p
-    ok = not (ratio > factor and p < alpha)
-    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
-              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
-    return ok, pb, pc, p, detail
