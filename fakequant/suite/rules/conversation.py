@@ -13,7 +13,17 @@ from fakequant.suite.vocab import Status
 
 
 def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
-    """Regression only when the baseline manages what the candidate does not; both failing is the model's limit."""
+    """One answer per model (a greedy prompt, or the fluency of one answer): regression only when the baseline
+    manages what the candidate does not; both failing is the model's limit.
+
+    Greedy prompts are judged this way on purpose, with no test of significance: greedy decoding is deterministic, so
+    each model has exactly one answer and there is no sampling noise to test a difference against. A check the
+    original passes and the candidate fails is a regression (STOP) even when a single flipped token caused it: that
+    answer is what every user of the candidate gets, and one flip early in an answer changes everything after it.
+    The first diverging token is recorded so the report shows where the answers parted. A one-ulp nudge flips tokens
+    too (the placebo of SmolLM2's blk.0.ffn_norm changes the top token at 3.4% of positions), so such a STOP says
+    "this answer broke", not "the format is worse than noise"; sampled prompts are judged statistically
+    (:func:`combine`)."""
     if candidate_ok:
         return Status.PASS
     return Status.LIMITATION if not baseline_ok else Status.FAIL
@@ -33,6 +43,13 @@ class CheckResult:
     candidate_passes: int | None = None
     p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
     alpha: float = 0.05
+    # the p-value of the most extreme outcome (no candidate answer passes): at or above alpha, the test has no power
+    smallest_p: float | None = None
+
+    @property
+    def powerless(self) -> bool:
+        """The baseline passes sometimes, yet not even zero candidate passes could show a regression."""
+        return bool(self.baseline_passes) and self.smallest_p is not None and self.smallest_p >= self.alpha
 
     @property
     def status(self) -> Status:
@@ -40,6 +57,8 @@ class CheckResult:
             return judge(self.baseline_ok, self.candidate_ok)
         if self.p_value is not None and self.p_value < self.alpha:
             return Status.FAIL
+        if self.powerless:  # neither a pass nor the model's limitation: this check could not have failed
+            return Status.INCONCLUSIVE
         if self.candidate_ok:
             return Status.PASS
         # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
@@ -51,7 +70,8 @@ class CheckResult:
                 "detail": self.detail, "status": str(self.status)}
         if self.samples > 1:
             data.update(samples=self.samples, baseline_passes=self.baseline_passes,
-                        candidate_passes=self.candidate_passes, p_value=self.p_value)
+                        candidate_passes=self.candidate_passes, p_value=self.p_value, smallest_p=self.smallest_p,
+                        power=not self.powerless)
         return data
 
 
@@ -62,7 +82,11 @@ def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bo
     A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
     tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
     question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
-    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test."""
+    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test.
+
+    That test's power depends on the baseline's own count: the most it can see is zero candidate passes, and with
+    5 + 5 answers that reaches p < 0.05 only from a baseline of 4/5 or 5/5 (3/5: p = 0.083; 1/5: p = 0.5). A check
+    whose smallest reachable p is not below ``alpha`` says so and is INCONCLUSIVE, never a pass or a limitation."""
     n = len(base)
     first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
     if n == 1:
@@ -74,11 +98,18 @@ def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bo
 
     b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
     p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
+    smallest = float(fisher_exact([[b, n - b], [0, n]], alternative="greater").pvalue)
     worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
-    detail = (f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when "
-              f"p < {alpha:g}); sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}")
-    return CheckResult(name, 2 * b > n, 2 * c > n, detail, samples=n, baseline_passes=b, candidate_passes=c,
-                       p_value=p, alpha=alpha)
+    result = CheckResult(name, 2 * b > n, 2 * c > n, "", samples=n, baseline_passes=b, candidate_passes=c,
+                         p_value=p, alpha=alpha, smallest_p=smallest)
+    counts = f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}"
+    if result.powerless:
+        counts += (f"): no power — {n} samples cannot detect a regression from a {b}/{n} baseline (even 0/{n} "
+                   f"candidate passes give p = {smallest:.3f}, not below {alpha:g})")
+    else:
+        counts += f", regression when p < {alpha:g})"
+    result.detail = f"{counts}; sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}"
+    return result
 
 
 def overall(statuses: Iterable[Status]) -> Status:
