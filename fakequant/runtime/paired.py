@@ -152,11 +152,15 @@ def _token_stats(base: _BaseChunk, q_logits: np.ndarray, targets: np.ndarray) ->
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    """llama.cpp's mean_and_uncertainty: the SE is 0 for 10 values or fewer."""
+    """llama.cpp's mean_and_uncertainty for more than 10 values. For 10 or fewer llama.cpp prints an SE of 0, a
+    zero-width interval that claims certainty; here the same formula holds down to 2 values, and one value has no SE
+    (NaN). Decisions never rest on this per-token SE alone (see :func:`.chunkstats.paired_interval`)."""
     n = len(values)
     mean = float(values.sum() / n)
+    if n < 2:
+        return mean, math.nan
     var = float((values * values).sum() / n) - mean * mean
-    return mean, (math.sqrt(var / (n - 1)) if var > 0 and n > 10 else 0.0)
+    return mean, (math.sqrt(var / (n - 1)) if var > 0 else 0.0)
 
 
 def paired_stats(nll_q: np.ndarray, nll_b: np.ndarray, kld: np.ndarray, dp: np.ndarray,
@@ -166,7 +170,8 @@ def paired_stats(nll_q: np.ndarray, nll_b: np.ndarray, kld: np.ndarray, dp: np.n
     n = len(nll_q)
     lq, lq_se = _mean_se(nll_q)
     lb, lb_se = _mean_se(nll_b)
-    cov = (float((nll_q * nll_b).sum() / n) - lq * lb) / (n - 1) if n >= 10 else 0.0
+    # llama.cpp's covariance (it sets it to 0 below 10 values, where it also zeroes the SEs; see _mean_se)
+    cov = (float((nll_q * nll_b).sum() / n) - lq * lb) / (n - 1) if n >= 2 else math.nan
     ppl_q, ppl_b = math.exp(lq), math.exp(lb)
     ratio_se = math.sqrt(max(lq_se ** 2 + lb_se ** 2 - 2 * cov, 0.0))
     kld_mean, kld_se = _mean_se(kld)
@@ -196,7 +201,7 @@ def paired_stats(nll_q: np.ndarray, nll_b: np.ndarray, kld: np.ndarray, dp: np.n
         "dp_p90": pct(ds, 0.90), "dp_p75": pct(ds, 0.75), "dp_median": float(np.median(ds)),
         "dp_p25": pct(ds, 0.25), "dp_p10": pct(ds, 0.10), "dp_p05": pct(ds, 0.05), "dp_p01": pct(ds, 0.01),
         "dp_p001": pct(ds, 0.001), "dp_min": float(ds[0]),
-        "same_top_p": same, "same_top_p_se": math.sqrt(same * (1 - same) / (n - 1)) if n > 1 else 0.0,
+        "same_top_p": same, "same_top_p_se": math.sqrt(same * (1 - same) / (n - 1)) if n > 1 else math.nan,
         "tokens": n,
     }
     return out

@@ -12,9 +12,11 @@ that a computer can make on both answers:
   perplexity of its own answer, significantly over the answer's tokens (a grammar proxy needing no second model).
 
 A check is judged on both models: baseline passes and candidate fails → **regression** (fail); both fail → the
-model's **limitation** (xfail), not the quantization's. A sampled prompt (temperature > 0) is answered once per seed
-by each model and judged on the pass counts (see :func:`~fakequant.suite.rules.combine`). Greedy runs also record
-exact match and the first diverging token.
+model's **limitation** (xfail), not the quantization's. A greedy prompt has one deterministic answer per model and is
+judged on it, with no test of significance (see :func:`~fakequant.suite.rules.judge` for why); greedy runs also
+record exact match and the first diverging token. A sampled prompt (temperature > 0) is answered once per seed by
+each model and judged on the pass counts (see :func:`~fakequant.suite.rules.combine`); a count test that could not
+detect a regression from the baseline's count (e.g. 1 pass in 5) says so and is inconclusive.
 """
 
 from __future__ import annotations
@@ -211,9 +213,12 @@ def reason(entry: dict[str, Any]) -> str:
         return (f"{entry['id']}: regression in {', '.join(c['name'] for c in bad)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
     if unsure:
-        return (f"{entry['id']}: most candidate answers fail {', '.join(c['name'] for c in unsure)}, fewer passes "
-                "than the baseline's but not significantly (more seeds would tell) — " +
-                "; ".join(f"{c['name']}: {c['detail']}" for c in unsure))
+        blind = [c["name"] for c in unsure if c.get("power") is False]
+        weak = [c["name"] for c in unsure if c.get("power") is not False]
+        said = ([f"no power to detect a regression in {', '.join(blind)}"] if blind else []) + (
+            [f"most candidate answers fail {', '.join(weak)}, fewer passes than the baseline's but not significantly "
+             "(more seeds would tell)"] if weak else [])
+        return f"{entry['id']}: {'; '.join(said)} — " + "; ".join(f"{c['name']}: {c['detail']}" for c in unsure)
     if lim:
         return (f"{entry['id']}: model limitation (baseline fails too) in {', '.join(c['name'] for c in lim)} — " +
                 "; ".join(f"{c['name']}: {c['detail']}" for c in lim))

@@ -179,7 +179,7 @@ def test_layer_lists():
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ("speed_rounds = 1", "speed_rounds: must be >= 2 (a significance test needs rounds), got 1"),
+    ("speed_rounds = 3", "speed_rounds: must be >= 4 (fewer rounds cannot reach p < 0.05 / 3), got 3"),
     ("speed_alpha = 1", "speed_alpha: must be in (0, 1), got 1.0"),
     ("conversation_alpha = 0", "conversation_alpha: must be in (0, 1), got 0.0"),
     ("fluency_factor = 0.9", "fluency_factor: must be >= 1 (a factor on the baseline's own fluency), got 0.9"),

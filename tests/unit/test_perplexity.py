@@ -21,7 +21,7 @@ from fakequant import cli
 from fakequant.errors import CorpusError, ModelRuntimeError
 from fakequant.report import plots, text
 from fakequant.runtime import llama as runtime
-from fakequant.runtime.paired import BaseReference, compare, paired_stats
+from fakequant.runtime.paired import BaseReference, _mean_se, compare, paired_stats
 from fakequant.runtime.perplexity import corpus_tokens, perplexity
 from fakequant.runtime.settings import RuntimeSettings
 from fakequant.store import assets
@@ -159,6 +159,19 @@ def test_paired_stats_follow_their_definitions():
     assert s["dp_rms"] == pytest.approx(math.sqrt((dp ** 2).mean()))
     assert s["same_top_p"] == same.mean()
     assert s["same_top_p_se"] == pytest.approx(math.sqrt(same.mean() * (1 - same.mean()) / (n - 1)))
+
+
+def test_few_tokens_never_get_a_zero_width_interval():
+    """llama.cpp prints an SE of 0 for 10 values or fewer; here the same formula holds down to 2, NaN for one."""
+    x = np.array([0.1, 0.3, 0.2, 0.5, 0.4])
+    mean, se = _mean_se(x)
+    assert mean == pytest.approx(0.3) and se == pytest.approx(x.std() / math.sqrt(4)) and se > 0
+    many = np.linspace(0.0, 1.0, 11)
+    assert _mean_se(many)[1] == pytest.approx(many.std() / math.sqrt(10))  # llama.cpp's own, unchanged
+    assert math.isnan(_mean_se(np.array([0.7]))[1])
+    assert _mean_se(np.full(4, 0.2))[1] == 0.0  # identical values: truly no spread
+    s = paired_stats(x + 0.01, x, x, x, x > 0.25)  # a constant shift: its ratio is exact, the rest has spread
+    assert s["ln_ppl_ratio_se"] == pytest.approx(0.0, abs=1e-7) and s["ppl_q_se"] > 0 and s["kld_se"] > 0
 
 
 def test_compare_with_itself_is_exactly_nothing(base, small_corpus):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from fakequant.runtime.chunkstats import t_quantile
 from fakequant.suite import rules
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
@@ -121,8 +122,19 @@ def test_numerical_without_a_changed_value_is_inconclusive():
 # --- perplexity -----------------------------------------------------------------------------------------------------
 
 
-def comparison(ln_ratio: float, se: float, chunks: int = 20, **extra) -> dict:
-    return {"ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": se, "chunks": chunks, **extra}
+def series(mean: float, se: float, chunks: int) -> list[float]:
+    """Per-chunk values with exactly this mean and this standard error over chunks."""
+    z = [(-1) ** i * (1 + i % 3) for i in range(chunks)]
+    mz = sum(z) / chunks
+    sd = math.sqrt(sum((x - mz) ** 2 for x in z) / (chunks - 1))
+    return [mean + se * math.sqrt(chunks) * (x - mz) / sd for x in z]
+
+
+def comparison(ln_ratio: float, se: float, chunks: int = 20, token_se: float | None = None, **extra) -> dict:
+    """A comparison whose spread over chunks gives ``se``; llama.cpp's per-token SE is half of it unless given."""
+    per_chunk = {"ln_ppl_ratio": series(ln_ratio, se, chunks)} if chunks > 1 else {"ln_ppl_ratio": [ln_ratio]}
+    return {"ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": se / 2 if token_se is None else token_se, "chunks": chunks,
+            "per_chunk": per_chunk, **extra}
 
 
 def bounds(ideal: float = T.ppl_increase_ideal, acceptable: float = T.ppl_increase_acceptable) -> Thresholds:
@@ -130,7 +142,8 @@ def bounds(ideal: float = T.ppl_increase_ideal, acceptable: float = T.ppl_increa
 
 
 LN, SE = 0.02, 0.004
-INC, LO, HI = rules.increase_interval(LN, SE)
+IV = rules.ln_ppl_interval(comparison(LN, SE))  # SE over the 20 chunks (to rounding), t quantile of 19 df
+INC, LO, HI = rules.increase_interval(LN, IV.se, IV.quantile)
 
 
 @pytest.mark.parametrize(("ideal", "acceptable", "status"), [
@@ -148,13 +161,41 @@ def test_perplexity_bounds_on_the_interval(ideal, acceptable, status):
     ruling = rules.perplexity(comparison(LN, SE), bounds(ideal, acceptable))
     assert ruling.status is status
     assert (ruling.values["increase_low"], ruling.values["increase_high"]) == (LO, HI)
+    assert IV.se == pytest.approx(SE, rel=1e-12) and IV.quantile == t_quantile(19)
+
+
+def test_the_decision_interval_is_t_over_chunks_with_the_larger_standard_error():
+    chunky = rules.perplexity(comparison(LN, SE, token_se=SE / 3), T).values
+    assert chunky["interval_se"] == pytest.approx(SE) and chunky["ln_ppl_ratio_chunk_se"] == pytest.approx(SE)
+    assert chunky["ln_ppl_ratio_se"] == SE / 3  # llama.cpp's per-token SE, recorded beside the decision's
+    assert (chunky["interval_df"], chunky["interval_t"]) == (19, t_quantile(19))
+    # a few chunks can look steadier than their tokens by chance: the per-token SE is then the floor
+    tokeny = rules.perplexity(comparison(LN, SE, chunks=4, token_se=3 * SE), T).values
+    assert tokeny["interval_se"] == 3 * SE and tokeny["interval_t"] == pytest.approx(3.182446, abs=1e-6)
+    assert tokeny["increase_high"] == pytest.approx(math.expm1(LN + 3.182446 * 3 * SE), rel=1e-6)
+    # an artifact without the per-chunk series: the per-token SE alone, still with the t quantile of chunks - 1
+    old = {"ln_ppl_ratio": LN, "ln_ppl_ratio_se": SE, "chunks": 4}
+    assert rules.ln_ppl_interval(old).quantile == t_quantile(3) and rules.ln_ppl_interval(old).se == SE
+
+
+def test_one_chunk_gives_no_interval_and_no_decision():
+    status, reason, values = rules.perplexity(comparison(0.001, 0.0, chunks=1, token_se=0.0001), T)
+    assert status is Status.INCONCLUSIVE and reason.endswith("an interval over chunks needs at least 2 chunks")
+    assert values["increase_low"] is None and chunks_to_resolve(comparison(0.001, 0.0, chunks=1), 0.05) is None
+
+
+def half_width(se: float, chunks: int, n: int) -> float:
+    """The decision interval's half width at n chunks, the spread between chunks staying as now."""
+    return t_quantile(n - 1) * se * math.sqrt(chunks / n)
 
 
 def test_an_interval_across_the_acceptable_bound_says_how_many_chunks_resolve_it():
     pc = comparison(0.047, 0.012, ppl_base=6.7, kld_mean=0.001)
     status, reason, values = rules.perplexity(pc, T)
     need = chunks_to_resolve(pc, T.ppl_increase_acceptable)
-    assert status is Status.INCONCLUSIVE and need == math.ceil(20 * (rules.Z95 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
+    gap = math.log(1.05) - 0.047
+    assert status is Status.INCONCLUSIVE and need is not None
+    assert half_width(0.012, 20, need) < gap <= half_width(0.012, 20, need - 1)
     assert values["chunks_to_resolve"] == need and f"about {need} chunks would resolve it" in reason
     assert values["ppl_base"] == 6.7 and values["kld_mean"] == 0.001
     # the verdict repeats the outcome's own count, never a second one
@@ -175,87 +216,23 @@ def test_nonfinite_logits_fail_the_perplexity_check_whatever_the_numbers():
     assert status is Status.FAIL and reason.startswith("NaN/Inf logits in the perplexity pass at chunk 3, position 7")
 
 
-@pytest.mark.parametrize(("ratio", "se", "chunks"), [(0.03, 0.02, 10), (0.07, 0.02, 4), (0.0488, 0.001, 100)])
-def test_chunks_to_resolve_is_the_smallest_count_whose_interval_clears_the_bound(ratio, se, chunks):
+@pytest.mark.parametrize(("ratio", "se", "chunks"), [(0.03, 0.02, 10), (0.07, 0.02, 4), (0.0488, 0.001, 100),
+                                                     (0.03, 0.006, 2), (0.0, 0.05, 3)])
+def test_chunks_to_resolve_is_the_smallest_count_whose_t_interval_clears_the_bound(ratio, se, chunks):
     needed = chunks_to_resolve(comparison(ratio, se, chunks), 0.05)
     gap = abs(ratio - math.log(1.05))
-
-    def half_width(n: int) -> float:
-        return rules.Z95 * se * math.sqrt(chunks / n)
-
     assert needed is not None and needed > chunks
-    assert half_width(needed) <= gap
+    assert half_width(se, chunks, needed) < gap
     if needed > chunks + 1:
-        assert half_width(needed - 1) > gap
+        assert half_width(se, chunks, needed - 1) >= gap  # at the new count's own degrees of freedom
 
 
 def test_chunks_to_resolve_is_more_than_now_and_needs_the_numbers():
     assert chunks_to_resolve(comparison(0.2, 0.001, 20), 0.05) == 21  # already resolved: at least one more chunk
     assert chunks_to_resolve({}, 0.05) is None
-    assert chunks_to_resolve(comparison(0.01, 0.0, 4), 0.05) is None
+    assert chunks_to_resolve(comparison(0.01, 0.0, 4, token_se=0.0), 0.05) is None
     assert chunks_to_resolve(comparison(math.nan, 0.01, 4), 0.05) is None
     assert chunks_to_resolve(comparison(math.log1p(0.05), 0.01, 4), 0.05) is None
-
-
-# --- speed ----------------------------------------------------------------------------------------------------------
-
-
-def metric(baseline: list[float], candidate: list[float], tolerance: float = 0.10, alpha: float = 0.05,
-           higher_better: bool = True) -> dict:
-    return rules.speed_metric(baseline, candidate, higher_better=higher_better, tolerance=tolerance, alpha=alpha)
-
-
-STEADY = [100.0, 100.5, 100.2, 100.1, 100.3]
-
-
-def test_noise_is_no_significant_slowdown():
-    m = metric([100.0, 104.0, 97.0, 101.0, 99.0], [99.0, 103.0, 98.0, 100.0, 102.0])
-    assert m["status"] == "pass" and not m["significant"]
-    assert "no significant slowdown" in m["verdict"]
-
-
-def test_significant_slowdown_beyond_tolerance_fails():
-    m = metric([100.0, 101.0, 99.0, 100.5, 100.2], [70.0, 71.0, 69.5, 70.2, 70.8])
-    assert m["status"] == "fail" and m["significant"] and m["p_value"] < 0.05
-    assert abs(m["slowdown"] - 0.298) < 0.01 and "29.9% slower" in m["verdict"]
-
-
-def test_significant_but_within_tolerance_passes():
-    m = metric(STEADY, [97.0, 97.1, 97.2, 97.3, 97.4])
-    assert m["status"] == "pass" and m["significant"] and "within the tolerance" in m["verdict"]
-
-
-def test_large_but_noisy_difference_is_not_significant():
-    # a 20% median slowdown that the rounds cannot separate from noise
-    m = metric([100.0, 60.0, 140.0], [80.0, 130.0, 55.0])
-    assert m["status"] == "pass" and not m["significant"]
-
-
-def test_load_time_direction():
-    # for load time, larger is slower
-    m = metric([0.10, 0.11, 0.10, 0.105, 0.102], [0.20, 0.21, 0.22, 0.20, 0.205], higher_better=False)
-    assert m["status"] == "fail" and m["ratio"] > 1.9
-    faster = metric([0.20, 0.21, 0.22, 0.20, 0.205], [0.10, 0.11, 0.10, 0.105, 0.102], higher_better=False)
-    assert faster["status"] == "pass" and faster["slowdown"] < 0
-
-
-def test_speed_bounds_tolerance_and_alpha():
-    slow = [80.0, 80.1, 80.2, 80.3, 80.4]
-    m = metric(STEADY, slow)
-    slowdown, p = m["slowdown"], m["p_value"]
-    assert metric(STEADY, slow, tolerance=slowdown)["status"] == "pass"  # on the tolerance: not beyond it
-    assert metric(STEADY, slow, tolerance=below(slowdown))["status"] == "fail"
-    assert metric(STEADY, slow, alpha=p)["status"] == "pass"  # p on alpha: not significant
-    assert metric(STEADY, slow, alpha=above(p))["status"] == "fail"
-
-
-def test_speed_check_fails_when_any_metric_fails():
-    ok, bad = metric(STEADY, STEADY), metric(STEADY, [70.0, 71.0, 69.5, 70.2, 70.8])
-    assert rules.speed_status([ok, ok]) is Status.PASS and rules.speed_status([ok, bad]) is Status.FAIL
-    result = {"rounds": 5, "measured_by": "loop", "metrics": {"load_s": ok, "gen_tps": bad}}
-    status, reason, values = rules.speed(result)
-    assert status is Status.FAIL and reason.startswith("5 interleaved rounds: load_s no significant slowdown")
-    assert values["gen_tps.status"] == "fail" and values["gen_tps.baseline_median"] == 100.2
 
 
 # --- conversation ---------------------------------------------------------------------------------------------------
@@ -268,25 +245,55 @@ def test_judge_rule():
     assert rules.judge(True, False) is Status.FAIL
 
 
-@pytest.mark.parametrize(("p", "base_ok", "cand_ok", "status"), [
-    (0.049, True, True, Status.FAIL),  # significantly fewer passes, even with most still passing
-    (0.05, True, True, Status.PASS),  # p on alpha: not significant
-    (0.05, True, False, Status.INCONCLUSIVE),  # most fail, fewer passes than the baseline, not significantly
-    (0.05, False, False, Status.LIMITATION),
+@pytest.mark.parametrize(("p", "smallest", "base_ok", "cand_ok", "status"), [
+    (0.049, 0.004, True, True, Status.FAIL),  # significantly fewer passes, even with most still passing
+    (0.05, 0.004, True, True, Status.PASS),  # p on alpha: not significant
+    (0.05, 0.004, True, False, Status.INCONCLUSIVE),  # most fail, fewer passes than the baseline, not significantly
+    (0.5, 0.5, False, False, Status.INCONCLUSIVE),  # no power: not a limitation
+    (0.5, 0.05, True, True, Status.INCONCLUSIVE),  # smallest reachable p on alpha: no power, not a pass
+    (1.0, 1.0, False, False, Status.LIMITATION),  # the baseline never passes: nothing to regress from
 ])
-def test_sampled_check_status(p, base_ok, cand_ok, status):
-    assert CheckResult("language", base_ok, cand_ok, "", samples=5, p_value=p, alpha=0.05).status is status
+def test_sampled_check_status(p, smallest, base_ok, cand_ok, status):
+    passes = 0 if smallest == 1.0 else 3
+    check = CheckResult("language", base_ok, cand_ok, "", samples=5, baseline_passes=passes, candidate_passes=1,
+                        p_value=p, alpha=0.05, smallest_p=smallest)
+    assert check.status is status
 
 
 def test_combine_counts_passes_over_seeds():
     base, cand = [(True, "zh")] * 5, [(True, "zh")] + [(False, "en")] * 4
     c = rules.combine("language", base, cand, 0.05)
     assert (c.baseline_passes, c.candidate_passes) == (5, 1) and c.p_value == pytest.approx(0.0238, abs=1e-4)
-    assert c.status is Status.FAIL and "sample 2" in c.detail
+    assert c.status is Status.FAIL and "sample 2" in c.detail and c.smallest_p == pytest.approx(1 / 252)
     single = rules.combine("language", [(True, "zh")], [(False, "en")], 0.05)
     assert single.samples == 1 and single.status is Status.FAIL
     broken = rules.combine("valid_text", base, [(True, "ok")] * 4 + [(False, "bad")], 0.05)
     assert broken.status is Status.FAIL and broken.detail == "candidate sample 5: bad"
+
+
+def answers(passes: int, n: int = 5) -> list[tuple[bool, str]]:
+    return [(True, "zh")] * passes + [(False, "en")] * (n - passes)
+
+
+@pytest.mark.parametrize(("base", "smallest"), [(1, 0.5), (2, 10 / 45), (3, 10 / 120)])
+def test_a_count_test_that_cannot_detect_a_regression_says_so(base, smallest):
+    """5 + 5 answers reach p < 0.05 only from a baseline of 4/5 or 5/5: below that, even 0/5 candidate passes prove
+    nothing, so the check is inconclusive whatever the candidate did, never a pass or the model's limitation."""
+    for cand in range(6):
+        c = rules.combine("language", answers(base), answers(cand), 0.05)
+        assert c.smallest_p == pytest.approx(smallest) and c.powerless and c.status is Status.INCONCLUSIVE
+        assert f"no power — 5 samples cannot detect a regression from a {base}/5 baseline" in c.detail
+        assert c.to_json()["power"] is False
+    with_power = rules.combine("language", answers(4), answers(0), 0.05)
+    assert with_power.status is Status.FAIL and with_power.p_value == pytest.approx(5 / 210)
+    assert not with_power.powerless and with_power.to_json()["power"] is True
+    # a looser alpha lends power to the same counts
+    assert not rules.combine("language", answers(base), answers(0), smallest * 1.01).powerless
+
+
+def test_a_baseline_that_never_passes_is_the_models_limitation():
+    c = rules.combine("language", answers(0), answers(0), 0.05)
+    assert c.status is Status.LIMITATION and not c.powerless
 
 
 def test_overall_puts_regressions_first():

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from fakequant.runtime.chunkstats import chunks_to_clear
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
-from fakequant.suite.rules import Z95
 from fakequant.suite.verdict import Verdict, decide
 from fakequant.suite.vocab import Artifact, Decision
 
@@ -119,7 +119,7 @@ def test_inconclusive_perplexity_says_how_many_chunks_would_resolve_it():
     pc = {"ln_ppl_ratio": 0.047, "ln_ppl_ratio_se": 0.012, "chunks": 20}
     v = decide(data(("perplexity", "inconclusive", "+4.8% straddles 5%"), artifacts={Artifact.PERPLEXITY: pc}))
     assert v.decision == Decision.INCONCLUSIVE
-    expected = math.ceil(20 * (Z95 * 0.012 / (math.log(1.05) - 0.047)) ** 2)
+    expected = chunks_to_clear(0.012, 20, math.log(1.05) - 0.047)  # the decision's own t interval over chunks
     assert v.reasons == [f"perplexity: +4.8% straddles 5%; about {expected} chunks (now 20) would resolve it"]
 
 

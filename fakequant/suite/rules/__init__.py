@@ -3,7 +3,8 @@
 Pure functions: no model, no file, no pytest. The acceptance tests measure and record what these return
 (``outcome(check, category, *rules.perplexity(comparison, thresholds))``); :mod:`fakequant.suite.verdict` turns the
 recorded statuses into one decision; the report prints what these computed (the interval, the chunks that would
-resolve it) rather than computing it again.
+resolve it) rather than computing it again. The conversation checks' rules are in :mod:`.conversation` (re-exported
+here).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from fakequant.runtime.chunkstats import PairedInterval, chunks_to_clear, paired_interval
+from fakequant.suite.rules.conversation import CheckResult, combine, fluency_check, judge, overall
 from fakequant.suite.vocab import Status
 
 if TYPE_CHECKING:
@@ -22,6 +25,11 @@ if TYPE_CHECKING:
     from fakequant.quant.stats import TensorStats
     from fakequant.runtime.llama import Generation
     from fakequant.suite.criteria import Thresholds
+
+__all__ = ["Z95", "CheckResult", "Floor", "NoOp", "Ruling", "chunks_to_resolve", "combine", "finite",
+           "floor_and_excess", "fluency_check", "format_check", "increase_interval", "judge", "ln_ppl_interval",
+           "load", "no_op", "numerical", "original_unchanged", "overall", "perplexity", "speed", "speed_metric",
+           "speed_status"]
 
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -137,49 +145,69 @@ def numerical(tensors: Sequence[TensorStats], thresholds: Thresholds, epsilon: f
 # ------------------------------------------------------------------------------------------------------ perplexity
 
 
-def increase_interval(ln_ratio: float, se: float) -> tuple[float, float, float]:
-    """The perplexity increase exp(Δ ln PPL) − 1 and its 95% interval."""
-    return math.expm1(ln_ratio), math.expm1(ln_ratio - Z95 * se), math.expm1(ln_ratio + Z95 * se)
+def increase_interval(ln_ratio: float, se: float, quantile: float = Z95) -> tuple[float, float, float]:
+    """The perplexity increase exp(Δ ln PPL) − 1 and its interval ± ``quantile``·SE (95% normal by default; the
+    decision's own interval is :func:`ln_ppl_interval`)."""
+    return math.expm1(ln_ratio), math.expm1(ln_ratio - quantile * se), math.expm1(ln_ratio + quantile * se)
+
+
+def ln_ppl_interval(comparison: Mapping[str, Any]) -> PairedInterval:
+    """The 95% interval of Δ ln PPL the perplexity decision uses, from a comparison artifact: over its chunks
+    (``per_chunk.ln_ppl_ratio``), the larger of the chunk-level and the per-token (llama.cpp's ``ln_ppl_ratio_se``)
+    standard error, with a t quantile of chunks − 1 degrees of freedom: tokens within a chunk are correlated."""
+    per_chunk = comparison.get("per_chunk")
+    series = per_chunk.get("ln_ppl_ratio") if isinstance(per_chunk, Mapping) else None
+    return paired_interval(float(comparison["ln_ppl_ratio"]), series, comparison.get("ln_ppl_ratio_se"),
+                           int(comparison["chunks"]))
 
 
 def chunks_to_resolve(comparison: Mapping[str, Any], acceptable: float) -> int | None:
-    """How many chunks would put the 95% interval of the perplexity increase on one side of the acceptable bound
-    (the standard error of the mean Δ ln PPL shrinks as 1/sqrt(chunks)). ``None`` when no count would: an effect
-    exactly on the bound, or numbers that are missing or not finite."""
+    """How many chunks would put the decision's interval of the perplexity increase (:func:`ln_ppl_interval`, the
+    t quantile taken at the new count's degrees of freedom) on one side of the acceptable bound, the spread between
+    chunks staying what it is. ``None`` when no count would: an effect exactly on the bound, or numbers that are
+    missing or not finite."""
     try:
-        ratio = float(comparison["ln_ppl_ratio"])
-        se = float(comparison["ln_ppl_ratio_se"])
-        chunks = int(comparison["chunks"])
+        iv = ln_ppl_interval(comparison)
     except (KeyError, TypeError, ValueError):
         return None
-    gap = abs(ratio - math.log1p(acceptable))
-    if not (se > 0 and chunks > 0 and math.isfinite(se) and math.isfinite(ratio)) or gap == 0:
+    if iv.se is None or not math.isfinite(iv.mean):
         return None
-    return max(chunks + 1, math.ceil(chunks * (Z95 * se / gap) ** 2))
+    return chunks_to_clear(iv.se, iv.n, abs(iv.mean - math.log1p(acceptable)))
 
 
 def perplexity(comparison: Mapping[str, Any], thresholds: Thresholds) -> Ruling:
-    """The plan's bounds on the paired perplexity increase, judged on its 95% interval over chunks: pass when
-    surely below the ideal bound, fail when surely above the acceptable one, caution when surely below the
-    acceptable one only; an interval across the acceptable bound is inconclusive. NaN/Inf logits fail."""
-    ln_ratio, se, chunks = comparison["ln_ppl_ratio"], comparison["ln_ppl_ratio_se"], comparison["chunks"]
+    """The plan's bounds on the paired perplexity increase, judged on its 95% interval over chunks
+    (:func:`ln_ppl_interval`): pass when surely below the ideal bound, fail when surely above the acceptable one,
+    caution when surely below the acceptable one only; an interval across the acceptable bound, or no interval at
+    all (one chunk), is inconclusive. NaN/Inf logits fail."""
+    ln_ratio, chunks = comparison["ln_ppl_ratio"], comparison["chunks"]
     ideal, acceptable = thresholds.ppl_increase_ideal, thresholds.ppl_increase_acceptable
-    inc, lo, hi = increase_interval(ln_ratio, se)
-    values = {"increase": inc, "increase_low": lo, "increase_high": hi, "ln_ppl_ratio": ln_ratio,
-              "ln_ppl_ratio_se": se, "ideal": ideal, "acceptable": acceptable, "chunks": chunks}
-    measured = f"perplexity increase {inc:+.3%} (95% CI {lo:+.3%} … {hi:+.3%}, {chunks} chunks)"
-    if hi < ideal:
-        status, text = Status.PASS, f"{measured} entirely below the ideal bound {ideal:.0%}"
-    elif lo > acceptable:
-        status, text = Status.FAIL, f"{measured} entirely above the acceptable bound {acceptable:.0%}"
-    elif hi < acceptable:
-        status, text = Status.CAUTION, (f"{measured} below the acceptable bound {acceptable:.0%} but not surely "
-                                        f"below the ideal {ideal:.0%}")
+    iv = ln_ppl_interval(comparison)
+    # both standard errors are recorded: llama.cpp's per-token one (comparable with its printout) and the decision's
+    values: dict[str, Any] = {"ln_ppl_ratio": ln_ratio, "ln_ppl_ratio_se": comparison.get("ln_ppl_ratio_se"),
+                              "ln_ppl_ratio_chunk_se": iv.chunk_se, "interval_se": iv.se, "interval_df": iv.df,
+                              "interval_t": iv.quantile, "ideal": ideal, "acceptable": acceptable, "chunks": chunks}
+    if iv.se is None or iv.quantile is None:
+        inc = math.expm1(ln_ratio)
+        values.update(increase=inc, increase_low=None, increase_high=None)
+        status, text = Status.INCONCLUSIVE, (f"perplexity increase {inc:+.3%} over {iv.n} chunk(s): an interval over "
+                                             "chunks needs at least 2 chunks")
     else:
-        need = values["chunks_to_resolve"] = chunks_to_resolve(comparison, acceptable)
-        more = (f"about {need} chunks would resolve it" if need
-                else "no number of chunks resolves an effect on the bound")
-        status, text = Status.INCONCLUSIVE, f"{measured} straddles the acceptable bound {acceptable:.0%}; {more}"
+        inc, lo, hi = increase_interval(ln_ratio, iv.se, iv.quantile)
+        values.update(increase=inc, increase_low=lo, increase_high=hi)
+        measured = f"perplexity increase {inc:+.3%} (95% CI {lo:+.3%} … {hi:+.3%}, t over {chunks} chunks)"
+        if hi < ideal:
+            status, text = Status.PASS, f"{measured} entirely below the ideal bound {ideal:.0%}"
+        elif lo > acceptable:
+            status, text = Status.FAIL, f"{measured} entirely above the acceptable bound {acceptable:.0%}"
+        elif hi < acceptable:
+            status, text = Status.CAUTION, (f"{measured} below the acceptable bound {acceptable:.0%} but not surely "
+                                            f"below the ideal {ideal:.0%}")
+        else:
+            need = values["chunks_to_resolve"] = chunks_to_resolve(comparison, acceptable)
+            more = (f"about {need} chunks would resolve it" if need
+                    else "no number of chunks resolves an effect on the bound")
+            status, text = Status.INCONCLUSIVE, f"{measured} straddles the acceptable bound {acceptable:.0%}; {more}"
     values.update({k: comparison[k] for k in ("ppl_base", "ppl_q", "kld_mean", "same_top_p") if k in comparison})
     floor = floor_and_excess(comparison)
     if floor is not None:
@@ -225,146 +253,82 @@ def floor_and_excess(comparison: Mapping[str, Any]) -> Floor | None:
 # ----------------------------------------------------------------------------------------------------------- speed
 
 
-def speed_metric(baseline: Sequence[float], candidate: Sequence[float], *, higher_better: bool, tolerance: float,
-                 alpha: float) -> dict[str, Any]:
-    """Verdict on one speed metric over the rounds: a failure only when the candidate is slower than ``tolerance``
-    AND a one-sided Mann-Whitney U test says so at ``alpha``. ``slowdown`` > 0: slower (relative, on the medians)."""
-    mb, mc = statistics.median(baseline), statistics.median(candidate)
-    ratio = mc / mb if mb > 0 else float("nan")
-    slowdown = (1 - ratio) if higher_better else (ratio - 1)
+def _slowdown(value: float, reference: float, higher_better: bool) -> float:
+    """Relative slowdown of ``value`` against ``reference``: > 0 is slower (fewer tokens/s, or a longer load)."""
+    ratio = value / reference if reference > 0 else math.nan
+    return (1 - ratio) if higher_better else (ratio - 1)
+
+
+def speed_metric(baseline: Sequence[float], candidate: Sequence[float], again: Sequence[float], *,
+                 higher_better: bool, tolerance: float, alpha: float) -> dict[str, Any]:
+    """Verdict on one speed metric over interleaved rounds, calibrated by the noise the run itself sees.
+
+    Round i timed the original twice (``baseline[i]``, ``again[i]``: an A/A pair) and the candidate once, in an order
+    that rotates over the rounds. Per round, the candidate's slowdown is taken against the geometric mean of the two
+    base timings, and the A/A slowdown is ``again`` against ``baseline``. A slowdown is called (CAUTION, never a
+    failure: speed alone never stops an experiment) only when the median candidate slowdown is beyond ``tolerance``,
+    beyond the A/A noise (median |A/A slowdown|), and a one-sided Mann-Whitney test finds the candidate-vs-base
+    slowdowns larger than the base-vs-base ones at ``alpha``. A candidate significantly faster by the same test
+    passes. Otherwise a run whose A/A noise exceeds the tolerance, or whose rounds are too few for any p below
+    ``alpha``, cannot resolve the tolerance: INCONCLUSIVE, said as such."""
     from scipy.stats import mannwhitneyu  # here: the speed round's child process never needs scipy
 
-    # one-sided: is the candidate slower? (smaller tokens/s, or longer load)
-    p = float(mannwhitneyu(candidate, baseline, alternative="less" if higher_better else "greater").pvalue)
+    n, m = len(candidate), len(again)
+    per_round = [_slowdown(c, math.sqrt(b * a), higher_better) for b, c, a in zip(baseline, candidate, again,
+                                                                                   strict=True)]
+    aa = [_slowdown(a, b, higher_better) for b, a in zip(baseline, again, strict=True)]
+    slowdown = statistics.median(per_round)
+    noise = statistics.median(abs(x) for x in aa)
+    base_all = [*baseline, *again]
+    mb, mc = statistics.median(base_all), statistics.median(candidate)
+    ratio = mc / mb if mb > 0 else math.nan
+    p = float(mannwhitneyu(per_round, aa, alternative="greater").pvalue)
+    p_faster = float(mannwhitneyu(per_round, aa, alternative="less").pvalue)
+    smallest_p = 1 / math.comb(n + m, n)  # every candidate slowdown above every A/A one
     significant = p < alpha
-    if slowdown > tolerance and significant:
-        status, verdict = Status.FAIL, f"{slowdown:.1%} slower (p = {p:.3f} < {alpha:g}; tolerance {tolerance:.0%})"
-    elif significant:
-        status, verdict = Status.PASS, (f"{slowdown:.1%} slower, significant (p = {p:.3f}) but within the "
-                                        f"tolerance of {tolerance:.0%}")
+    moved = f"{slowdown:.1%} slower" if slowdown >= 0 else f"{-slowdown:.1%} faster"
+    shown = f"{moved} per round (median), A/A noise {noise:.1%}, p = {p:.3f}"
+    if slowdown > tolerance and slowdown > noise and significant:
+        status, verdict = Status.CAUTION, f"{shown} < {alpha:.3g}: slower beyond the tolerance of {tolerance:.0%}"
+    elif smallest_p >= alpha:
+        status, verdict = Status.INCONCLUSIVE, (f"{n} rounds cannot show a slowdown: the smallest p they can reach "
+                                                f"is {smallest_p:.3f}, not below {alpha:.3g}")
+    elif p_faster < alpha:  # surely not slower, however noisy the run
+        status, verdict = Status.PASS, (f"not slower: {moved} per round (median), significantly below the A/A "
+                                        f"slowdowns (p = {p_faster:.3f})")
+    elif noise > tolerance:
+        status, verdict = Status.INCONCLUSIVE, (f"{shown}; the original against itself already differs by "
+                                                f"{noise:.1%} per round, more than the tolerance of {tolerance:.0%}: "
+                                                "this run cannot resolve it")
+    elif significant and slowdown > 0:
+        status, verdict = Status.PASS, f"{shown}: significant, but within the tolerance of {tolerance:.0%}"
     else:
-        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× baseline, p = {p:.2f}; "
-                                        f"spread {_spread(baseline):.1%} / {_spread(candidate):.1%})")
-    return {"baseline": {"median": mb, "values": list(baseline)},
+        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× the original, p = {p:.2f}; "
+                                        f"A/A noise {noise:.1%})")
+    return {"baseline": {"median": mb, "values": list(baseline), "again": list(again)},
             "candidate": {"median": mc, "values": list(candidate)},
-            "ratio": ratio, "slowdown": slowdown, "p_value": p, "significant": significant, "status": str(status),
-            "verdict": verdict}
-
-
-def _spread(values: Sequence[float]) -> float:
-    """Half the range relative to the median: the run-to-run noise band."""
-    med = statistics.median(values)
-    return (max(values) - min(values)) / 2 / med if med else 0.0
+            "ratio": ratio, "slowdown": slowdown, "per_round_slowdown": per_round, "aa_slowdown": aa,
+            "aa_noise": noise, "p_value": p, "smallest_p": smallest_p, "significant": significant,
+            "status": str(status), "verdict": verdict}
 
 
 def speed_status(metrics: Iterable[Mapping[str, Any]]) -> Status:
-    """A significant slowdown beyond the tolerance in any metric fails the speed check (which only cautions)."""
-    return Status.FAIL if any(m["status"] == Status.FAIL for m in metrics) else Status.PASS
+    """The speed check: CAUTION when any metric is slower beyond the tolerance and the run's own noise (never a
+    failure; "fail" in an artifact written before that counts as CAUTION), else INCONCLUSIVE when any metric could not
+    be resolved, else PASS."""
+    seen = {str(m["status"]) for m in metrics}
+    if seen & {Status.CAUTION, Status.FAIL}:
+        return Status.CAUTION
+    return Status.INCONCLUSIVE if Status.INCONCLUSIVE in seen else Status.PASS
 
 
 def speed(result: Mapping[str, Any]) -> Ruling:
     """The speed check from the "speed" artifact, with each metric's numbers flattened for JUnit."""
     metrics = result["metrics"]
-    values = {f"{m}.{k}": v[k] for m, v in metrics.items() for k in ("ratio", "p_value", "significant", "status")}
+    keys = ("ratio", "slowdown", "aa_noise", "p_value", "significant", "status")
+    values = {f"{m}.{k}": v[k] for m, v in metrics.items() for k in keys if k in v}
     values.update({f"{m}.baseline_median": v["baseline"]["median"] for m, v in metrics.items()})
     values.update({f"{m}.candidate_median": v["candidate"]["median"] for m, v in metrics.items()})
     values["measured_by"] = result["measured_by"]
     reason = f"{result['rounds']} interleaved rounds: " + "; ".join(f"{m} {v['verdict']}" for m, v in metrics.items())
     return Ruling(speed_status(metrics.values()), reason, values)
-
-
-# ---------------------------------------------------------------------------------------------------- conversation
-
-
-def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
-    """Regression only when the baseline manages what the candidate does not; both failing is the model's limit."""
-    if candidate_ok:
-        return Status.PASS
-    return Status.LIMITATION if not baseline_ok else Status.FAIL
-
-
-@dataclass
-class CheckResult:
-    """One conversation check on both models. ``samples`` > 1: each model answered a sampled prompt once per seed,
-    and ``*_passes`` count the answers that pass; ``*_ok`` then say whether most answers pass."""
-
-    name: str
-    baseline_ok: bool
-    candidate_ok: bool
-    detail: str
-    samples: int = 1
-    baseline_passes: int | None = None
-    candidate_passes: int | None = None
-    p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
-    alpha: float = 0.05
-
-    @property
-    def status(self) -> Status:
-        if self.samples == 1:
-            return judge(self.baseline_ok, self.candidate_ok)
-        if self.p_value is not None and self.p_value < self.alpha:
-            return Status.FAIL
-        if self.candidate_ok:
-            return Status.PASS
-        # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
-        # fewer passes than the baseline without significance, which more seeds would settle
-        return Status.LIMITATION if not self.baseline_ok else Status.INCONCLUSIVE
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
-                "detail": self.detail, "status": str(self.status)}
-        if self.samples > 1:
-            data.update(samples=self.samples, baseline_passes=self.baseline_passes,
-                        candidate_passes=self.candidate_passes, p_value=self.p_value)
-        return data
-
-
-def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bool, str]],
-            alpha: float) -> CheckResult:
-    """One check over every sample of both models (``base[i]`` / ``cand[i]``: sample i's (ok, what was seen)).
-
-    A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
-    tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
-    question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
-    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test."""
-    n = len(base)
-    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
-    if n == 1:
-        return CheckResult(name, base[0][0], cand[0][0], first)
-    if name == "valid_text":  # broken text is broken in any sample
-        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
-        return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
-    from scipy.stats import fisher_exact
-
-    b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
-    p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
-    worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
-    detail = (f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when "
-              f"p < {alpha:g}); sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}")
-    return CheckResult(name, 2 * b > n, 2 * c > n, detail, samples=n, baseline_passes=b, candidate_passes=c,
-                       p_value=p, alpha=alpha)
-
-
-def overall(statuses: Iterable[Status]) -> Status:
-    """A prompt's status from its checks': a regression first, then what more seeds would settle, then limits."""
-    seen = set(statuses)
-    return next((s for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION) if s in seen), Status.PASS)
-
-
-def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
-            alpha: float) -> tuple[bool, float, float, float, str]:
-    """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
-    perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
-    20-token answers of the same model easily differ twofold in perplexity."""
-    from scipy.stats import ttest_ind
-
-    pb, pc = math.exp(sum(b_nll) / len(b_nll)), math.exp(sum(c_nll) / len(c_nll))
-    ratio = pc / pb
-    p = 1.0
-    if len(b_nll) > 1 and len(c_nll) > 1 and ratio > 1:
-        p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
-        p = 1.0 if math.isnan(p) else p
-    ok = not (ratio > factor and p < alpha)
-    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
-              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
-    return ok, pb, pc, p, detail

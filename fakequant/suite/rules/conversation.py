@@ -1,0 +1,137 @@
+"""The conversation checks' rules: one answer per model (greedy) judged directly, several sampled answers per model
+judged on their pass counts, and the fluency of an answer. Pure functions, re-exported by :mod:`fakequant.suite.rules`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fakequant.suite.vocab import Status
+
+
+def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
+    """One answer per model (a greedy prompt, or the fluency of one answer): regression only when the baseline
+    manages what the candidate does not; both failing is the model's limit.
+
+    Greedy prompts are judged this way on purpose, with no test of significance: greedy decoding is deterministic, so
+    each model has exactly one answer and there is no sampling noise to test a difference against. A check the
+    original passes and the candidate fails is a regression (STOP) even when a single flipped token caused it: that
+    answer is what every user of the candidate gets, and one flip early in an answer changes everything after it.
+    The first diverging token is recorded so the report shows where the answers parted. A one-ulp nudge flips tokens
+    too (the placebo of SmolLM2's blk.0.ffn_norm changes the top token at 3.4% of positions), so such a STOP says
+    "this answer broke", not "the format is worse than noise"; sampled prompts are judged statistically
+    (:func:`combine`)."""
+    if candidate_ok:
+        return Status.PASS
+    return Status.LIMITATION if not baseline_ok else Status.FAIL
+
+
+@dataclass
+class CheckResult:
+    """One conversation check on both models. ``samples`` > 1: each model answered a sampled prompt once per seed,
+    and ``*_passes`` count the answers that pass; ``*_ok`` then say whether most answers pass."""
+
+    name: str
+    baseline_ok: bool
+    candidate_ok: bool
+    detail: str
+    samples: int = 1
+    baseline_passes: int | None = None
+    candidate_passes: int | None = None
+    p_value: float | None = None  # one-sided Fisher exact test: the candidate passes less often than the baseline
+    alpha: float = 0.05
+    # the p-value of the most extreme outcome (no candidate answer passes): at or above alpha, the test has no power
+    smallest_p: float | None = None
+
+    @property
+    def powerless(self) -> bool:
+        """The baseline passes sometimes, yet not even zero candidate passes could show a regression."""
+        return bool(self.baseline_passes) and self.smallest_p is not None and self.smallest_p >= self.alpha
+
+    @property
+    def status(self) -> Status:
+        if self.samples == 1:
+            return judge(self.baseline_ok, self.candidate_ok)
+        if self.p_value is not None and self.p_value < self.alpha:
+            return Status.FAIL
+        if self.powerless:  # neither a pass nor the model's limitation: this check could not have failed
+            return Status.INCONCLUSIVE
+        if self.candidate_ok:
+            return Status.PASS
+        # most candidate answers fail: the model's limitation when most baseline answers fail too; otherwise
+        # fewer passes than the baseline without significance, which more seeds would settle
+        return Status.LIMITATION if not self.baseline_ok else Status.INCONCLUSIVE
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
+                "detail": self.detail, "status": str(self.status)}
+        if self.samples > 1:
+            data.update(samples=self.samples, baseline_passes=self.baseline_passes,
+                        candidate_passes=self.candidate_passes, p_value=self.p_value, smallest_p=self.smallest_p,
+                        power=not self.powerless)
+        return data
+
+
+def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bool, str]],
+            alpha: float) -> CheckResult:
+    """One check over every sample of both models (``base[i]`` / ``cand[i]``: sample i's (ok, what was seen)).
+
+    A sampled answer's first token already differs when the logits move at all, so one sample per model cannot
+    tell a regression from sampling (measured: BF16 attention weights, +0.02% perplexity, answered a Chinese
+    question in English at temperature 0.7 where the baseline did not). With n seeds per model the candidate
+    regresses when it passes significantly less often than the baseline: one-sided Fisher exact test.
+
+    That test's power depends on the baseline's own count: the most it can see is zero candidate passes, and with
+    5 + 5 answers that reaches p < 0.05 only from a baseline of 4/5 or 5/5 (3/5: p = 0.083; 1/5: p = 0.5). A check
+    whose smallest reachable p is not below ``alpha`` says so and is INCONCLUSIVE, never a pass or a limitation."""
+    n = len(base)
+    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
+    if n == 1:
+        return CheckResult(name, base[0][0], cand[0][0], first)
+    if name == "valid_text":  # broken text is broken in any sample
+        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
+        return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
+    from scipy.stats import fisher_exact
+
+    b, c = sum(ok for ok, _ in base), sum(ok for ok, _ in cand)
+    p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
+    smallest = float(fisher_exact([[b, n - b], [0, n]], alternative="greater").pvalue)
+    worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
+    result = CheckResult(name, 2 * b > n, 2 * c > n, "", samples=n, baseline_passes=b, candidate_passes=c,
+                         p_value=p, alpha=alpha, smallest_p=smallest)
+    counts = f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}"
+    if result.powerless:
+        counts += (f"): no power — {n} samples cannot detect a regression from a {b}/{n} baseline (even 0/{n} "
+                   f"candidate passes give p = {smallest:.3f}, not below {alpha:g})")
+    else:
+        counts += f", regression when p < {alpha:g})"
+    result.detail = f"{counts}; sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}"
+    return result
+
+
+def overall(statuses: Iterable[Status]) -> Status:
+    """A prompt's status from its checks': a regression first, then what more seeds would settle, then limits."""
+    seen = set(statuses)
+    return next((s for s in (Status.FAIL, Status.INCONCLUSIVE, Status.LIMITATION) if s in seen), Status.PASS)
+
+
+def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
+            alpha: float) -> tuple[bool, float, float, float, str]:
+    """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
+    perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
+    20-token answers of the same model easily differ twofold in perplexity."""
+    from scipy.stats import ttest_ind
+
+    pb, pc = math.exp(sum(b_nll) / len(b_nll)), math.exp(sum(c_nll) / len(c_nll))
+    ratio = pc / pb
+    p = 1.0
+    if len(b_nll) > 1 and len(c_nll) > 1 and ratio > 1:
+        p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
+        p = 1.0 if math.isnan(p) else p
+    ok = not (ratio > factor and p < alpha)
+    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
+              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
+    return ok, pb, pc, p, detail
