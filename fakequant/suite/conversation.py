@@ -232,4 +232,8 @@ def ruling(entry: dict[str, Any]) -> Ruling:
               "baseline_text": entry["baseline"]["text"], "candidate_text": entry["candidate"]["text"],
               **{f"fluency_{k}": v for k, v in entry["fluency"].items() if v is not None},
               **{f"check_{c['name']}": c["status"] for c in entry["checks"]}}
+    unsure = [c for c in entry["checks"] if c["status"] == Status.INCONCLUSIVE]
+    # every unsure check of this prompt is one the sampled test could not have failed (the original passes it too
+    # rarely): the verdict reports it as unmeasurable rather than letting it hold up the other checks' decision
+    values["no_power"] = bool(unsure) and all(c.get("power") is False for c in unsure)
     return Ruling(Status(entry["status"]), reason(entry), values)

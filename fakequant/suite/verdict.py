@@ -9,7 +9,9 @@ Each check's own status comes from :mod:`fakequant.suite.rules` (thresholds from
   slower (speed alone never stops an experiment).
 - **GO**: everything else.
 
-Model limitations (the baseline fails a check too) are reported as notes, never blamed on the quantization.
+Model limitations (the baseline fails a check too) are reported as notes, never blamed on the quantization; so are
+sampled conversation checks with no power (the original passes them too rarely for any candidate result to show a
+regression): they are named as not measurable, never counted as passes, and do not hold up the other checks.
 Reasons are the checks' own one-line reasons (measured value, its uncertainty, the threshold), prefixed with the
 check's id.
 """
@@ -97,8 +99,9 @@ def decide(data: ExperimentData) -> Verdict:
                             f"{noop.format}); the candidate is the original, so no check can tell anything — "
                             "choose a format or tensors that change values")
     comparison = _dict(data.artifacts.get(Artifact.PERPLEXITY))
+    blind = [o for o in by_status[Status.INCONCLUSIVE] if o.category == CONVERSATION and o.values.get("no_power")]
     for o in by_status[Status.INCONCLUSIVE]:
-        if o.category == SPEED:
+        if o.category == SPEED or o in blind:
             continue
         text = _reason(o)
         if o.category == PERPLEXITY and "chunk" not in text:
@@ -120,6 +123,7 @@ def decide(data: ExperimentData) -> Verdict:
     caution = [_reason(o) for o in by_status[Status.CAUTION]] + slow
     notes = [f"model limitation, not the quantization's: {_reason(o)}" for o in by_status[Status.LIMITATION]]
     notes += [_reason(o) for o in by_status[Status.INCONCLUSIVE] if o.category == SPEED]
+    notes += [f"not measurable with this model, not counted as a pass: {_reason(o)}" for o in blind]
 
     if stop:
         decision, reasons, rest = Decision.STOP, stop, inconclusive + caution
@@ -129,7 +133,8 @@ def decide(data: ExperimentData) -> Verdict:
         decision, reasons, rest = Decision.CAUTION, caution, []
     else:
         passed = len(by_status[Status.PASS])
-        decision, reasons, rest = Decision.GO, [f"all {passed} checks pass"], []
+        unmeasured = f" ({len(blind)} more could not be measured: {', '.join(o.check for o in blind)})" if blind else ""
+        decision, reasons, rest = Decision.GO, [f"all {passed} checks pass{unmeasured}"], []
         reasons += [_reason(o) for o in outcomes if o.category == PERPLEXITY]
 
     expected, expect_problem = expected_decision(data)

@@ -9,7 +9,7 @@ import pytest
 from fakequant.runtime.chunkstats import chunks_to_clear
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.verdict import Verdict, decide
-from fakequant.suite.vocab import Artifact, Decision
+from fakequant.suite.vocab import Artifact, Decision, Status
 
 ALL_PASS = [("load", "must_pass"), ("format", "must_pass"), ("numerical", "numerical"),
             ("perplexity", "perplexity"), ("conversation[intro]", "conversation"), ("speed[gen_tps]", "speed")]
@@ -147,3 +147,18 @@ def test_verdict_json_round_trip():
     again = Verdict.from_json(v.to_json())
     assert again == v
     assert v.to_json()["matched"] is True
+
+
+def test_a_powerless_sampled_check_is_named_but_does_not_hold_up_the_decision():
+    blind = CheckOutcome("e", "conversation[chinese_intro]", "conversation", Status.INCONCLUSIVE,
+                         "chinese_intro: no power to detect a regression in language", {"no_power": True})
+    weak = CheckOutcome("e", "conversation[robot]", "conversation", Status.INCONCLUSIVE,
+                        "robot: most candidate answers fail, not significantly", {"no_power": False})
+    ppl = CheckOutcome("e", "perplexity", "perplexity", Status.PASS, "perplexity increase +0.01%")
+    declared = {Artifact.EXPERIMENT: {"checks": ["conversation", "perplexity"]}}
+    verdict = decide(ExperimentData("e", [blind, ppl], declared))
+    assert verdict.decision == Decision.GO
+    assert "1 more could not be measured: conversation[chinese_intro]" in verdict.reasons[0]
+    assert any(n.startswith("not measurable with this model, not counted as a pass") for n in verdict.notes)
+    # an unsure check that more samples could settle still holds the decision
+    assert decide(ExperimentData("e", [weak, ppl], declared)).decision == Decision.INCONCLUSIVE
