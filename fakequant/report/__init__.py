@@ -26,7 +26,7 @@ from fakequant.report import document, html, markdown, plots, reading, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
 from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
-from fakequant.store.textfile import read_user_text
+from fakequant.store.textfile import parse_user_file
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
 from fakequant.suite.verdict import Verdict, decide
 from fakequant.suite.vocab import Artifact, Decision
@@ -170,12 +170,9 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
 
 def read_report(path: Path) -> dict[str, Any]:
     """A report.json written by :func:`finish_run`; its verdict is recomputed only when it lacks one."""
-    text = read_user_text(path, ReportError, missing="no such file (expected reports/<experiment>/report.json)",
-                          expected="a report.json file")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    doc = parse_user_file(path, ReportError, missing="no such file (expected reports/<experiment>/report.json)",
+                          expected="a report.json file", parse=json.loads, invalid=json.JSONDecodeError,
+                          explain=lambda e: f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
     if not isinstance(doc, dict) or not isinstance(doc.get("experiment"), str):
         raise ReportError(f"{path}: not a fakequant report (no \"experiment\" name at the top level)")
     if not isinstance(doc.get("verdict"), dict) or "decision" not in doc["verdict"]:

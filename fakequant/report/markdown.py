@@ -5,24 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fakequant.report.blocks import (
-    BADGE_ICONS,
-    Badge,
-    Banner,
-    Block,
-    Bullets,
-    Cell,
-    Code,
-    Heading,
-    Image,
-    Inline,
-    Link,
-    Para,
-    Span,
-    Table,
-    parts,
-    visible,
-)
+from fakequant.report import blocks as blk
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 # Line starts that CommonMark would read as a list item, heading, quote, rule or setext underline.
@@ -36,14 +19,14 @@ def _guard(match: re.Match[str]) -> str:
 
 def escape(text: str) -> str:
     """Escape text for an inline Markdown context (paragraph, list item or table cell)."""
-    text = _SPECIAL.sub(r"\\\1", visible(text).replace("&", "&amp;"))
+    text = _SPECIAL.sub(r"\\\1", blk.visible(text).replace("&", "&amp;"))
     text = _LINE_START.sub(_guard, text)
     # Newlines would end a table row or a paragraph: keep them as line breaks inside the element.
     return re.sub(r"\r\n|\r|\n", "<br>", text)
 
 
 def code_span(text: str, in_table: bool = False) -> str:
-    body = " ".join(visible(text).splitlines())
+    body = " ".join(blk.visible(text).splitlines())
     if in_table:  # GFM splits table cells before reading code spans
         body = body.replace("|", "\\|")
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
@@ -52,14 +35,14 @@ def code_span(text: str, in_table: bool = False) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
-def _inline(item: Inline, in_table: bool = False) -> str:
-    if isinstance(item, Badge):
-        icon = BADGE_ICONS.get(item.kind)
+def _inline(item: blk.Inline, in_table: bool = False) -> str:
+    if isinstance(item, blk.Badge):
+        icon = blk.BADGE_ICONS.get(item.kind)
         return f"{icon} {escape(item.text)}" if icon else escape(item.text)
-    if isinstance(item, Link):
+    if isinstance(item, blk.Link):
         href = item.href.replace(" ", "%20").replace(")", "%29").replace("(", "%28").replace("<", "%3C")
         return f"[{escape(item.text)}]({href})"
-    if isinstance(item, Span):
+    if isinstance(item, blk.Span):
         if item.style == "code":
             return code_span(item.text, in_table)
         text = escape(item.text)
@@ -73,15 +56,15 @@ def _inline(item: Inline, in_table: bool = False) -> str:
     return escape(item)
 
 
-def _line(items: Sequence[Inline], in_table: bool = False) -> str:
+def _line(items: Sequence[blk.Inline], in_table: bool = False) -> str:
     return "".join(_inline(i, in_table) for i in items)
 
 
-def _cell(cell: Cell) -> str:
-    return _line(parts(cell), in_table=True).strip() or " "
+def _cell(cell: blk.Cell) -> str:
+    return _line(blk.parts(cell), in_table=True).strip() or " "
 
 
-def _table(table: Table) -> str:
+def _table(table: blk.Table) -> str:
     width = len(table.header)
     rule = ["---:" if i in table.right else "---" for i in range(width)]
     lines = ["| " + " | ".join(_cell(c) for c in table.header) + " |", "| " + " | ".join(rule) + " |"]
@@ -94,24 +77,24 @@ def _table(table: Table) -> str:
 def _code(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`{3,}|~{3,}", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{visible(text).rstrip()}\n{fence}"
+    return f"{fence}text\n{blk.visible(text).rstrip()}\n{fence}"
 
 
-def render(blocks: Sequence[Block]) -> str:
+def render(blocks: Sequence[blk.Block]) -> str:
     out: list[str] = []
     for block in blocks:
-        if isinstance(block, Heading):
+        if isinstance(block, blk.Heading):
             out.append("#" * block.level + " " + escape(block.text))
-        elif isinstance(block, Para):
+        elif isinstance(block, blk.Para):
             out.append(_line(block.parts))
-        elif isinstance(block, Banner):
+        elif isinstance(block, blk.Banner):
             out.append("> " + _line(block.parts))
-        elif isinstance(block, Bullets):
+        elif isinstance(block, blk.Bullets):
             out.append("\n".join("- " + _line(item) for item in block.items))
-        elif isinstance(block, Table):
+        elif isinstance(block, blk.Table):
             out.append(_table(block))
-        elif isinstance(block, Image):
+        elif isinstance(block, blk.Image):
             out.append(f"![{escape(block.alt)}]({block.filename})")
-        elif isinstance(block, Code):
+        elif isinstance(block, blk.Code):
             out.append(_code(block.text))
     return "\n\n".join(out) + "\n"

@@ -3,7 +3,9 @@ naming the file, raised as the caller's error type."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fakequant.errors import FakequantError
 
@@ -21,3 +23,13 @@ def read_user_text(path: Path, error: type[FakequantError], *, missing: str, exp
         raise error(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise error(f"{path}: cannot read ({err.strerror})") from None
+
+
+def parse_user_file(path: Path, error: type[FakequantError], *, missing: str, expected: str,
+                    parse: Callable[[str], Any], invalid: type[Exception], explain: Callable[[Any], str]) -> Any:
+    """The file read by :func:`read_user_text` and parsed; a syntax error is one line, ``explain``'s account of it."""
+    text = read_user_text(path, error, missing=missing, expected=expected)
+    try:
+        return parse(text)
+    except invalid as err:
+        raise error(f"{path}: {explain(err)}") from None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fakequant.errors import CriteriaError
 from fakequant.store import assets
-from fakequant.store.textfile import read_user_text
+from fakequant.store.textfile import parse_user_file
 from fakequant.suite.criteria.parse import parse_criteria
 from fakequant.suite.criteria.sweeps import expand_layers, sweep_cell_name
 from fakequant.suite.criteria.types import Criteria, Experiment, Prompt, Thresholds
@@ -38,12 +38,9 @@ def load_criteria(path: str | Path, *, model: str | Path | None = None, corpus: 
     """Read and validate ``path``; command-line overrides win over the file for this run. A pinned default model or
     corpus that an experiment uses is fetched here if it is not in the cache yet."""
     path = Path(path)
-    text = read_user_text(path, CriteriaError, missing="no such criteria file (pass --criteria PATH)",
-                          expected="a criteria.toml file")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise CriteriaError(f"{path}: TOML syntax error: {err}") from None
+    data = parse_user_file(path, CriteriaError, missing="no such criteria file (pass --criteria PATH)",
+                           expected="a criteria.toml file", parse=tomllib.loads, invalid=tomllib.TOMLDecodeError,
+                           explain=lambda e: f"TOML syntax error: {e}")
     criteria = parse_criteria(data, path, model=model, corpus=corpus, threads=threads, report_dir=report_dir,
                               report_lang=report_lang, strict=strict)
     used = {p for e in criteria.experiments.values() for p in (e.model, e.corpus)}
