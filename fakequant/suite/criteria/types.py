@@ -23,7 +23,7 @@ class Thresholds:
     mean_rel_diff_acceptable: float = bounded(0.05, ge=0)  # beyond ideal but within these: CAUTION; beyond: fail
     # beyond it some value moved by more than half its own magnitude (a flush to zero moves it by all of it). Not 1.0:
     # round-to-nearest moves a value by at most its own magnitude (int4/int8/fp8 flush to zero: just below 1.0)
-    max_rel_diff_acceptable: float = bounded(0.5, ge=0)
+    max_rel_diff_acceptable: float = bounded(1.0, ge=0)
     ppl_increase_ideal: float = bounded(0.01, ge=0)  # plan: < 1% ideal
     ppl_increase_acceptable: float = bounded(0.05, ge=0)  # plan: < 5% acceptable
     # the candidate answer's fluency PPL may be at most this × the baseline answer's
