@@ -221,7 +221,7 @@ def test_placebo_effect_on_the_default_model(tmp_path: Path, default_assets: tup
     """An F32 ulp of blk.0.ffn_norm moves the output measurably (the quantized matmuls downstream re-round their
     activations); the same nudge of the last block's norm does not."""
     from fakequant.runtime import llama as runtime
-    from fakequant.runtime.perplexity import BaseReference, compare
+    from fakequant.runtime.paired import BaseReference, compare
     from fakequant.runtime.settings import RuntimeSettings
 
     model, corpus = default_assets
