@@ -14,8 +14,9 @@ The placebo twin (format ``"placebo"``, :mod:`fakequant.quant.placebo`) is built
 tensor keeps its type and gets a one-ulp nudge of its stored bytes (:mod:`fakequant.quant.nudge`).
 
 Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
-in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe and :data:`ENGINE_VERSION`, built once across
-processes under a file lock and reused afterwards.
+in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe, :data:`ENGINE_VERSION` and the installed
+llama-cpp-python's version (ggml's quantizers and dequantizers, in its libggml-base, write the q-format bytes and
+decode every block type for the numbers), built once across processes under a file lock and reused afterwards.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
 from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash, write_json
+from fakequant.store.tools import llama_cpp_version
 
 ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
 _ROW_CHUNK_ELEMENTS = 1 << 20  # values per round-trip chunk: bounds the temporaries of a format's round trip
@@ -172,7 +174,8 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
             raise RecipeError(f"{dest}: is the source model itself; the original is never written")
         return _build(info, names, recipe, dest, sha)
 
-    key = stable_hash({"source_sha256": sha, "recipe": recipe.to_json(), "engine": ENGINE_VERSION})
+    key = stable_hash({"source_sha256": sha, "recipe": recipe.to_json(), "engine": ENGINE_VERSION,
+                       "llama_cpp_python": llama_cpp_version()})
     out = cache_dir("candidates") / f"{key}.gguf"
     numbers = out.with_suffix(".json")
     with locked(out):

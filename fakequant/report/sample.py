@@ -25,6 +25,7 @@ from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
 from fakequant.suite.vocab import Artifact, Status
 
 SCENARIOS = ("go", "caution", "stop", "inconclusive", "noop", "partial", "error")
+PROMPT_IDS = ("english_intro", "chinese_intro", "math_zh")
 HOSTILE = "blk.0.<script>alert(1)</script>|evil|`x`*_[a](javascript:x)\n# heading $x$"
 # The placebo's share of the candidate's per-chunk effect: 1.0 = the format adds nothing beyond the floor (like
 # BF16 on an early norm); None = a comparison run without a placebo (an older report).
@@ -141,8 +142,8 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
     if hostile:
         answer = "| a | b |\n|---|---|\n<img src=x onerror=alert(1)> **bold** ```code``` \x1b[31mred"
     convs = []
-    for cid, prompt, temp in (("english_intro", "Hello, can you introduce yourself?", 0.7),
-                              ("chinese_intro", "你好，請介紹一下自己。", 0.7), ("math_zh", "2+2等於多少？", 0.1)):
+    for cid, prompt, temp in zip(PROMPT_IDS, ("Hello, can you introduce yourself?", "你好，請介紹一下自己。",
+                                              "2+2等於多少？"), (0.7, 0.7, 0.1), strict=True):
         broken = regression and cid == "english_intro"
         cand = "the the the the the the the the" if broken else answer
         base_side, cand_side = _side(answer, rng), _side(cand, rng)
@@ -213,12 +214,16 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False,
                      "type_k": "f16", "type_v": "f16", "seed": 42},
         "chunks": 20, "model": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "corpus": "/corpora/wiki.test.raw",
-        "expect": "STOP" if scenario == "stop" else None})
+        "checks": ["must_pass", "numerical", "perplexity", "conversation", "speed"],
+        "prompts": [{"id": cid} for cid in PROMPT_IDS], "model_sha256": "9" * 64, "corpus_sha256": "7" * 64,
+        "llama_cpp_python": "0.3.36", "expect": "STOP" if scenario == "stop" else None})
     save_artifact(report_dir, experiment, Artifact.LOAD, {
         "baseline_load_s": 0.118, "candidate_load_s": 0.121,
         "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],
                             "nonfinite": None}})
     save_artifact(report_dir, experiment, Artifact.FORMAT_CHECK, {"ok": True, "differences": []})
+    out("build", "must_pass", "pass", "1 tensor(s) written")
+    out("original_unchanged", "must_pass", "pass", "sha256 unchanged")
     out("load", "must_pass", "pass", "candidate loaded in 0.121 s and generated 5 tokens")
     out("finite", "must_pass", "pass", "no NaN/Inf in 576 weights nor in 5×49152 logits")
     out("format", "must_pass", "pass", "metadata, names, shapes and order identical; 1 tensor differs as declared")
@@ -254,9 +259,9 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
                       for c in conv["checks"]))
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
-    for key, metric in speed["metrics"].items():
-        out(f"speed[{key}]", "speed", metric["status"],
-            f"ratio {metric['ratio']:.3f}, p = {metric['p_value']}, tolerance 10%")
+    worst = max(speed["metrics"].items(), key=lambda item: item[1]["status"] == "fail")
+    out("speed", "speed", worst[1]["status"],
+        f"{worst[0]} ratio {worst[1]['ratio']:.3f}, p = {worst[1]['p_value']}, tolerance 10%")
     save_artifact(report_dir, experiment, Artifact.PROVENANCE, {
         "model_path": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "model_sha256": "9" * 64,
         "corpus_path": "/corpora/wiki.test.raw", "corpus_sha256": "7" * 64, "criteria_path": "criteria.toml",

@@ -47,10 +47,19 @@ CMAKE_OPTIONS = (
 
 
 def installed_version() -> str:
+    version = llama_cpp_version()
+    if version is None:
+        raise AssetError(f"{PACKAGE}: not installed; run `make setup`")
+    return version
+
+
+def llama_cpp_version() -> str | None:
+    """The installed llama-cpp-python's version (None: not installed). It pins the vendored llama.cpp, so it is part
+    of every cache key of something llama.cpp computed: ggml's quantized bytes, logits, a sweep cell's numbers."""
     try:
         return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise AssetError(f"{PACKAGE}: not installed; run `make setup`") from err
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def tools_home() -> Path:

@@ -6,6 +6,8 @@ only: the run's state is :class:`~fakequant.suite.session.Suite`, each check's r
 - Tests in ``tests/acceptance`` that take ``experiment`` are parametrized by experiment name (``-k layer0``);
   with ``prompt_id`` by (experiment, prompt). Items are ordered experiment by experiment and grouped per
   experiment for ``pytest -n N --dist loadgroup``, so one worker builds and loads each candidate once.
+- A check test that raises before recording its outcome (a crash, a fixture that fails) gets an ERROR outcome for
+  its check from :func:`pytest_runtest_makereport`, so the decision names it instead of missing it.
 - :func:`enact` turns a :class:`~fakequant.suite.outcomes.CheckOutcome` into pytest's vocabulary: fail → failed test,
   limitation → xfail, inconclusive → skip, caution → pass + warning; checks of a negative control (``expect =
   "STOP"``) that fail are strict xfails, and ``test_expected_decision`` proves the control reached its decision.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,10 @@ from fakequant.suite import rules
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 from fakequant.suite.outcomes import CheckOutcome, flat_values, record_outcome
 from fakequant.suite.session import BadExperiment, BuildFailed, Suite
-from fakequant.suite.vocab import LANGS, MUST_PASS, Decision, Status
+from fakequant.suite.vocab import CHECK_OF_TEST, LANGS, MUST_PASS, Decision, Status
 
 _SUITE_KEY = pytest.StashKey[Suite]()
+_RECORDED = pytest.StashKey[bool]()  # on a test item: it recorded an outcome through the `outcome` fixture
 
 
 class FakequantCaution(UserWarning):
@@ -207,6 +210,7 @@ def outcome(fq_suite: Suite, experiment: Experiment, request: pytest.FixtureRequ
     def act(check: str, category: str, status: Status | str, reason: str, values: dict[str, Any] | None = None):
         result = CheckOutcome(experiment.name, check, category, Status(status), reason, dict(values or {}))
         record_outcome(fq_suite.report_dir, result)
+        request.node.stash[_RECORDED] = True
         for key, value in [("status", str(result.status)), ("reason", reason), *flat_values(result.values).items()]:
             record_property(key, value)
         enact(result, experiment, request.node)
@@ -247,6 +251,34 @@ def enact(result: CheckOutcome, exp: Experiment, item: pytest.Item) -> None:
         # turns the run red if the control does not reach STOP
         item.add_marker(pytest.mark.xfail(strict=True, reason=f"negative control (expect STOP): {reason}"))
     pytest.fail(reason, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A check test that raised (setup or call) before recording its outcome records an ERROR outcome for its check:
+    otherwise its check would just be absent, and a crash must never read as something other than a crash."""
+    report = yield
+    excinfo = call.excinfo
+    if call.when in ("setup", "call") and excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception) \
+            and not item.stash.get(_RECORDED, False):
+        _record_crash(item, call.when, excinfo)
+    return report
+
+
+def _record_crash(item: pytest.Item, when: str, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    check = CHECK_OF_TEST.get(getattr(item, "originalname", item.name))
+    suite = item.config.stash.get(_SUITE_KEY, None)
+    if check is None or "experiment" not in params or suite is None or suite.criteria is None \
+            or params["experiment"] in suite.criteria.errors:  # an invalid experiment has its "config" outcome
+        return
+    check_id, category = check[0].format(prompt=params.get("prompt_id")), check[1]
+    lines = str(excinfo.value).strip().splitlines()
+    message = f"{excinfo.typename}: {lines[0][:300]}" if lines else excinfo.typename
+    record_outcome(suite.report_dir, CheckOutcome(
+        str(params["experiment"]), check_id, category, Status.ERROR, f"{item.name} raised at {when}: {message}",
+        {"test": item.nodeid, "when": when, "exception": excinfo.typename}))
 
 
 class _Tracker:

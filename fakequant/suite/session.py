@@ -16,6 +16,7 @@ from typing import Any
 
 from fakequant.errors import FakequantError
 from fakequant.store.cache import file_sha256, locked, sha256_file
+from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria import Criteria, Experiment
 from fakequant.suite.outcomes import clear_experiment, data_dir, save_artifact
 from fakequant.suite.vocab import CONVERSATION, TEST_ORDER, Artifact
@@ -142,7 +143,7 @@ class Suite:
         key = str(exp.model)
         if key not in self.original_sha:  # hash once per process; the controller hashed it at session start
             self.original_sha[key] = self.start_sha.get(key) or sha256_file(exp.model)
-        save_artifact(self.report_dir, exp.name, Artifact.EXPERIMENT, exp.to_json())
+        save_artifact(self.report_dir, exp.name, Artifact.EXPERIMENT, experiment_record(exp, self.original_sha[key]))
         save_artifact(self.report_dir, exp.name, Artifact.PROVENANCE, self.provenance(exp))
 
     def provenance(self, exp: Experiment) -> dict[str, Any]:
@@ -256,6 +257,13 @@ class Suite:
             m.close()
         self.models.clear()
         self.refs.clear()
+
+
+def experiment_record(exp: Experiment, model_sha256: str | None = None) -> dict[str, Any]:
+    """The "experiment" artifact: the definition, and what its results are measured on, by content (the model's and
+    the corpus's sha256, the llama-cpp-python build), so that a recorded result is only ever taken for the same."""
+    return {**exp.to_json(), "model_sha256": model_sha256 or file_sha256(exp.model),
+            "corpus_sha256": file_sha256(exp.corpus), "llama_cpp_python": llama_cpp_version()}
 
 
 def cpu_name() -> str:

@@ -35,11 +35,14 @@ from typing import Any
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
+from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
+from fakequant.suite.session import experiment_record
 
 # bump when what a cell records changes (2: only cells with every declared check measured; 3: the placebo's floor
-# and the excess over it, which earlier entries lack)
-CELL_CACHE_VERSION = 3
+# and the excess over it, which earlier entries lack; 4: only cells with an outcome for every expected check id, where
+# earlier entries needed one per category and may hold a cell whose check crashed)
+CELL_CACHE_VERSION = 4
 
 
 def threads_per_worker(jobs: int, cores: int | None = None) -> int:
@@ -49,15 +52,6 @@ def threads_per_worker(jobs: int, cores: int | None = None) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ cell cache
-
-def _llama_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("llama_cpp_python")
-    except PackageNotFoundError:  # only weakens the key, never breaks the sweep
-        return "unknown"
-
 
 def cell_key(exp: Experiment) -> str:
     """The cache key of one cell: everything its numbers and decision depend on, and nothing else."""
@@ -72,7 +66,7 @@ def cell_key(exp: Experiment) -> str:
         "chunks": exp.chunks,
         "thresholds": exp.thresholds.to_json(),
         "checks": list(exp.checks),
-        "llama_cpp": _llama_version(),
+        "llama_cpp": llama_cpp_version(),
     })
 
 
@@ -145,16 +139,16 @@ def _interval(value: Any) -> tuple[float, float] | None:
     return None if low is None or high is None else (low, high)
 
 
-def cacheable(result: CellResult, data: Any, exp: Experiment) -> bool:
+def cacheable(result: CellResult, data: Any) -> bool:
     """Only complete measurements are cached: a decision reached, no check that could not run, and an outcome for
-    every check category the cell declares (a no-op candidate skips the quality checks: that is complete too)."""
-    from fakequant.suite.rules import no_op
-    from fakequant.suite.vocab import Artifact, Status
+    every check id the cell expects (:func:`~fakequant.suite.verdict.missing_checks`, the rule the decision uses: a
+    no-op candidate skips the quality checks, and that is complete too). ``data`` was recorded for this very cell
+    (the callers check it with :func:`_matches`), so its "experiment" artifact says which checks it expects."""
+    from fakequant.suite.verdict import missing_checks
+    from fakequant.suite.vocab import Status
 
-    measured = {o.category for o in data.outcomes}
-    missing = [c for c in exp.checks if c not in measured]
     return (result.decision in DECISIONS and not any(o.status == Status.ERROR for o in data.outcomes)
-            and (not missing or no_op(data.artifacts.get(Artifact.NUMERICAL)) is not None))
+            and missing_checks(data) == [])
 
 
 # ------------------------------------------------------------------------------------------------------ the sweep
@@ -261,7 +255,7 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
                                                "outcomes on disk were recorded with other settings)")
                 continue
             result = result_from_data(exp, data)
-            if cacheable(result, data, exp):
+            if cacheable(result, data):
                 store_cached(keys[exp.name], result)
             results[exp.name] = result
     wall = time.perf_counter() - start
@@ -291,19 +285,27 @@ def _renamed(hit: CellResult, exp: Experiment) -> CellResult:
     return replace(hit, name=exp.name, cached=True)
 
 
+# what a recorded result was measured on, by content: another host keeps the model elsewhere, and a file of the same
+# name may hold another model
+_MEASURED_ON = ("model_sha256", "corpus_sha256", "llama_cpp_python")
+
+
 def _comparable(experiment: dict[str, Any]) -> dict[str, Any]:
     """What of an "experiment" artifact must match for its recorded results to stand for this cell: not the paths
-    (other hosts keep the model elsewhere) nor the thread count (it does not change results)."""
+    nor the thread count (it does not change results)."""
     settings = dict(experiment.get("settings") or {})
     settings.pop("n_threads", None)
     return {"recipe": experiment.get("recipe"), "settings": settings, "chunks": experiment.get("chunks"),
             "thresholds": experiment.get("thresholds"), "checks": list(experiment.get("checks") or []),
-            "model": Path(str(experiment.get("model"))).name, "corpus": Path(str(experiment.get("corpus"))).name}
+            **{key: experiment.get(key) for key in _MEASURED_ON}}
 
 
 def _matches(data: Any, exp: Experiment) -> bool:
+    """The recorded "experiment" artifact is this cell's, measured on the same model, corpus and llama.cpp; one
+    without those (an older run's) matches nothing."""
     recorded = data.artifacts.get("experiment")
-    return isinstance(recorded, dict) and _comparable(recorded) == _comparable(exp.to_json())
+    return (isinstance(recorded, dict) and all(isinstance(recorded.get(k), str) and recorded[k] for k in _MEASURED_ON)
+            and _comparable(recorded) == _comparable(experiment_record(exp)))
 
 
 def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
@@ -316,7 +318,7 @@ def recorded_result(report_dir: Path, exp: Experiment) -> CellResult | None:
     if not data.outcomes or not _matches(data, exp):
         return None
     result = result_from_data(exp, data)
-    return result if cacheable(result, data, exp) else None
+    return result if cacheable(result, data) else None
 
 
 def _invalid_result(cname: str, err: CriteriaError) -> CellResult:

@@ -4,7 +4,8 @@ Each check's own status comes from :mod:`fakequant.suite.rules` (thresholds from
 
 - **STOP**: a must-pass check, the perplexity check, a numerical check or a conversation check failed.
 - **INCONCLUSIVE**: the fake quantization changed no value, a check is inconclusive or could not run (error), or a
-  check the decision needs was never measured.
+  check the decision needs was never measured: every check id of :func:`expected_checks` must have an outcome (a
+  test that crashed before recording its own gets an error outcome from the plugin; one that never ran has none).
 - **CAUTION**: a check is within the acceptable bound but outside the ideal one, or the candidate is significantly
   slower (speed alone never stops an experiment).
 - **GO**: everything else.
@@ -18,19 +19,28 @@ check's id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.rules import NoOp, chunks_to_resolve, no_op
-from fakequant.suite.vocab import CONVERSATION, MUST_PASS, NUMERICAL, PERPLEXITY, SPEED, Artifact, Decision, Status
+from fakequant.suite.vocab import (
+    CHECK_OF_TEST,
+    CONVERSATION,
+    MUST_PASS,
+    NUMERICAL,
+    PERPLEXITY,
+    SPEED,
+    Artifact,
+    Decision,
+    Status,
+)
 
 # Categories whose failure stops an experiment; speed failures only caution.
 STOPPING = (MUST_PASS, PERPLEXITY, NUMERICAL, CONVERSATION)
 PRIORITY = (*STOPPING, SPEED)
-# Categories without which a GO would be a claim nobody measured (unless the experiment declares fewer checks).
-REQUIRED = (MUST_PASS, NUMERICAL, PERPLEXITY, CONVERSATION)
 
 
 @dataclass
@@ -83,6 +93,42 @@ def expected_decision(data: ExperimentData) -> tuple[Decision | None, str | None
         return None, f"experiment.expect = {raw!r} is not one of {', '.join(d.value for d in Decision)}; ignored"
 
 
+def expected_checks(experiment: Mapping[str, Any]) -> list[str] | None:
+    """Every check id a complete run of an experiment records, from its "experiment" artifact: the must-pass ones
+    (their tests always run), and those of each declared category, ``conversation[<id>]`` once per prompt. None when
+    the artifact does not say which checks and prompts it has: then nobody knows what a complete run is."""
+    checks, prompts = experiment.get("checks"), experiment.get("prompts")
+    if not isinstance(checks, list) or not isinstance(prompts, list):
+        return None
+    ids: list[str] = []
+    for check, category in CHECK_OF_TEST.values():
+        if category == CONVERSATION and category in checks:
+            ids += [check.format(prompt=p.get("id")) for p in prompts if isinstance(p, dict)]
+        elif category == MUST_PASS or category in checks:
+            ids.append(check)
+    return ids
+
+
+def missing_checks(data: ExperimentData) -> list[str] | None:
+    """The expected check ids with no outcome in ``data`` (None: the experiment's checks are unknown). A candidate
+    that changes no value skips its quality checks: then the must-pass ones are all a complete run records."""
+    experiment = _dict(data.artifacts.get(Artifact.EXPERIMENT))
+    expected = expected_checks(experiment)
+    if expected is None:
+        return None
+    if no_op(data.artifacts.get(Artifact.NUMERICAL), experiment.get("recipe")):
+        must_pass = {check for check, category in CHECK_OF_TEST.values() if category == MUST_PASS}
+        expected = [c for c in expected if c in must_pass]
+    recorded = {o.check for o in data.outcomes}
+    return [c for c in expected if c not in recorded]
+
+
+def rerun_command(data: ExperimentData) -> str:
+    """What measures an experiment again: its whole test set, since a new run clears what an earlier one recorded."""
+    sweep = _dict(data.artifacts.get(Artifact.EXPERIMENT)).get("sweep")
+    return f"pytest --sweep {sweep} -k {data.experiment}" if sweep else f"pytest -k {data.experiment}"
+
+
 def decide(data: ExperimentData) -> Verdict:
     # Most telling first: the reasons and the headline follow this order.
     outcomes = sorted(data.outcomes, key=lambda o: PRIORITY.index(o.category) if o.category in PRIORITY else 99)
@@ -112,13 +158,13 @@ def decide(data: ExperimentData) -> Verdict:
                 text += f"; about {needed} chunks (now {comparison.get('chunks')}) would resolve it"
         inconclusive.append(text)
     inconclusive += [f"{o.check} could not run: {_line(o.reason)}" for o in by_status[Status.ERROR]]
-    measured = {o.category for o in outcomes}
-    declared = experiment.get("checks")
-    wanted = [c for c in REQUIRED if not isinstance(declared, list) or c in declared]
-    missing = [c for c in wanted if c not in measured]
-    if missing and not noop:
-        inconclusive.append(f"not measured: {', '.join(missing)} (run the experiment's full test set, "
-                            "e.g. pytest -k <experiment>)")
+    missing = missing_checks(data)
+    if missing is None:
+        inconclusive.append(f"not measured: which checks {data.experiment} has is unknown (no "
+                            f"{Artifact.EXPERIMENT}.json with its checks and prompts); run {rerun_command(data)}")
+    elif missing:
+        inconclusive.append(f"not measured: {', '.join(missing)} (no outcome recorded); run the experiment's tests "
+                            f"together: {rerun_command(data)}")
 
     caution = [_reason(o) for o in by_status[Status.CAUTION]] + slow
     notes = [f"model limitation, not the quantization's: {_reason(o)}" for o in by_status[Status.LIMITATION]]

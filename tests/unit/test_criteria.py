@@ -312,6 +312,61 @@ def test_plugin_parametrizes_marks_and_isolates_bad_experiments(pytester):
     marked.stdout.fnmatch_lines(["*test_must_pass_build?good?", "2/6 tests collected*"])
 
 
+CRASHING_TESTS = """
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("no corpus\\nsecond line")
+
+def test_must_pass_build(experiment, outcome):
+    outcome("build", "must_pass", "pass", "built")
+
+def test_must_pass_format(experiment):
+    raise ZeroDivisionError("boom")
+
+def test_must_pass_load(experiment, outcome):
+    outcome("load", "must_pass", "fail", "did not load")
+
+def test_perplexity(experiment, broken):
+    pass
+
+def test_numerical(experiment):
+    pytest.skip("not declared")
+
+def test_conversation(experiment, prompt_id):
+    assert prompt_id == "nope"
+"""
+
+
+def test_a_check_test_that_raises_records_an_error_outcome_naming_it(pytester):
+    """A crash (in the test or in a fixture) leaves an ERROR outcome for the test's check, never nothing; an
+    outcome the test did record (a failure) and a skip stay as they are."""
+    import json
+
+    from fakequant.suite.outcomes import load_experiment
+    from fakequant.suite.verdict import decide
+
+    _project(pytester)
+    (pytester.path / "tests" / "acceptance" / "test_acceptance_x.py").write_text(CRASHING_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", "out", "-k", "good")
+    result.assert_outcomes(passed=1, failed=3, errors=1, skipped=1)
+    folder = pytester.path / "out" / "good" / ".data" / "outcomes"
+    recorded = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert sorted(recorded) == ["build", "conversation_hi", "format", "load", "perplexity"]
+    assert {k: v["status"] for k, v in recorded.items()} == {"build": "pass", "conversation_hi": "error",
+                                                             "format": "error", "load": "fail", "perplexity": "error"}
+    assert recorded["format"]["reason"] == "test_must_pass_format[good] raised at call: ZeroDivisionError: boom"
+    assert recorded["perplexity"]["reason"] == "test_perplexity[good] raised at setup: RuntimeError: no corpus"
+    assert recorded["perplexity"]["category"] == "perplexity" and recorded["perplexity"]["values"]["when"] == "setup"
+    assert recorded["conversation_hi"]["check"] == "conversation[hi]"
+    assert recorded["conversation_hi"]["reason"].startswith("test_conversation[good-hi] raised at call: "
+                                                            "AssertionError: assert 'hi' == 'nope'")
+    result.stdout.fnmatch_lines(["good *STOP *load: did not load"])
+    verdict = decide(load_experiment(pytester.path / "out", "good"))
+    assert "format could not run: test_must_pass_format[good] raised at call: ZeroDivisionError: boom" in verdict.notes
+
+
 def test_plugin_refuses_to_start_on_a_broken_file(pytester):
     _project(pytester, PLUGIN_CRITERIA + "[experiments.goo]\ntensors=['a']\nformat='bf16'\n")
     assert "goo]" in (pytester.path / "criteria.toml").read_text()

@@ -200,6 +200,23 @@ def test_cache_builds_once_and_reuses(tiny: Path) -> None:
     assert not rebuilt.reused and not leftover.exists() and rebuilt.output == first.output
 
 
+@pytest.mark.parametrize("placebo", [False, True])
+def test_an_upgrade_of_llama_cpp_python_builds_again(tiny: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     placebo: bool) -> None:
+    """ggml's quantizer, in llama-cpp-python's libggml-base, writes a q-format candidate's bytes: a candidate of one
+    version is never taken for another's. The placebo twin shares the candidate's cache and key."""
+    from fakequant.quant.placebo import twin_of
+
+    recipe = Recipe(Selection(names=("blk.*.attn_q.weight",)), "q4_0")
+    recipe = twin_of(recipe) if placebo else recipe
+    first = build_candidate(tiny, recipe)
+    assert build_candidate(tiny, recipe).reused
+    monkeypatch.setattr("fakequant.quant.candidate.llama_cpp_version", lambda: "99.0.0")
+    upgraded = build_candidate(tiny, recipe)
+    assert not upgraded.reused and upgraded.output != first.output and first.output.is_file()
+    assert build_candidate(tiny, recipe).reused
+
+
 def _build_in_child(args: tuple[str, str]) -> tuple[bool, str, str]:
     home, source = args
     os.environ["FAKEQUANT_HOME"] = home

@@ -14,7 +14,7 @@ from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.rules import CheckResult, Ruling, chunks_to_resolve
 from fakequant.suite.verdict import decide
-from fakequant.suite.vocab import Artifact, Status
+from fakequant.suite.vocab import Artifact, Decision, Status
 
 T = Thresholds()
 
@@ -343,11 +343,15 @@ def test_perplexity_reason_and_headline_carry_the_floor_without_changing_the_sta
     assert ruling.status is plain.status is Status.PASS  # the user's bounds apply to the total
     assert ruling.reason.startswith(plain.reason) and "(placebo)" in ruling.reason
     assert ruling.values["format_effect_resolved"] is False
-    data = ExperimentData("e", [CheckOutcome("e", "perplexity", "perplexity", ruling.status, ruling.reason,
-                                             ruling.values)], {Artifact.EXPERIMENT: {"checks": ["perplexity"]}})
+    must_pass = [CheckOutcome("e", c, "must_pass", Status.PASS, "ok")
+                 for c in ("build", "format", "load", "finite", "original_unchanged")]
+    ppl = CheckOutcome("e", "perplexity", "perplexity", ruling.status, ruling.reason, ruling.values)
+    data = ExperimentData("e", [*must_pass, ppl],
+                          {Artifact.EXPERIMENT: {"checks": ["must_pass", "perplexity"], "prompts": []}})
+    assert decide(data).decision == Decision.GO
     assert "below what this model and runtime resolve" in decide(data).headline
     caution = CheckOutcome("e", "numerical", "numerical", Status.CAUTION, "mean rel diff 2.6%")
-    data = ExperimentData("e", [caution, CheckOutcome("e", "perplexity", "perplexity", ruling.status,
-                                                      ruling.reason, ruling.values)],
-                          {Artifact.EXPERIMENT: {"checks": ["numerical", "perplexity"]}})
+    data = ExperimentData("e", [*must_pass, caution, ppl],
+                          {Artifact.EXPERIMENT: {"checks": ["must_pass", "numerical", "perplexity"], "prompts": []}})
+    assert decide(data).decision == Decision.CAUTION
     assert "below the placebo floor's resolution (floor KLD 0.0051" in decide(data).headline

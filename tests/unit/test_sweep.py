@@ -19,9 +19,11 @@ from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import CellResult, SensitivityMap, layer_ranges, write
 from fakequant.suite import sweep
 from fakequant.suite.criteria import load_criteria
-from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
+from fakequant.suite.outcomes import CheckOutcome, load_experiment, record_outcome, save_artifact
+from fakequant.suite.session import experiment_record
 
 ROOT = Path(__file__).resolve().parents[2]
+MUST_PASS = ("build", "format", "load", "finite", "original_unchanged")
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +65,13 @@ def _measured(layer: int, kind: str) -> dict:
 class FakePytest:
     """Stands in for `python -m pytest --sweep ...`: records each selected cell the way the suite would."""
 
-    def __init__(self, criteria_path: Path, fail: tuple[str, ...] = (), partial: tuple[str, ...] = (),
+    def __init__(self, criteria_path: Path, fail: tuple[str, ...] = (), partial: dict[str, str] | None = None,
                  measured=None):
         self.criteria_path = criteria_path
         self.measured = measured or _measured
         self.calls: list[list[str]] = []
         self.fail = fail
-        self.partial = partial  # cells whose numerical outcome gets lost (e.g. wiped by another process)
+        self.partial = partial or {}  # cell → the check whose outcome gets lost (e.g. its test never ran)
 
     def __call__(self, cmd: list[str], cwd: Path) -> int:
         self.calls.append(cmd)
@@ -79,17 +81,17 @@ class FakePytest:
         for name in selected:
             exp = crit.experiments[name]
             layer, kind, _ = sweep.cell_coordinates(exp)
-            save_artifact(report_dir, name, "experiment", exp.to_json())
+            save_artifact(report_dir, name, "experiment", experiment_record(exp))
             if name in self.fail:
                 record_outcome(report_dir, CheckOutcome(name, "perplexity", "perplexity", "error", "llama.cpp died"))
                 continue
             m = self.measured(layer, kind)
             save_artifact(report_dir, name, "perplexity_comparison", m)
-            record_outcome(report_dir, CheckOutcome(name, "load", "must_pass", "pass", "loads"))
-            if name not in self.partial:
-                record_outcome(report_dir, CheckOutcome(name, "numerical", "numerical", "pass", "small"))
             status = "fail" if m["ln_ppl_ratio"] > math.log1p(0.05) else "pass"
-            record_outcome(report_dir, CheckOutcome(name, "perplexity", "perplexity", status, "Δ"))
+            for check, category, st in [*((c, "must_pass", "pass") for c in MUST_PASS),
+                                        ("numerical", "numerical", "pass"), ("perplexity", "perplexity", status)]:
+                if self.partial.get(name) != check:
+                    record_outcome(report_dir, CheckOutcome(name, check, category, st, "measured"))
         return 0
 
 
@@ -281,6 +283,39 @@ def test_results_recorded_by_another_pytest_run_are_adopted_not_rerun(tmp_path):
     assert sorted(_cells_run(fake.calls[0])) == sorted(cells)
 
 
+def test_recorded_cells_are_adopted_only_for_the_same_model_corpus_and_llama_cpp(tmp_path, monkeypatch):
+    """Adoption compares content, not file names: another model under the same name, another corpus, another
+    llama-cpp-python, or a record that does not say what it was measured on, is measured again."""
+    path = _criteria(tmp_path, layers="0")
+    cells = list(load_criteria(path).sweeps["norms"])
+
+    FakePytest(path)(["pytest", "-k", " or ".join(cells), f"--report-dir={tmp_path / 'shared'}"], tmp_path)
+    fake = FakePytest(path)
+    sweep.run_sweep(path, "norms", report_dir=tmp_path / "shared", runner=fake, log=lambda s: None)
+    assert not fake.calls  # the same: adopted
+    record = experiment_record(load_criteria(path).experiments[cells[0]])
+    assert record["model_sha256"] and record["corpus_sha256"] and record["llama_cpp_python"]
+    for change in ("model", "corpus", "version", "old record"):
+        FakePytest(path)(["pytest", "-k", " or ".join(cells), f"--report-dir={tmp_path / 'shared'}"], tmp_path)
+        if change == "model":
+            (tmp_path / "model.gguf").write_bytes(b"another model under the same name")
+        elif change == "corpus":
+            (tmp_path / "corpus.txt").write_text("another text under the same name\n")
+        elif change == "version":
+            monkeypatch.setattr("fakequant.suite.session.llama_cpp_version", lambda: "0.0.1")
+            monkeypatch.setattr(sweep, "llama_cpp_version", lambda: "0.0.1")
+        else:
+            for cell in cells:
+                data = load_experiment(tmp_path / "shared", cell).artifacts["experiment"]
+                del data["model_sha256"]
+                save_artifact(tmp_path / "shared", cell, "experiment", data)
+            for entry in (tmp_path / "home" / "cells").glob("*.json"):
+                entry.unlink()  # as a cell cache would be without this cell
+        fake = FakePytest(path)
+        sweep.run_sweep(path, "norms", report_dir=tmp_path / "shared", runner=fake, log=lambda s: None)
+        assert fake.calls and sorted(_cells_run(fake.calls[0])) == sorted(cells), change
+
+
 def _collect(tmp_path: Path, *extra: str):
     import subprocess
     import sys
@@ -305,14 +340,18 @@ def test_a_plain_run_collects_no_sweep_cell_and_sweep_adds_them(tmp_path):
     assert wrong.returncode != 0 and "--sweep nrms: no [sweeps.nrms]" in wrong.stdout + wrong.stderr
 
 
-def test_cells_missing_a_declared_check_are_not_cached(tmp_path):
+@pytest.mark.parametrize("check", ["numerical", "finite", "original_unchanged"])
+def test_cells_missing_an_expected_check_are_not_cached(tmp_path, check):
+    """A lost category (numerical) or one lost must-pass check among several (finite): not complete, not cached."""
     path = _criteria(tmp_path, layers="0")
     lost = "sweep_norms_L00_attn_norm_fp8_e4m3"
-    fake = FakePytest(path, partial=(lost,))
+    fake = FakePytest(path, partial={lost: check})
     run = sweep.run_sweep(path, "norms", report_dir=tmp_path / "reports", runner=fake, log=lambda s: None)
-    assert run.smap.cell(0, "attn_norm", "fp8_e4m3").decision == "INCONCLUSIVE"  # "not measured: numerical"
+    assert run.smap.cell(0, "attn_norm", "fp8_e4m3").decision == "INCONCLUSIVE"
+    assert run.smap.cell(0, "attn_norm", "fp8_e4m3").headline.startswith(f"not measured: {check} ")
     assert run.smap.cell(0, "ffn_norm", "fp8_e4m3").decision == "GO"
-    fake.partial = ()
+    assert sweep.recorded_result(tmp_path / "reports", load_criteria(path).experiments[lost]) is None
+    fake.partial = {}
     again = sweep.run_sweep(path, "norms", report_dir=tmp_path / "reports", runner=fake, log=lambda s: None)
     assert _cells_run(fake.calls[1]) == [lost]
     assert again.smap.cell(0, "attn_norm", "fp8_e4m3").decision == "GO"

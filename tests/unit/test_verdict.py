@@ -11,8 +11,13 @@ from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.verdict import Verdict, decide
 from fakequant.suite.vocab import Artifact, Decision, Status
 
-ALL_PASS = [("load", "must_pass"), ("format", "must_pass"), ("numerical", "numerical"),
-            ("perplexity", "perplexity"), ("conversation[intro]", "conversation"), ("speed[gen_tps]", "speed")]
+MUST_PASS = [("build", "must_pass"), ("format", "must_pass"), ("load", "must_pass"), ("finite", "must_pass"),
+             ("original_unchanged", "must_pass")]
+ALL_PASS = [*MUST_PASS, ("numerical", "numerical"), ("perplexity", "perplexity"),
+            ("conversation[intro]", "conversation"), ("speed", "speed")]
+# the "experiment" artifact of an experiment with every check and one prompt, as the suite records it
+DEFINITION = {"name": "exp", "checks": ["must_pass", "numerical", "perplexity", "conversation", "speed"],
+              "prompts": [{"id": "intro", "kind": "raw"}], "sweep": None}
 
 
 def outcome(check: str, category: str, status: str = "pass", reason: str = "") -> CheckOutcome:
@@ -20,16 +25,19 @@ def outcome(check: str, category: str, status: str = "pass", reason: str = "") -
 
 
 def data(*changes: tuple[str, str, str], artifacts: dict | None = None, drop: tuple[str, ...] = ()) -> ExperimentData:
-    """All checks pass except ``changes`` = (check, status, reason); ``drop`` removes categories."""
+    """All checks pass except ``changes`` = (check, status, reason); ``drop`` removes categories. The "experiment"
+    artifact is :data:`DEFINITION` updated with what ``artifacts`` gives for it."""
     status = {check: (st, reason) for check, st, reason in changes}
     outcomes = [outcome(check, cat, *status.get(check, ("pass", ""))) for check, cat in ALL_PASS if cat not in drop]
-    return ExperimentData("exp", outcomes, artifacts or {})
+    artifacts = dict(artifacts or {})
+    artifacts[Artifact.EXPERIMENT] = {**DEFINITION, **artifacts.get(Artifact.EXPERIMENT, {})}
+    return ExperimentData("exp", outcomes, artifacts)
 
 
 def test_all_pass_is_go_and_says_so_with_the_perplexity_numbers():
     v = decide(data(("perplexity", "pass", "increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal")))
     assert v.decision == Decision.GO
-    assert v.headline == "all 6 checks pass; increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal"
+    assert v.headline == "all 9 checks pass; increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal"
 
 
 @pytest.mark.parametrize("check", ["load", "perplexity", "numerical", "conversation[intro]"])
@@ -56,9 +64,9 @@ def test_stop_reasons_put_must_pass_and_perplexity_first():
 
 
 def test_a_speed_failure_alone_is_a_caution_never_a_stop():
-    v = decide(data(("speed[gen_tps]", "fail", "0.80× the original, p = 0.001, tolerance 10%")))
+    v = decide(data(("speed", "fail", "0.80× the original, p = 0.001, tolerance 10%")))
     assert v.decision == Decision.CAUTION
-    assert v.reasons[0].startswith("speed[gen_tps]: 0.80× the original")
+    assert v.reasons[0].startswith("speed: 0.80× the original")
     assert "never stops" in v.reasons[0]
 
 
@@ -104,15 +112,84 @@ def test_changed_values_are_not_noop():
 def test_a_missing_category_is_inconclusive_unless_the_experiment_declares_it_away():
     v = decide(data(drop=("perplexity",)))
     assert v.decision == Decision.INCONCLUSIVE
-    assert v.reasons[0].startswith("not measured: perplexity")
+    assert v.reasons[0] == ("not measured: perplexity (no outcome recorded); run the experiment's tests together: "
+                            "pytest -k exp")
     declared = {Artifact.EXPERIMENT: {"checks": ["must_pass", "numerical", "conversation", "speed"]}}
     assert decide(data(drop=("perplexity",), artifacts=declared)).decision == Decision.GO
 
 
-def test_no_outcomes_at_all_is_inconclusive():
-    v = decide(ExperimentData("exp", [], {}))
+def test_no_outcomes_at_all_is_inconclusive_and_names_every_check():
+    v = decide(ExperimentData("exp", [], {Artifact.EXPERIMENT: DEFINITION}))
     assert v.decision == Decision.INCONCLUSIVE
-    assert "must_pass, numerical, perplexity, conversation" in v.reasons[0]
+    assert v.reasons[0].startswith("not measured: build, format, load, finite, original_unchanged, numerical, "
+                                   "perplexity, conversation[intro], speed (no outcome recorded)")
+
+
+def test_without_the_experiment_s_definition_nothing_is_go():
+    v = decide(ExperimentData("exp", data().outcomes, {}))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.reasons == ["not measured: which checks exp has is unknown (no experiment.json with its checks and "
+                         "prompts); run pytest -k exp"]
+
+
+def test_the_crash_of_the_issue_is_never_go():
+    """No format, finite nor original_unchanged outcome and five of six prompts missing: the categories are all
+    there, the checks are not."""
+    prompts = [{"id": p} for p in ("a", "b", "c", "d", "e", "f")]
+    kept = [o for o in data().outcomes if o.check not in ("format", "finite", "original_unchanged")
+            and o.category != "conversation"] + [outcome("conversation[a]", "conversation")]
+    v = decide(ExperimentData("exp", kept, {Artifact.EXPERIMENT: {**DEFINITION, "prompts": prompts}}))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.reasons == ["not measured: format, finite, original_unchanged, conversation[b], conversation[c], "
+                         "conversation[d], conversation[e], conversation[f] (no outcome recorded); run the "
+                         "experiment's tests together: pytest -k exp"]
+
+
+@pytest.mark.parametrize(("check", "category"), ALL_PASS)
+def test_a_check_that_raised_is_inconclusive_and_names_the_test(check, category):
+    """What the plugin records for a test that raised before recording its outcome."""
+    crash = CheckOutcome("exp", check, category, Status.ERROR,
+                         "test_x[exp] raised at call: ZeroDivisionError: division by zero")
+    kept = [o for o in data().outcomes if o.check != check]
+    v = decide(ExperimentData("exp", [*kept, crash], {Artifact.EXPERIMENT: DEFINITION}))
+    assert v.decision == Decision.INCONCLUSIVE
+    assert v.reasons == [f"{check} could not run: test_x[exp] raised at call: ZeroDivisionError: division by zero"]
+
+
+def test_a_sweep_cell_is_told_the_sweep_command():
+    cell = {**DEFINITION, "checks": ["must_pass", "numerical", "perplexity"], "sweep": "norms"}
+    kept = [o for o in data().outcomes if o.check != "finite"]
+    v = decide(ExperimentData("exp", kept, {Artifact.EXPERIMENT: cell}))
+    assert v.reasons == ["not measured: finite (no outcome recorded); run the experiment's tests together: "
+                         "pytest --sweep norms -k exp"]
+
+
+def test_a_no_op_candidate_owes_only_the_must_pass_checks():
+    analysis = {"noop": True, "recipe": {"format": "bf16"}, "tensors": [{"n": 576, "changed": 0}]}
+    must_pass = [o for o in data().outcomes if o.category == "must_pass"]
+    artifacts = {Artifact.EXPERIMENT: DEFINITION, Artifact.NUMERICAL: analysis}
+    v = decide(ExperimentData("exp", must_pass, artifacts))
+    assert v.decision == Decision.INCONCLUSIVE and len(v.reasons) == 1  # the no-op, nothing unmeasured
+    v = decide(ExperimentData("exp", must_pass[1:], artifacts))
+    assert v.reasons[1].startswith("not measured: build (no outcome recorded)")
+
+
+def test_the_table_of_checks_is_what_the_acceptance_tests_record():
+    """CHECK_OF_TEST against the source: each test's ``outcome(...)`` calls record exactly its id."""
+    import ast
+    from pathlib import Path
+
+    from fakequant.suite.vocab import CHECK_OF_TEST
+
+    found: dict[str, set[str]] = {}
+    for path in (Path(__file__).resolve().parents[1] / "acceptance").glob("test_*.py"):
+        for fn in ast.parse(path.read_text()).body:
+            if isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_"):
+                found[fn.name] = {ast.unparse(call.args[0]) for call in ast.walk(fn) if isinstance(call, ast.Call)
+                                  and getattr(call.func, "id", None) == "outcome"}
+    wanted = {test: {repr(check) if "{" not in check else "f'conversation[{prompt.id}]'"}
+              for test, (check, _) in CHECK_OF_TEST.items()}
+    assert {test: ids for test, ids in found.items() if ids} == wanted
 
 
 def test_inconclusive_perplexity_says_how_many_chunks_would_resolve_it():
@@ -155,10 +232,13 @@ def test_a_powerless_sampled_check_is_named_but_does_not_hold_up_the_decision():
     weak = CheckOutcome("e", "conversation[robot]", "conversation", Status.INCONCLUSIVE,
                         "robot: most candidate answers fail, not significantly", {"no_power": False})
     ppl = CheckOutcome("e", "perplexity", "perplexity", Status.PASS, "perplexity increase +0.01%")
-    declared = {Artifact.EXPERIMENT: {"checks": ["conversation", "perplexity"]}}
-    verdict = decide(ExperimentData("e", [blind, ppl], declared))
+    must = [o for o in data().outcomes if o.category == "must_pass"]
+    declared = {Artifact.EXPERIMENT: {"checks": ["must_pass", "conversation", "perplexity"],
+                                      "prompts": [{"id": "chinese_intro"}, {"id": "robot"}]}}
+    robot = CheckOutcome("e", "conversation[robot]", "conversation", Status.PASS, "robot: every check passes")
+    verdict = decide(ExperimentData("e", [*must, blind, robot, ppl], declared))
     assert verdict.decision == Decision.GO
     assert "1 more could not be measured: conversation[chinese_intro]" in verdict.reasons[0]
     assert any(n.startswith("not measurable with this model, not counted as a pass") for n in verdict.notes)
     # an unsure check that more samples could settle still holds the decision
-    assert decide(ExperimentData("e", [weak, ppl], declared)).decision == Decision.INCONCLUSIVE
+    assert decide(ExperimentData("e", [*must, blind, weak, ppl], declared)).decision == Decision.INCONCLUSIVE
