@@ -88,8 +88,18 @@ def same_scale(values: list[Any], digits: int = 2) -> list[str] | None:
     return [f"{x:.{decimals}f}" for x in xs]
 
 
-def increase_interval(ln_ratio: Any, ln_ratio_se: Any) -> tuple[float, float, float] | None:
-    """The perplexity increase exp(ln ratio) − 1 and its 95% interval."""
-    r, s = number(ln_ratio), number(ln_ratio_se)
-    return None if r is None else rules.increase_interval(r, s or 0.0)
+def increase_interval(block: dict[str, Any]) -> tuple[float, float | None, float | None] | None:
+    """The perplexity increase exp(Δ ln PPL) − 1 of a comparison block and the 95% interval the decision uses
+    (:func:`fakequant.suite.rules.ln_ppl_interval`: over chunks, t quantile); no interval (None, None) from one
+    chunk; None without a Δ ln PPL."""
+    if number(block.get("ln_ppl_ratio")) is None:
+        return None
+    try:
+        iv = rules.ln_ppl_interval(block)
+    except (KeyError, TypeError, ValueError):  # no chunk count: the per-token interval llama.cpp prints
+        r, s = float(block["ln_ppl_ratio"]), number(block.get("ln_ppl_ratio_se"))
+        return rules.increase_interval(r, s) if s is not None else (math.expm1(r), None, None)
+    if iv.low is None or iv.high is None:
+        return math.expm1(iv.mean), None, None
+    return math.expm1(iv.mean), math.expm1(iv.low), math.expm1(iv.high)
 

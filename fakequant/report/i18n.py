@@ -41,8 +41,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "conversations": ("Conversations", "對話測試"),
     "conv_summary": ("{ok}/{n} checks met", "{ok}/{n} 項檢查通過"),
     "conv_identical": ("{same}/{n} identical", "{same}/{n} 完全一致"),
-    "no_sig": ("no significant slowdown", "無顯著變慢"),
-    "sig_diff": ("significantly slower: {ratio} of the original", "顯著變慢：為原始模型的 {ratio}"),
+    "speed_slower_by": ("{value} slower", "慢 {value}"),
+    "speed_faster_by": ("{value} faster", "快 {value}"),
+    "speed_numbers": ("{moved} per round, A/A noise {noise}", "每回合{moved}，A/A 雜訊 {noise}"),
+    "speed_caution": ("slower beyond the tolerance and the run's noise ({numbers})",
+                      "變慢，超過容許值與本次執行的雜訊（{numbers}）"),
+    "speed_ok": ("no slowdown beyond the tolerance ({numbers})", "未超過容許值的變慢（{numbers}）"),
+    "speed_unresolved": ("not resolved by this run ({numbers})", "本次執行無法判定（{numbers}）"),
     "median_of": ("median of {n}, range {lo}–{hi}", "{n} 次中位數，範圍 {lo}–{hi}"),
     "reasons": ("Decision and reasons", "決策與理由"),
     "why": ("Why", "原因"),
@@ -106,9 +111,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "fluency": ("Fluency (original model's perplexity of the answer)", "流暢度（原始模型對輸出的 perplexity）"),
     "tokens": ("Tokens", "Tokens"),
     "speed": ("Speed", "速度"),
-    "speed_note": ("{rounds} rounds per model; a slowdown counts only when it is significant (p < {alpha}) and beyond "
-                   "the tolerance of {tol}.",
-                   "每個模型 {rounds} 回合；變慢需統計顯著（p < {alpha}）且超過容許值 {tol} 才計入。"),
+    "speed_note": ("{rounds} interleaved rounds, each timing the original twice (an A/A pair: the noise this run "
+                   "sees) and the candidate once; a slowdown counts only when it is beyond the tolerance of {tol}, "
+                   "beyond the A/A noise, and larger than the A/A differences by a one-sided Mann-Whitney test "
+                   "(p < {alpha}). A slowdown is a CAUTION, never a STOP.",
+                   "交錯進行 {rounds} 回合，每回合量測原始模型兩次（A/A 配對：本次執行本身的雜訊）與候選模型一次；"
+                   "只有當變慢超過容許值 {tol}、超過 A/A 雜訊，且單尾 Mann-Whitney 檢定顯示其大於 A/A 差異"
+                   "（p < {alpha}）時才計入。變慢只會是 CAUTION，不會是 STOP。"),
     "metric": ("Metric", "指標"),
     "ratio": ("Candidate / original", "Fake Quantized / 原始"),
     "p_value": ("p-value", "p 值"),

@@ -94,12 +94,17 @@ def _kld_pm(block: dict[str, Any]) -> str | None:
 
 
 def _ppl_change(t: Callable[..., str], block: dict[str, Any]) -> str | None:
-    """Perplexity change with its 95% interval from ln ratio ± SE, as the summary table gives the total."""
-    interval = fmt.increase_interval(block.get("ln_ppl_ratio"), block.get("ln_ppl_ratio_se"))
+    """Perplexity change with the 95% interval the decision uses (over chunks), as the summary table gives the
+    total."""
+    interval = fmt.increase_interval(block)
     if interval is None:
         return None
-    inc, lo, hi = _signed(fmt.same_scale([x * 100 for x in interval], 3)) or ["?", "?", "?"]
-    return t("ppl_increase", inc=f"{inc}%", lo=f"{lo}%", hi=f"{hi}%")
+    inc, lo, hi = interval
+    if lo is None or hi is None:
+        alone = _signed(fmt.same_scale([inc * 100], 3)) or ["?"]
+        return t("no_ci", mean=f"{alone[0]}%")
+    texts = _signed(fmt.same_scale([x * 100 for x in (inc, lo, hi)], 3)) or ["?", "?", "?"]
+    return t("ppl_increase", inc=f"{texts[0]}%", lo=f"{texts[1]}%", hi=f"{texts[2]}%")
 
 
 def sentence(t: Callable[..., str], placebo: dict[str, Any], excess: dict[str, Any]) -> str:

@@ -70,11 +70,14 @@ def status_cell(ctx: DocContext, status: Any) -> Badge | str:
 
 
 def perplexity_difference(ctx: DocContext, pc: dict[str, Any]) -> str | None:
-    interval = fmt.increase_interval(pc.get("ln_ppl_ratio"), pc.get("ln_ppl_ratio_se"))
+    """The perplexity increase with the interval its decision uses (over chunks, t quantile)."""
+    interval = fmt.increase_interval(pc)
     if interval is None:
         return None
-    inc, lo, hi = (fmt.pct(x) for x in interval)
-    return ctx.t("ppl_increase", inc=inc, lo=lo, hi=hi)
+    inc, lo, hi = interval
+    if lo is None or hi is None:
+        return ctx.t("no_ci", mean=fmt.pct(inc))
+    return ctx.t("ppl_increase", inc=fmt.pct(inc), lo=fmt.pct(lo), hi=fmt.pct(hi))
 
 
 def agreement(block: dict[str, Any]) -> str | None:
@@ -145,15 +148,23 @@ def speed_cell(ctx: DocContext, side: dict[str, Any], show: Callable[[Any], str 
 
 
 def speed_difference(ctx: DocContext, metric: dict[str, Any], with_p: bool = True) -> str:
-    if not metric:
+    """What the speed rule decided for one metric (its ``status``), with the slowdown per round against the run's
+    own base-vs-base (A/A) noise that it was judged by."""
+    status = str(metric.get("status") or "")
+    if not metric or not status:
         return ctx.t("not_measured")
     p = fmt.sig(metric.get("p_value"), 2)
-    ptext = f" (p = {p})" if p and with_p else ""
-    if metric.get("significant") is True:
-        return ctx.t("sig_diff", ratio=ctx.na(fmt.pct(metric.get("ratio"), 1, signed=False))) + ptext
-    if metric.get("significant") is False:
-        return ctx.t("no_sig") + ptext
-    return ctx.t("not_measured")
+    ptext = f", p = {p}" if p and with_p else ""
+    slowdown, noise = fmt.number(metric.get("slowdown")), fmt.number(metric.get("aa_noise"))
+    if slowdown is None or noise is None:  # an artifact without the A/A rounds
+        return status_text(status, ctx.lang)
+    moved = ctx.t("speed_slower_by" if slowdown >= 0 else "speed_faster_by",
+                  value=fmt.pct(abs(slowdown), 1, signed=False))
+    numbers = ctx.t("speed_numbers", moved=moved, noise=fmt.pct(noise, 1, signed=False)) + ptext
+    key = {"caution": "speed_caution", "fail": "speed_caution", "inconclusive": "speed_unresolved"}.get(
+        status, "speed_ok")
+    return ctx.t(key, numbers=numbers)
+
 
 
 SPEED_METRICS = (("load_s", "load_time", fmt.seconds), ("prompt_tps", "prompt_speed", fmt.rate),

@@ -180,17 +180,16 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
 
 
 def _speed(rng: np.random.Generator, slow: bool) -> dict[str, Any]:
-    def metric(center: float, factor: float, significant: bool, status: str) -> dict[str, Any]:
-        b = rng.normal(center, center * 0.02, 5)
-        c = rng.normal(center * factor, center * 0.02, 5)
-        return {"baseline": {"median": float(np.median(b)), "values": b.tolist()},
-                "candidate": {"median": float(np.median(c)), "values": c.tolist()},
-                "ratio": float(np.median(c) / np.median(b)), "p_value": 0.001 if significant else 0.43,
-                "significant": significant, "status": status}
+    """Six A/A-calibrated rounds judged by the suite's own speed rule (a slow candidate: 20% fewer tokens/s)."""
+    rounds, tolerance, alpha = 6, 0.1, 0.05
 
-    return {"rounds": 5, "tolerance": 0.1,
-            "metrics": {"load_s": metric(0.12, 1.0, False, "pass"), "prompt_tps": metric(180, 1.0, False, "pass"),
-                        "gen_tps": metric(100, 0.8 if slow else 1.0, slow, "fail" if slow else "pass")}}
+    def metric(center: float, factor: float, higher_better: bool) -> dict[str, Any]:
+        base, again, cand = (rng.normal(c, c * 0.02, rounds).tolist() for c in (center, center, center * factor))
+        return rules.speed_metric(base, cand, again, higher_better=higher_better, tolerance=tolerance, alpha=alpha)
+
+    return {"rounds": rounds, "tolerance": tolerance, "alpha": alpha,
+            "metrics": {"load_s": metric(0.12, 1.0, False), "prompt_tps": metric(180, 1.0, True),
+                        "gen_tps": metric(100, 0.8 if slow else 1.0, True)}}
 
 
 def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bool = False, seed: int = 0) -> None:
@@ -259,9 +258,8 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
                       for c in conv["checks"]))
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
-    worst = max(speed["metrics"].items(), key=lambda item: item[1]["status"] == "fail")
-    out("speed", "speed", worst[1]["status"],
-        f"{worst[0]} ratio {worst[1]['ratio']:.3f}, p = {worst[1]['p_value']}, tolerance 10%")
+    ruling = rules.speed({**speed, "measured_by": "sample"})
+    out("speed", "speed", ruling.status, ruling.reason, **ruling.values)
     save_artifact(report_dir, experiment, Artifact.PROVENANCE, {
         "model_path": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "model_sha256": "9" * 64,
         "corpus_path": "/corpora/wiki.test.raw", "corpus_sha256": "7" * 64, "criteria_path": "criteria.toml",

@@ -62,10 +62,12 @@ def perplexity_comparison(experiment: str, comparison: Any) -> str:
     settings = d(pc.get("settings"))
     if settings:
         out.append("settings: " + ", ".join(f"{k}={clean(v)}" for k, v in settings.items()))
-    interval = fmt.increase_interval(pc.get("ln_ppl_ratio"), pc.get("ln_ppl_ratio_se"))
+    interval = fmt.increase_interval(pc)
     if interval:
-        inc, lo, hi = (fmt.pct(x, 3) for x in interval)
-        out.append(f"perplexity increase: {inc} (95% interval {lo} .. {hi})")
+        inc, lo, hi = interval
+        bounds = (f"95% interval {fmt.pct(lo, 3)} .. {fmt.pct(hi, 3)}, over chunks, t quantile"
+                  if lo is not None and hi is not None else "no interval: one chunk")
+        out.append(f"perplexity increase: {fmt.pct(inc, 3)} ({bounds})")
     out.append("")
     pair = placebo_pair(pc)
     lines = perplexity_lines(pc, "not measured")
