@@ -1,10 +1,10 @@
 """``fakequant`` (also ``python -m fakequant``): the command line.
 
 The parser lives here; each command lives in a module of this package (model.py: quantize, inspect; score.py: ppl,
-compare; suite.py: sweep, list, report, fetch) that turns the parsed arguments into library calls and prints the
-results. A command's module is imported only when that command runs, so ``fakequant inspect`` does not pay for
-loading llama.cpp. Every user mistake is a :class:`~fakequant.errors.FakequantError`: one line on stderr, exit
-status 2, no traceback.
+compare; suite.py: sweep, list, report, fetch; recipe.py: recipe) that turns the parsed arguments into library calls
+and prints the results. A command's module is imported only when that command runs, so ``fakequant inspect`` does not
+pay for loading llama.cpp. Every user mistake is a :class:`~fakequant.errors.FakequantError`: one line on stderr,
+exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ HANDLERS = {
     "sweep": "fakequant.cli.suite:cmd_sweep",
     "list": "fakequant.cli.suite:cmd_list",
     "fetch": "fakequant.cli.suite:cmd_fetch",
+    "recipe": "fakequant.cli.recipe:cmd_recipe",
 }
 
 
@@ -96,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel pytest-xdist workers")
     p.add_argument("--criteria", default="criteria.toml")
     p.add_argument("--report-dir", default="reports")
+
+    p = sub.add_parser("recipe", help="a mixed-precision recipe of criteria.toml: its groups, formats and sizes")
+    p.add_argument("name")
+    p.add_argument("--plan", action="store_true", help="print the groups, the formats each allows and their sizes")
+    p.add_argument("--costs", default=None, metavar="FILE",
+                   help="JSON object \"<group>|<format>\" -> cost: also solve, and print the assignment, its "
+                        "predicted size and the llama-quantize command")
+    p.add_argument("--criteria", default="criteria.toml")
 
     p = sub.add_parser("list", help="list the experiments (and sweep cells) of criteria.toml")
     p.add_argument("--criteria", default="criteria.toml")

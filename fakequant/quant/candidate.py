@@ -3,6 +3,8 @@
 :func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
 selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.write` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
+The writer underneath, :func:`write_model`, takes one recipe per tensor: a mixed-precision model
+(:mod:`fakequant.recipe.build`) is written by the same code, each tensor in its own ggml type.
 
 Storage of the fake-quantized values (:mod:`fakequant.quant.storage`): a matrix goes into the format's own ggml
 type where it has one (BF16, F16, Q8_0 ... Q6_K, MXFP4: the bytes llama-quantize writes), so llama.cpp runs the
@@ -26,7 +28,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +53,8 @@ from fakequant.store.tools import llama_cpp_version
 ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
 _ROW_CHUNK_ELEMENTS = 1 << 20  # values per round-trip chunk: bounds the temporaries of a format's round trip
 
-__all__ = ["BuildResult", "ModelInfo", "Recipe", "build_candidate", "model_info", "verify_format"]
+__all__ = ["BuildResult", "ModelInfo", "Recipe", "Written", "build_candidate", "check_destination", "model_info",
+           "verify_format", "write_model"]
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,7 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
     names = plan(info, recipe)
     sha = file_sha256(source)
     if dest is not None:
-        dest = Path(dest)
-        if dest.is_dir():
-            raise RecipeError(f"{dest}: is a directory; give the path of the GGUF file to write")
-        if dest.exists() and os.path.samefile(dest, source):
-            raise RecipeError(f"{dest}: is the source model itself; the original is never written")
-        return _build(info, names, recipe, dest, sha)
+        return _build(info, names, recipe, check_destination(dest, source), sha)
 
     key = stable_hash({"source_sha256": sha, "recipe": recipe.to_json(), "engine": ENGINE_VERSION,
                        "llama_cpp_python": llama_cpp_version()})
@@ -192,6 +190,16 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
         result = _build(info, names, recipe, out, sha)
         write_json(numbers, result.to_json())
         return result
+
+
+def check_destination(dest: Path, source: Path) -> Path:
+    """``dest`` as a Path, or RecipeError when it is a folder or the source itself (the original is never written)."""
+    dest = Path(dest)
+    if dest.is_dir():
+        raise RecipeError(f"{dest}: is a directory; give the path of the GGUF file to write")
+    if dest.exists() and os.path.samefile(dest, source):
+        raise RecipeError(f"{dest}: is the source model itself; the original is never written")
+    return dest
 
 
 def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
@@ -229,22 +237,39 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
 
 
 def _build(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
+    written = write_model(info, {name: recipe for name in names}, dest, provenance(recipe, sha))
+    return BuildResult(output=dest, source=info.path, source_sha256=sha, recipe=recipe,
+                       noop=all(s.noop for s in written.tensors), tensors=written.tensors,
+                       same_size=written.same_size, output_bytes=written.output_bytes)
+
+
+@dataclass
+class Written:
+    tensors: list[TensorStats]  # one per changed tensor, in the order of ``recipes``
+    same_size: bool  # the data section kept its layout
+    output_bytes: int
+
+
+def write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, provenance: dict[str, str]) -> Written:
+    """Write ``info``'s model to ``dest`` (atomically, then verified against the original) with each tensor that
+    ``recipes`` names rounded through its own recipe and the ``provenance`` keys added; one recipe for many tensors
+    is a candidate, one per tensor a mixed-precision model."""
     # A full disk (or a read-only or vanished folder) is the user's to fix: one line, not a traceback.
     try:
-        return _write_candidate(info, names, recipe, dest, sha)
+        return _write_model(info, recipes, dest, provenance)
     except OSError as err:
-        raise FakequantError(f"{dest}: cannot write the candidate ({err.strerror or err}); "
+        raise FakequantError(f"{dest}: cannot write the model ({err.strerror or err}); "
                              f"nothing was left at the destination") from err
 
 
-def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
+def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, provenance: dict[str, str]) -> Written:
     stats: list[TensorStats] = []
     replacements: list[Replacement] = []
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp, tempfile.NamedTemporaryFile(prefix=f".{dest.name}.tmp-spill-",
                                                               dir=dest.parent) as spill:
         spill_path = Path(spill.name)
-        for name in names:
+        for name, recipe in recipes.items():
             t = info.tensor(name)
             offset = spill.tell()
             stored, before, after, extra = _fake_quantize(info, name, recipe, spill)
@@ -255,7 +280,7 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
             stats.append(s)
             del before, after
         spill.flush()
-        same_size = gguf_write.write_gguf(info, tmp, provenance(recipe, sha), replacements)
+        same_size = gguf_write.write_gguf(info, tmp, provenance, replacements)
         # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
         syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
         syncer.start()
@@ -263,7 +288,7 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
             # Re-open what was written and compare it with the original (walked with every bound and layout check;
             # check=False skips only the UTF-8 decoding of string arrays, copied byte for byte from the original).
             written = read_layout(tmp, check=False)
-            problems = gguf_compare.compare_layouts(info, written, set(names), allow_type_change=True)
+            problems = gguf_compare.compare_layouts(info, written, set(recipes), allow_type_change=True)
             problems += _check_replaced(written, replacements)
         finally:
             syncer.join()
@@ -271,8 +296,7 @@ def _write_candidate(info: ModelInfo, names: list[str], recipe: Recipe, dest: Pa
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise GGUFFormatError(f"{dest}: the written copy failed verification: {problems[0]}{more}")
         size = tmp.stat().st_size
-    return BuildResult(output=dest, source=info.path, source_sha256=sha, recipe=recipe,
-                       noop=all(s.noop for s in stats), tensors=stats, same_size=same_size, output_bytes=size)
+    return Written(tensors=stats, same_size=same_size, output_bytes=size)
 
 
 def _fsync(path: Path) -> None:

@@ -15,11 +15,12 @@ from fakequant.suite.criteria import read
 from fakequant.suite.criteria.context import Context
 from fakequant.suite.criteria.names import check_ambiguity, check_name
 from fakequant.suite.criteria.prompts import parse_prompts
+from fakequant.suite.criteria.recipes import parse_recipe
 from fakequant.suite.criteria.sweeps import expand_sweep
-from fakequant.suite.criteria.types import EXPECTABLE, Criteria, Experiment, Prompt
+from fakequant.suite.criteria.types import EXPECTABLE, Criteria, Experiment, MixRecipe, Prompt
 from fakequant.suite.vocab import CATEGORIES, LANGS
 
-_TOP_KEYS = ("defaults", "prompts", "experiments", "sweeps", "report")
+_TOP_KEYS = ("defaults", "prompts", "experiments", "sweeps", "recipes", "report")
 _DEFAULT_KEYS = ("model", "corpus", "chunks", "epsilon", "checks", "prompts", "settings", "thresholds")
 _EXPERIMENT_KEYS = ("description", "tensors", "layers", "kinds", "format", "group_size", "store", "epsilon",
                     "thresholds", "settings", "chunks", "prompts", "checks", "expect", "model", "corpus")
@@ -81,11 +82,22 @@ def parse_criteria(data: Mapping[str, Any], path: Path, *, model: str | Path | N
             else:
                 errors[cname] = cell
 
+    # recipes are not pytest tests (no -k ambiguity), but their names name report folders
+    recipes: dict[str, MixRecipe] = {}
+    recipe_errors: dict[str, CriteriaError] = {}
+    for rname, table in ctx.table(data.get("recipes", {}), "recipes").items():
+        key = f"recipes.{rname}"
+        check_name(rname, key, ctx)
+        try:
+            recipes[rname] = parse_recipe(rname, ctx.table(table, key), key, ctx, defaults, prompts)
+        except FakequantError as err:
+            recipe_errors[rname] = err if isinstance(err, CriteriaError) else ctx.error(key, str(err))
+
     check_ambiguity(seen, ctx)
-    if strict and errors:
-        raise next(iter(errors.values()))
+    if strict and (errors or recipe_errors):
+        raise next(iter({**errors, **recipe_errors}.values()))
     return Criteria(path=ctx.path, experiments=experiments, errors=errors, sweeps=sweeps, report_dir=rdir,
-                    report_lang=lang)
+                    report_lang=lang, recipes=recipes, recipe_errors=recipe_errors)
 
 
 def _parse_defaults(table: Mapping[str, Any], ctx: Context, base: Path, prompts: Mapping[str, Prompt], *,
@@ -114,15 +126,7 @@ def _parse_experiment(name: str, table: Mapping[str, Any], key: str, ctx: Contex
     if "format" not in table:
         raise ctx.error(f"{key}.format", "missing: which format to round the tensors through (e.g. \"bf16\")")
     fmt = ctx.typed(table["format"], "str", f"{key}.format")
-    selection: dict[str, Any] = {}
-    if "tensors" in table:
-        selection["names"] = tuple(ctx.typed(table["tensors"], "list[str]", f"{key}.tensors"))
-    if "layers" in table:
-        selection["layers"] = read.layers(table["layers"], ctx, f"{key}.layers")
-    if "kinds" in table:
-        selection["kinds"] = tuple(ctx.typed(table["kinds"], "list[str]", f"{key}.kinds"))
-    if not selection:
-        raise ctx.error(key, "selects no tensors: give 'tensors' (names or globs), 'layers' and/or 'kinds'")
+    selection = read.selection(table, key, ctx)
     expect = None
     if "expect" in table:
         expect = ctx.typed(table["expect"], "str", f"{key}.expect").upper()

@@ -31,7 +31,7 @@ def asset(value: Any, what: str, ctx: Context, key: str, base: Path) -> Path:
     criteria neither fetches nor hashes it (``load_criteria`` fetches it when it is missing)."""
     if isinstance(value, Path):
         value = str(value)
-    value = ctx.typed(value, "str", key) if key.startswith(("defaults", "experiments", "sweeps")) else value
+    value = ctx.typed(value, "str", key) if key.startswith(("defaults", "experiments", "sweeps", "recipes")) else value
     if value == "default":
         return assets.cached_path(assets.DEFAULT_MODEL if what == "model" else assets.DEFAULT_CORPUS)
     p = path(value, base)
@@ -122,6 +122,21 @@ def layers(value: Any, ctx: Context, key: str) -> str:
     if not LAYERS_RE.fullmatch(value.replace(" ", "")):
         raise ctx.error(key, f"must look like \"0\", \"0-2\", \"0,5,10-12\" or \"all\", got {value!r}")
     return value.replace(" ", "")
+
+
+def selection(table: Mapping[str, Any], key: str, ctx: Context) -> dict[str, Any]:
+    """The ``tensors`` / ``layers`` / ``kinds`` of a table, as keyword arguments of quant.select.Selection; at least
+    one must be given."""
+    chosen: dict[str, Any] = {}
+    if "tensors" in table:
+        chosen["names"] = tuple(ctx.typed(table["tensors"], "list[str]", f"{key}.tensors"))
+    if "layers" in table:
+        chosen["layers"] = layers(table["layers"], ctx, f"{key}.layers")
+    if "kinds" in table:
+        chosen["kinds"] = tuple(ctx.typed(table["kinds"], "list[str]", f"{key}.kinds"))
+    if not chosen:
+        raise ctx.error(key, "selects no tensors: give 'tensors' (names or globs), 'layers' and/or 'kinds'")
+    return chosen
 
 
 def recipe(selection: dict[str, Any], fmt: str, group_size: int | None, store: str | None, epsilon: float,

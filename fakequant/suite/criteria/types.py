@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import CriteriaError
+from fakequant.quant.select import Selection
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams, bounded
 from fakequant.suite.vocab import CATEGORIES
 
 EXPECTABLE = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")  # what a negative control may declare it must reach
+# how a recipe's tensors form the groups that each get one format: one (layer, kind), one kind across the selected
+# layers, or one layer's selected kinds; a tensor outside the blocks (token_embd, output) is always its own group
+GROUPINGS = ("cell", "kind", "layer")
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,46 @@ class Experiment:
         }
 
 
+@dataclass(frozen=True)
+class MixRecipe:
+    """[recipes.<name>]: which tensors may change (a selection of matrices, grouped by ``group``), the ggml formats
+    each group may take (keeping its type is always allowed), and exactly one budget: the file size in MiB, or the
+    average bits per weight over the weight matrices (every tensor of two or more dimensions)."""
+
+    name: str
+    description: str
+    selection: Selection
+    formats: tuple[str, ...]
+    group: str
+    budget_mib: float | None
+    budget_bpw: float | None
+    thresholds: Thresholds
+    settings: RuntimeSettings
+    chunks: int
+    prompts: tuple[Prompt, ...]
+    model: Path
+    corpus: Path
+    source: str  # "recipes.<name>": the key in criteria.toml, for messages
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "selection": self.selection.to_json(),
+            "formats": list(self.formats),
+            "group": self.group,
+            "budget_mib": self.budget_mib,
+            "budget_bpw": self.budget_bpw,
+            "thresholds": self.thresholds.to_json(),
+            "settings": self.settings.to_json(),
+            "chunks": self.chunks,
+            "prompts": [p.to_json() for p in self.prompts],
+            "model": str(self.model),
+            "corpus": str(self.corpus),
+            "source": self.source,
+        }
+
+
 @dataclass
 class Criteria:
     path: Path
@@ -123,6 +167,8 @@ class Criteria:
     sweeps: dict[str, tuple[str, ...]]  # sweep name → its cells' experiment names
     report_dir: Path
     report_lang: str
+    recipes: dict[str, MixRecipe] = field(default_factory=dict)  # valid [recipes.<name>], in file order
+    recipe_errors: dict[str, CriteriaError] = field(default_factory=dict)  # recipe name → why it cannot run
 
     @property
     def names(self) -> list[str]:

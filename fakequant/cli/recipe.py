@@ -1,0 +1,82 @@
+"""``fakequant recipe NAME --plan``: a recipe's groups, the formats each allows and their sizes; with ``--costs``,
+the assignment the solver picks within the budget, its predicted size and the llama-quantize command."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from pathlib import Path
+
+from fakequant.errors import CriteriaError, FakequantError
+from fakequant.recipe.command import quantize_command
+from fakequant.recipe.groups import KEEP
+from fakequant.recipe.plan import MIB, Plan, choose, load_costs, plan_recipe
+from fakequant.recipe.size import bits_per_weight
+from fakequant.store.tools import tool_path
+from fakequant.suite.criteria import MixRecipe, load_criteria
+
+TYPES_FILE = "tensor_types.txt"
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    if not args.plan:
+        raise FakequantError("measuring a recipe's cells is not implemented yet; `fakequant recipe NAME --plan` "
+                             "prints its groups, formats and sizes (and, with --costs, the solved assignment)")
+    plan = plan_recipe(_recipe(args.criteria, args.name))
+    _print_plan(plan)
+    if args.costs is not None:
+        _print_choice(plan, load_costs(Path(args.costs)))
+    return 0
+
+
+def _recipe(criteria: str, name: str) -> MixRecipe:
+    crit = load_criteria(criteria)
+    if name in crit.recipe_errors:
+        raise crit.recipe_errors[name]
+    if name not in crit.recipes:
+        known = list(crit.recipes)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(known) or 'none'}"
+        raise CriteriaError(f"{crit.path}: no [recipes.{name}] table{hint}")
+    return crit.recipes[name]
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / MIB:.3f}"
+
+
+def _print_plan(plan: Plan) -> None:
+    info, recipe = plan.info, plan.recipe
+    print(f"recipe {recipe.name}: {len(plan.groups)} groups ({recipe.group}), {len(plan.cells)} cells to measure; "
+          f"{plan.budget}")
+    print(f"model {info.path}: {_mib(info.file_size)} MiB, {bits_per_weight(info, {}):.3f} bits per weight over the "
+          "weight matrices")
+    width = max(len(g.name) for g in plan.groups)
+    print(f"{'group':{width}}  tensors  {'keep':>14}  " + "  ".join(f"{f:>8}" for f in recipe.formats) + "  (MiB)")
+    for g in plan.groups:
+        source = "/".join(sorted({t.type_name for t in g.tensors}))
+        cols = [f"{_mib(g.nbytes(f)):>8}" if f in g.formats else f"{'-':>8}" for f in recipe.formats]
+        print(f"{g.name:{width}}  {len(g.tensors):7}  {source + ' ' + _mib(g.nbytes(KEEP)):>14}  " + "  ".join(cols))
+    least = plan.fixed + sum(min(plan.size(g, o) for o in g.options) for g in plan.groups)
+    most = plan.fixed + sum(max(plan.size(g, o) for o in g.options) for g in plan.groups)
+    print(f"{plan.budget}: {plan.limit} bytes of {'file' if recipe.budget_mib is not None else 'weight matrices'}; "
+          f"reachable {plan.measure(least)} … {plan.measure(most)}")
+    print("('-': the rows do not allow that format, or every tensor of the group already has its type)")
+
+
+def _print_choice(plan: Plan, costs: dict[str, float]) -> None:
+    choice = choose(plan, costs)
+    print(f"assignment (predicted total cost {choice.cost:.6g}):")
+    for group, option in choice.assignment.items():
+        print(f"  {group}: {option}")
+    print(f"predicted file {choice.file_bytes} bytes ({_mib(choice.file_bytes)} MiB), {choice.bpw:.4f} bits per "
+          "weight over the weight matrices")
+    command = quantize_command(plan.info, choice.types)
+    tool = tool_path("llama-quantize") or "llama-quantize"
+    argv = command.argv(plan.info.path, Path(f"{plan.recipe.name}.gguf"), Path(TYPES_FILE), tool=tool)
+    print(f"llama-quantize command ({TYPES_FILE} below):")
+    print(f"  {shlex.join(argv)}")
+    print(f"{TYPES_FILE}:")
+    for line in command.tensor_types().splitlines():
+        print(f"  {line}")

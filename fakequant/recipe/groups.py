@@ -1,0 +1,93 @@
+"""A recipe's selection on a model: the groups of weight matrices that each get one format, and the formats each
+group's rows allow.
+
+Only matrices that llama-quantize quantizes can change (its ``tensor_allows_quantization``: two or more
+dimensions, a name ending in ``weight``, no norms, no MoE router); anything else keeps its type in its output
+whatever the command says, so a recipe must not change it either. A group's options are ``keep`` (every tensor in
+its source type: cost 0) and each of the recipe's formats that every one of its tensors' row lengths allows,
+except one that would store every tensor in the type it already has (that is ``keep`` again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fakequant.errors import RecipeError
+from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES
+from fakequant.gguf.layout import ModelInfo, TensorInfo, align
+from fakequant.quant import formats as formats_mod
+from fakequant.quant.select import Selection, kind_of, layer_of, select_tensors
+from fakequant.quant.storage import NATIVE_TYPES
+from fakequant.recipe.size import is_matrix, type_nbytes
+
+KEEP = "keep"  # the option of leaving a group's tensors in their source types
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str  # "blk.5.attn_q" (cell), "attn_q" (kind), "blk.5" (layer); a tensor outside the blocks: its kind
+    tensors: tuple[TensorInfo, ...]
+    formats: tuple[str, ...]  # the recipe's formats this group may take, in the recipe's order (``keep`` aside)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return (KEEP, *self.formats)
+
+    def types(self, option: str) -> dict[str, str]:
+        """Tensor name -> the ggml type ``option`` stores it in; ``keep`` changes nothing."""
+        if option == KEEP:
+            return {}
+        if option not in self.formats:
+            raise RecipeError(f"group {self.name}: {option!r} is not one of its options ({', '.join(self.options)})")
+        return {t.name: NATIVE_TYPES[option] for t in self.tensors}
+
+    def nbytes(self, option: str, alignment: int = 1) -> int:
+        """Bytes of the group's tensors under ``option``, each rounded up to ``alignment`` (a file's padding)."""
+        new = self.types(option)
+        return sum(align(type_nbytes(new[t.name], t.shape) if t.name in new else t.nbytes, alignment)
+                   for t in self.tensors)
+
+
+def quantizable(t: TensorInfo) -> bool:
+    """Whether llama-quantize would quantize this tensor (the rule in llama.cpp's src/llama-quant.cpp, without its
+    architecture-specific exceptions, which no recipe on a llama-style model meets)."""
+    return (is_matrix(t) and t.name.endswith("weight") and "_norm.weight" not in t.name
+            and "ffn_gate_inp.weight" not in t.name
+            and (t.type_name in FLOAT_TYPES or t.type_name in GGML_QUANT_TYPES))
+
+
+def group_name(tensor: str, grouping: str) -> str:
+    layer, kind = layer_of(tensor), kind_of(tensor)
+    if layer is None:
+        return kind
+    return {"cell": f"blk.{layer}.{kind}", "kind": kind, "layer": f"blk.{layer}"}[grouping]
+
+
+def plan_groups(info: ModelInfo, selection: Selection, candidates: Sequence[str], grouping: str, *,
+                source: str) -> list[Group]:
+    """The groups ``selection`` makes on ``info`` (in file order of their first tensor); RecipeError, starting with
+    ``source``, when it selects nothing that can change."""
+    names = select_tensors([t.name for t in info.tensors], selection, source=source)
+    chosen = [info.tensor(n) for n in names if quantizable(info.tensor(n))]
+    for kind in selection.kinds:
+        if not any(kind_of(t.name) == kind for t in chosen):
+            raise RecipeError(f"{source}: kind {kind!r} has no weight matrix that llama.cpp quantizes (norms and "
+                              "other 1-D tensors keep their type)")
+    if not chosen:
+        raise RecipeError(f"{source}: the selection holds no weight matrix that llama.cpp quantizes")
+    members: dict[str, list[TensorInfo]] = {}
+    for t in chosen:
+        members.setdefault(group_name(t.name, grouping), []).append(t)
+    return [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f))) for name, ts in members.items()]
+
+
+def _allows(tensors: Sequence[TensorInfo], fmt: str) -> bool:
+    if all(t.type_name == NATIVE_TYPES[fmt] for t in tensors):
+        return False  # the same as keep
+    return all(formats_mod.row_problem(fmt, t.n_per_row) is None for t in tensors)
+
+
+def cells(groups: Sequence[Group]) -> list[tuple[str, str]]:
+    """Every (group, format) a measurement has to score: each group's formats (``keep`` costs nothing)."""
+    return [(g.name, f) for g in groups for f in g.formats]

@@ -1,0 +1,120 @@
+"""recipe.groups and recipe.build: a recipe's groups and the formats their rows allow; the mixed model stores each
+chosen tensor in its ggml type with ggml's bytes, leaves every other tensor as it was and never writes the original."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from gguf import GGUFReader
+from gguf.quants import dequantize
+
+from fakequant.errors import RecipeError
+from fakequant.gguf.check import read_layout
+from fakequant.gguf.synthetic import write_tiny_gguf
+from fakequant.quant import ggml as ggml_quants
+from fakequant.quant.select import Selection
+from fakequant.recipe.build import MIX_KEY, build_mixed
+from fakequant.recipe.groups import KEEP, cells, plan_groups
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture()
+def tiny64(tmp_path: Path) -> Path:
+    # rows of 64 (ffn_down: 128): whole 32-blocks, no whole 256-blocks
+    return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)
+
+
+@pytest.mark.parametrize(("grouping", "names"), [
+    ("cell", ["blk.0.attn_q", "blk.0.ffn_down", "blk.2.attn_q", "blk.2.ffn_down"]),
+    ("kind", ["attn_q", "ffn_down"]),
+    ("layer", ["blk.0", "blk.2"]),
+])
+def test_groups_by_cell_kind_or_layer(tiny64: Path, grouping: str, names: list[str]) -> None:
+    info = read_layout(tiny64)
+    groups = plan_groups(info, Selection(layers="0,2", kinds=("attn_q", "ffn_down")), ("q4_0",), grouping, source="r")
+    assert [g.name for g in groups] == names
+    members = sorted(t.name for g in groups for t in g.tensors)
+    assert members == sorted(f"blk.{i}.{k}.weight" for i in (0, 2) for k in ("attn_q", "ffn_down"))
+
+
+def test_formats_a_group_allows(tiny64: Path) -> None:
+    info = read_layout(tiny64)
+    # attn_q is Q8_0 (q8_0 = keep), ffn_up Q4_0 (q4_0 = keep); rows of 64 allow no K-quant
+    groups = {g.name: g for g in plan_groups(info, Selection(kinds=("attn_q", "ffn_up", "token_embd")),
+                                             ("q4_k", "q8_0", "q4_0", "bf16"), "kind", source="r")}
+    assert groups["attn_q"].formats == ("q4_0", "bf16")
+    assert groups["ffn_up"].formats == ("q8_0", "bf16")
+    assert groups["token_embd"].formats == ("q8_0", "q4_0", "bf16")  # outside the blocks: its own group
+    assert groups["attn_q"].options == (KEEP, "q4_0", "bf16")
+    assert len(cells(list(groups.values()))) == 7
+    assert groups["attn_q"].types(KEEP) == {}
+    assert groups["attn_q"].nbytes(KEEP) == sum(t.nbytes for t in groups["attn_q"].tensors)
+    assert groups["attn_q"].nbytes("q4_0") == 3 * 64 * 64 // 32 * 18
+    with pytest.raises(RecipeError, match="'q4_k' is not one of its options"):
+        groups["attn_q"].types("q4_k")
+
+
+def test_selections_that_cannot_change(tiny64: Path) -> None:
+    info = read_layout(tiny64)
+    with pytest.raises(RecipeError, match=r"^r: kind 'ffn_norm' has no weight matrix that llama\.cpp quantizes"):
+        plan_groups(info, Selection(kinds=("attn_q", "ffn_norm")), ("q4_0",), "cell", source="r")
+    with pytest.raises(RecipeError, match=r"^r: the selection holds no weight matrix"):
+        plan_groups(info, Selection(names=("output_norm.weight",)), ("q4_0",), "cell", source="r")
+    with pytest.raises(RecipeError, match=r"^r: no tensor of kind 'attn_qq'"):
+        plan_groups(info, Selection(kinds=("attn_qq",)), ("q4_0",), "cell", source="r")
+    # a layer list alone selects norms too: they are left out, not refused
+    groups = plan_groups(info, Selection(layers="1"), ("q4_0",), "cell", source="r")
+    assert [g.name for g in groups] == [f"blk.1.{k}" for k in ("attn_q", "attn_k", "attn_v", "attn_output",
+                                                                 "ffn_up", "ffn_gate", "ffn_down")]
+
+
+def _raw(reader: GGUFReader, name: str) -> tuple[str, bytes, np.ndarray]:
+    t = next(t for t in reader.tensors if t.name == name)
+    values = dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32).reshape(-1, int(t.shape[0]))
+    return t.tensor_type.name, np.asarray(t.data).view(np.uint8).tobytes(), values
+
+
+def test_mixed_model_has_ggmls_bytes_and_nothing_else_changes(tiny64: Path, tmp_path: Path) -> None:
+    mix = {"blk.0.attn_q.weight": "q4_0", "blk.1.ffn_gate.weight": "q5_1", "token_embd.weight": "q8_0",
+           "blk.2.ffn_up.weight": "bf16"}
+    before = hashlib.sha256(tiny64.read_bytes()).hexdigest()
+    out = tmp_path / "mixed.gguf"
+    built = build_mixed(tiny64, mix, out, recipe="r", assignment={"g": "q4_0"})
+    assert hashlib.sha256(tiny64.read_bytes()).hexdigest() == before  # the original is only read
+    assert built.types == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
+                           "blk.1.ffn_gate.weight": "Q5_1", "blk.2.ffn_up.weight": "BF16"}  # file order
+    orig, mixed = GGUFReader(tiny64), GGUFReader(out)
+    assert [t.name for t in orig.tensors] == [t.name for t in mixed.tensors]
+    for t in orig.tensors:
+        src_type, src_raw, values = _raw(orig, t.name)
+        new_type, new_raw, _ = _raw(mixed, t.name)
+        if t.name not in mix:
+            assert (new_type, new_raw) == (src_type, src_raw), t.name
+        elif new_type == "BF16":  # round to nearest even, as ggml's fp32 -> bf16
+            assert new_raw == values.astype(ml_dtypes.bfloat16).tobytes(), t.name
+        else:
+            assert new_raw == ggml_quants.quantize_rows(values, mix[t.name]).tobytes(), t.name
+    meta = json.loads(str(bytes(mixed.fields[MIX_KEY].parts[-1]), "utf-8"))
+    assert meta == {"recipe": "r", "assignment": {"g": "q4_0"}}
+    assert str(bytes(mixed.fields["fakequant.source_sha256"].parts[-1]), "utf-8") == before
+
+
+def test_mixed_model_refusals(tiny64: Path, tmp_path: Path) -> None:
+    for mix, words in (({"blk.0.ffn_norm.weight": "q4_0"}, "is not a matrix llama.cpp quantizes"),
+                       ({"blk.0.attn_q.weight": "q4_k"}, "needs rows whose length is a multiple of 256"),
+                       ({"blk.0.attn_q.weight": "int8"}, "format 'int8' has no ggml type"),
+                       ({"blk.9.attn_q.weight": "q4_0"}, "no tensor 'blk.9.attn_q.weight'")):
+        with pytest.raises(RecipeError, match=words):
+            build_mixed(tiny64, mix, tmp_path / "x.gguf", recipe="r", assignment={})
+        assert not (tmp_path / "x.gguf").exists()
+    with pytest.raises(RecipeError, match="is the source model itself"):
+        build_mixed(tiny64, {"blk.0.attn_q.weight": "q4_0"}, tiny64, recipe="r", assignment={})
