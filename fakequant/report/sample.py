@@ -213,7 +213,8 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         "settings": {"n_ctx": 512, "n_batch": 512, "n_ubatch": 512, "n_threads": 2, "flash_attn": False,
                      "type_k": "f16", "type_v": "f16", "seed": 42},
         "chunks": 20, "model": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "corpus": "/corpora/wiki.test.raw",
-        "expect": "STOP" if scenario == "stop" else None})
+        # the STOP sample is a positive control that fails exactly what it names
+        "expect": {"numerical": "fail", "perplexity": "fail", "conversation": "fail"} if scenario == "stop" else None})
     save_artifact(report_dir, experiment, Artifact.LOAD, {
         "baseline_load_s": 0.118, "candidate_load_s": 0.121,
         "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],

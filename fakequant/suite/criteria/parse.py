@@ -16,7 +16,7 @@ from fakequant.suite.criteria.context import Context
 from fakequant.suite.criteria.names import check_ambiguity, check_name
 from fakequant.suite.criteria.prompts import parse_prompts
 from fakequant.suite.criteria.sweeps import expand_sweep
-from fakequant.suite.criteria.types import EXPECTABLE, Criteria, Experiment, Prompt
+from fakequant.suite.criteria.types import Criteria, Experiment, Prompt
 from fakequant.suite.vocab import CATEGORIES, LANGS
 
 _TOP_KEYS = ("defaults", "prompts", "experiments", "sweeps", "report")
@@ -123,12 +123,9 @@ def _parse_experiment(name: str, table: Mapping[str, Any], key: str, ctx: Contex
         selection["kinds"] = tuple(ctx.typed(table["kinds"], "list[str]", f"{key}.kinds"))
     if not selection:
         raise ctx.error(key, "selects no tensors: give 'tensors' (names or globs), 'layers' and/or 'kinds'")
-    expect = None
-    if "expect" in table:
-        expect = ctx.typed(table["expect"], "str", f"{key}.expect").upper()
-        if expect not in EXPECTABLE:
-            raise ctx.error(f"{key}.expect", f"must be one of {', '.join(EXPECTABLE)}, got {table['expect']!r}")
     checks = read.checks(table["checks"], ctx, f"{key}.checks") if "checks" in table else defaults.checks
     common = read.common(table, key, ctx, defaults, prompts)
+    expect = read.expect(table["expect"], checks, common["prompts"], ctx, f"{key}.expect") if "expect" in table \
+        else ()
     recipe = read.recipe(selection, fmt, **read.format_options(table, key, ctx, defaults), ctx=ctx, key=key)
     return Experiment(name=name, recipe=recipe, checks=checks, expect=expect, source=key, markers=(name,), **common)

@@ -11,8 +11,6 @@ from fakequant.errors import CriteriaError
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams, bounded
 from fakequant.suite.vocab import CATEGORIES
 
-EXPECTABLE = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")  # what a negative control may declare it must reach
-
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -91,7 +89,7 @@ class Experiment:
     model: Path
     corpus: Path
     checks: tuple[str, ...] = CATEGORIES
-    expect: str | None = None  # a negative control declares the decision it must reach, e.g. "STOP"
+    expect: tuple[str, ...] = ()  # a positive control: the checks (ids or categories) that must fail
     source: str = ""  # "experiments.layer0" or "sweeps.<name>"
     sweep: str | None = None
     markers: tuple[str, ...] = ()
@@ -109,7 +107,7 @@ class Experiment:
             "corpus": str(self.corpus),
             "checks": list(self.checks),
             "prompts": [p.to_json() for p in self.prompts],
-            "expect": self.expect,
+            "expect": {k: "fail" for k in self.expect} or None,
             "source": self.source,
             "sweep": self.sweep,
         }
