@@ -4,7 +4,11 @@ They are not formats (nobody fake-quantizes to them), so they stay out of :data:
 criteria.toml names one as ``format = "control:<name>"`` on an experiment whose ``expect`` names the check that must
 fail. Every selected tensor keeps its ggml type, as the placebo's do:
 
-- ``control:nan``: value 0 of each selected tensor becomes NaN (F32 / F16 / BF16 tensors) — the finite check.
+- ``control:nan``: the last value of each selected tensor becomes NaN — the finite check. A block type holds no
+  single NaN: there the last block's fp16 scale becomes NaN, and with it that block's values (32 in Q8_0). Placed
+  last because a NaN in a norm, or in token 0's embedding row, poisons every logit (llama.cpp's greedy sampler then
+  picks token 0, end of text, and the quick inference stops at once: the load check fails too); in the last row of a
+  tied token embedding it poisons one rarely used token's logit and nothing else.
 - ``control:metadata``: ``general.name`` gets :data:`NAME_SUFFIX`; the selected tensors keep their bytes (the
   candidate computes exactly what the original does) — the format check.
 - ``control:zero_the`` and ``control:zero_4``: the rows of the selected token embedding (one row per vocabulary
@@ -23,11 +27,12 @@ Why not a small uniform scale of the norms, which would keep every value within 
 from __future__ import annotations
 
 import numpy as np
-from gguf import GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.codec import FLOAT_TYPES, decode_values, encode_values
 from fakequant.gguf.layout import ModelInfo, TensorInfo, read_tensor_bytes
+from fakequant.quant.nudge import SCALE_OFFSETS
 
 PREFIX = "control:"
 ZEROED = {"zero_the": "the", "zero_4": "4"}  # control -> the text whose tokens it zeroes
@@ -50,8 +55,9 @@ def control_of(fmt: str) -> str | None:
 
 def tensor_problem(control: str, info: ModelInfo, tensor: TensorInfo) -> str | None:
     """Why ``control`` cannot apply to ``tensor``, or None when it can."""
-    if control == "nan" and tensor.type_name not in FLOAT_TYPES:
-        return f"control:nan changes one value, so it needs an F32/F16/BF16 tensor, not {tensor.type_name}"
+    if control == "nan" and tensor.type_name not in FLOAT_TYPES and tensor.type_name not in SCALE_OFFSETS:
+        return f"control:nan writes a NaN value or block scale: {tensor.type_name} has neither (it works on " \
+               f"{', '.join([*FLOAT_TYPES, *SCALE_OFFSETS])})"
     if control == "metadata" and not isinstance(info.metadata.get(NAME_KEY), str):
         return f"control:metadata changes the string {NAME_KEY}, which this model lacks"
     if control in ZEROED:
@@ -77,9 +83,12 @@ def apply(control: str, info: ModelInfo, name: str) -> bytes:
         for row in tokens_containing(info, ZEROED[control]):
             out[row * row_bytes:(row + 1) * row_bytes] = bytes(row_bytes)
         return bytes(out)
-    values = decode_values(raw, t.type_name, t.shape).reshape(-1)
-    values[0] = np.nan
-    return encode_values(values, t.type_name)
+    if t.type_name in FLOAT_TYPES:
+        values = decode_values(raw, t.type_name, t.shape).reshape(-1)
+        values[-1] = np.nan
+        return encode_values(values, t.type_name)
+    at = t.nbytes - GGML_QUANT_SIZES[GGMLQuantizationType[t.type_name]][1] + SCALE_OFFSETS[t.type_name]
+    return raw[:at] + np.float16(np.nan).tobytes() + raw[at + 2:]
 
 
 def metadata(control: str, info: ModelInfo) -> dict[str, str]:

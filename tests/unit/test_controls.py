@@ -42,17 +42,22 @@ def build(src: Path, names: tuple[str, ...], control: str):
     return build_candidate(src, Recipe(Selection(names), f"control:{control}"), src.with_name(f"{control}.gguf"))
 
 
-def test_nan_writes_exactly_one_nan_and_the_finite_rule_catches_it(tmp_path):
+@pytest.mark.parametrize(("name", "nans"), [("blk.0.ffn_norm.weight", 1), ("blk.0.attn_v.weight", 1),
+                                            ("blk.0.attn_q.weight", 32)])  # F32, F16, Q8_0: its last block
+def test_nan_writes_nan_into_the_last_value_or_block_and_the_finite_rule_catches_it(tmp_path, name, nans):
     src = tiny(tmp_path)
-    name = "blk.0.ffn_norm.weight"
     result = build(src, (name,), "nan")
     before, after = read_tensor_values(read_layout(src), name), read_tensor_values(read_layout(result.output), name)
-    assert np.isnan(after).sum() == 1 and np.isnan(after.reshape(-1)[0])
-    assert np.array_equal(before.reshape(-1)[1:], after.reshape(-1)[1:])
-    assert read_layout(result.output).tensor(name).type_name == "F32"
+    before, after = before.reshape(-1), after.reshape(-1)
+    assert np.isnan(after).sum() == nans and np.isnan(after[-nans:]).all()
+    assert np.array_equal(before[:-nans], after[:-nans])
+    out, original = read_layout(result.output), read_layout(src)
+    assert out.tensor(name).type_name == original.tensor(name).type_name
+    new, old = read_tensor_bytes(out, name), read_tensor_bytes(original, name)
+    assert sum(a != b for a, b in zip(new, old, strict=True)) <= 4  # one F32 value, or one block's fp16 scale
     assert verify_format(src, result.output, result.changed) == []  # the damage is the value, not the format
     [stats] = result.tensors
-    assert (stats.changed, stats.nan_before, stats.nan_after) == (1, 0, 1)
+    assert (stats.nan_before, stats.nan_after) == (0, nans)
     assert rules.finite(result.tensors, _Clean()).status == Status.FAIL
 
 
@@ -103,14 +108,15 @@ def test_zero_rows_zeroes_exactly_the_tokens_rows_in_the_tensors_own_type(tmp_pa
 
 
 @pytest.mark.parametrize(("names", "fmt", "extra", "words"), [
-    (("blk.0.attn_q.weight",), "control:nan", {}, "needs an F32/F16/BF16 tensor, not Q8_0"),
+    (("blk.0.attn_k.weight",), "control:nan", {}, "MXFP4 has neither"),
     (("blk.0.ffn_norm.weight",), "control:zero_4", {}, "is not a token embedding"),
     (("blk.0.ffn_norm.weight",), "control:bogus", {}, "unknown control (known: control:nan, control:metadata"),
     (("blk.0.ffn_norm.weight",), "control:nan", {"group_size": 32}, "give it no group_size, store or seed"),
     (("blk.0.ffn_norm.weight",), "control:nan", {"store": "f32"}, "give it no group_size, store or seed"),
 ])
 def test_a_control_that_cannot_apply_is_refused_before_anything_is_written(tmp_path, names, fmt, extra, words):
-    src = tiny(tmp_path)
+    src = write_tiny_gguf(tmp_path / "mx.gguf", tensor_types={"attn_k": T.MXFP4},
+                          extra_metadata={"tokenizer.ggml.tokens": TOKENS})
     with pytest.raises(RecipeError, match=words.replace("(", r"\(")):
         build_candidate(src, Recipe(Selection(names), fmt, **extra), tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
