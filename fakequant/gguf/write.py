@@ -62,8 +62,10 @@ def plan_offsets(info: ModelInfo, new_sizes: dict[str, int]) -> tuple[list[int],
 
 
 def build_header(info: ModelInfo, provenance: dict[str, str], new_types: dict[str, str],
-                 offsets: list[int]) -> bytes:
-    """Original key/value bytes (old fakequant.* keys dropped) + provenance keys + the tensor table, padded."""
+                 offsets: list[int], altered: dict[str, str] | None = None) -> bytes:
+    """Original key/value bytes (old fakequant.* keys dropped; a key in ``altered``, a string, with its new value
+    in its place) + provenance keys + the tensor table, padded."""
+    altered = altered or {}
     kept = [f for f in info.fields if not f.key.startswith(PROVENANCE_PREFIX)]
     out = bytearray()
     with open(info.path, "rb") as fh:
@@ -71,7 +73,12 @@ def build_header(info: ModelInfo, provenance: dict[str, str], new_types: dict[st
     out += head[:8]  # magic + version
     out += struct.pack("<QQ", len(info.tensors), len(kept) + len(provenance))
     for f in kept:
-        out += head[f.start:f.end]
+        if f.key in altered:
+            if f.value_type != "STRING":
+                raise GGUFFormatError(f"{info.path}: metadata key {f.key} is {f.value_type}, not a string")
+            out += encode_kv_string(f.key, altered[f.key])
+        else:
+            out += head[f.start:f.end]
     for key, value in provenance.items():
         out += encode_kv_string(key, value)
     for t, off in zip(info.tensors, offsets, strict=True):
@@ -102,11 +109,13 @@ def copy_range(src: BinaryIO, dst: BinaryIO, count: int, src_off: int, dst_off: 
         dst_off += n
 
 
-def write_gguf(info: ModelInfo, dest: Path, provenance: dict[str, str], replacements: Iterable[Replacement]) -> bool:
-    """Write the copy to ``dest`` (a fresh temporary path); return True when the same-size path was taken."""
+def write_gguf(info: ModelInfo, dest: Path, provenance: dict[str, str], replacements: Iterable[Replacement],
+               altered: dict[str, str] | None = None) -> bool:
+    """Write the copy to ``dest`` (a fresh temporary path); return True when the same-size path was taken.
+    ``altered``: string keys given a new value (a positive control's deliberate metadata change)."""
     repl = {r.name: r for r in replacements}
     offsets, same_size = plan_offsets(info, {n: r.nbytes for n, r in repl.items()})
-    header = build_header(info, provenance, {n: r.type_name for n, r in repl.items()}, offsets)
+    header = build_header(info, provenance, {n: r.type_name for n, r in repl.items()}, offsets, altered)
     spills: dict[Path, BinaryIO] = {}
     try:
         # No O_TRUNC: on ext4, truncating then closing a file forces a synchronous flush at close (auto_da_alloc);

@@ -13,7 +13,10 @@ else F32. ``store = "native"`` asks for the first rule explicitly; ``store = "f3
 refused for any tensor whose values it would change.
 
 The placebo twin (format ``"placebo"``, :mod:`fakequant.quant.placebo`) is built by the same loop: each selected
-tensor keeps its type and gets a one-ulp nudge of its stored bytes (:mod:`fakequant.quant.nudge`).
+tensor keeps its type and gets a one-ulp nudge of its stored bytes (:mod:`fakequant.quant.nudge`). So are the
+positive controls (format ``"control:<name>"``, :mod:`fakequant.quant.controls`): deliberate damage, each tensor in
+its own type, and for ``control:metadata`` one metadata value changed (the build's own verification allows that
+key; the format check does not).
 
 Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
 in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe, :data:`ENGINE_VERSION` and the installed
@@ -43,7 +46,7 @@ from fakequant.gguf.check import read_layout
 from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES, decode_values, encode_values
 from fakequant.gguf.layout import ModelInfo, read_tensor_bytes, read_tensor_values
 from fakequant.gguf.write import Replacement
-from fakequant.quant import formats, nudge, storage
+from fakequant.quant import controls, formats, nudge, storage
 from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
@@ -73,6 +76,9 @@ class Recipe:
                 raise RecipeError("placebo: keeps each tensor's own type; give it no group_size or store")
             if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
                 raise RecipeError(f"seed {self.seed!r}: must be an integer >= 0")
+        elif controls.control_of(self.format):
+            if self.group_size is not None or self.store is not None or self.seed != 0:
+                raise RecipeError(f"{self.format}: keeps each tensor's own type; give it no group_size, store or seed")
         else:
             formats.check_format(self.format)
             if self.format not in formats.FORMATS:
@@ -154,8 +160,11 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
         t = info.tensor(name)
         if t.type_name not in FLOAT_TYPES and t.type_name not in GGML_QUANT_TYPES:
             raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
+        control = controls.control_of(recipe.format)
         if recipe.format == PLACEBO:
             problem = nudge.type_problem(t.type_name)
+        elif control:
+            problem = controls.tensor_problem(control, info, t)
         else:
             problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
         if problem:
@@ -214,6 +223,11 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
         spill.write(raw)
         return t.type_name, before, decode_values(raw, t.type_name, t.shape), \
             nudge.nudge_size(old, raw, t.type_name)
+    control = controls.control_of(recipe.format)
+    if control:
+        raw = controls.apply(control, info, name)
+        spill.write(raw)
+        return t.type_name, before, decode_values(raw, t.type_name, t.shape), {}
     native = storage.native_type(recipe.format, recipe.store, t.shape)
     if native == t.type_name:  # already in the target type: llama-quantize copies such a tensor as it is
         spill.write(read_tensor_bytes(info, name))
@@ -280,7 +294,10 @@ def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, pro
             stats.append(s)
             del before, after
         spill.flush()
-        same_size = gguf_write.write_gguf(info, tmp, provenance, replacements)
+        altered: dict[str, str] = {}  # metadata a positive control changes on purpose
+        for control in {controls.control_of(r.format) for r in recipes.values()} - {None}:
+            altered |= controls.metadata(control, info)
+        same_size = gguf_write.write_gguf(info, tmp, provenance, replacements, altered)
         # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
         syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
         syncer.start()
@@ -288,7 +305,8 @@ def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, pro
             # Re-open what was written and compare it with the original (walked with every bound and layout check;
             # check=False skips only the UTF-8 decoding of string arrays, copied byte for byte from the original).
             written = read_layout(tmp, check=False)
-            problems = gguf_compare.compare_layouts(info, written, set(recipes), allow_type_change=True)
+            problems = gguf_compare.compare_layouts(info, written, set(recipes), allow_type_change=True,
+                                                    altered_keys=set(altered))
             problems += _check_replaced(written, replacements)
         finally:
             syncer.join()

@@ -120,8 +120,9 @@ def terminal_lines(verdicts: Sequence[Verdict]) -> list[str]:
     lines = []
     for v in verdicts:
         line = f"{v.experiment:<{width}}  {v.decision.value:<12}  {text.clean(v.headline)}"
-        if v.expected is not None:
-            line += f"  [expected {v.expected.value}: {'matched' if v.matched else 'DID NOT MATCH'}]"
+        control = reading.expectation(v.to_json())
+        if control:
+            line += f"  [expected to fail: {control[0]} — {control[1]}]"
         lines.append(line)
     return lines
 
@@ -152,8 +153,8 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
         doc = _load_doc(report_dir, experiment)
         verdict = reading.d(doc.get("verdict"))
         decision = str(verdict.get("decision", "INCONCLUSIVE"))
-        expected = (f" (expected {verdict['expected']}: {'matched' if verdict.get('matched') else 'DID NOT MATCH'})"
-                    if verdict.get("expected") else "")
+        control = reading.expectation(verdict)
+        expected = f" (expected to fail: {control[0]} — {control[1]})" if control else ""
         rows.append([Span(experiment, "code"), [reading.badge(decision, "en"), expected],
                      str(verdict.get("headline", "")), reading.key_numbers(doc),
                      Link("summary.html", f"{quote(experiment)}/summary.html")])

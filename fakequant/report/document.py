@@ -23,6 +23,7 @@ from fakequant.report.reading import (
     conversation_counts,
     d,
     excess_phrase,
+    expectation,
     flat,
     images,
     key_numbers,
@@ -84,9 +85,9 @@ def header(ctx: DocContext) -> list[Block]:
         Banner(decision, [Span(f"{t('decision')}:", "b"), " ", badge(decision, ctx.lang), " — ",
                           str(ctx.verdict.get("headline") or "")]),
     ]
-    if ctx.verdict.get("expected"):
-        word = t("matched") if ctx.verdict.get("matched") else t("not_matched")
-        blocks.append(Para([Span(f"{t('expected')}: ", "b"), f"{ctx.verdict['expected']} — ", Span(word, "b")]))
+    control = expectation(ctx.verdict, ctx.lang)
+    if control:
+        blocks.append(Para([Span(f"{t('expected')}: ", "b"), f"{control[0]} — ", Span(control[1], "b")]))
     recipe = d(exp.get("recipe"))
     selection = d(recipe.get("selection"))
     chosen = [str(x) for key in ("names", "layers", "kinds") for x in lst(selection.get(key))]
@@ -358,9 +359,9 @@ def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en", up: str = "")
         verdict = d(doc.get("verdict"))
         name = str(doc.get("experiment", "?"))
         decision: list[Inline] = [badge(verdict.get("decision", "INCONCLUSIVE"), lang)]
-        if verdict.get("expected"):
-            word = t("matched") if verdict.get("matched") else t("not_matched")
-            decision.append(f" ({t('expected')}: {verdict['expected']}, {word})")
+        control = expectation(verdict, lang)
+        if control:
+            decision.append(f" ({t('expected')}: {control[0]} — {control[1]})")
         rows.append([code(name), decision, str(verdict.get("headline", "")), key_numbers(doc, lang),
                      Link("summary.md", f"{up}{quote(name)}/summary.md")])
     return [Heading(1, t("index_title")),

@@ -51,6 +51,21 @@ class DocContext:
         return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
 
 
+def expectation(verdict: dict[str, Any], lang: str = "en") -> tuple[str, str] | None:
+    """A positive control's line: each check it names and whether it failed, the failures it did not name; and the
+    word matched / DID NOT MATCH. None for an ordinary experiment."""
+    named = verdict.get("expected")
+    if not isinstance(named, dict) or not named:
+        return None
+    t, data = translator(lang), d(verdict.get("expectation"))
+    failed = d(data.get("failed"))
+    parts = [t("exp_failed" if failed.get(k) else "exp_not_failed", check=k) for k in named]
+    unexpected = [str(c) for c in lst(data.get("unexpected"))]
+    if unexpected:
+        parts.append(t("exp_unexpected", checks=", ".join(unexpected)))
+    return t("sentence_join").join(parts), t("matched") if verdict.get("matched") else t("not_matched")
+
+
 def images(ctx: DocContext, wanted: Sequence[tuple[str, str]]) -> list[Block]:
     """The plots among ``wanted`` (file name, caption key) that were drawn for this report."""
     drawn = set(lst(ctx.doc.get("plots")))

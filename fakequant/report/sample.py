@@ -215,7 +215,9 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         "chunks": 20, "model": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "corpus": "/corpora/wiki.test.raw",
         "checks": ["must_pass", "numerical", "perplexity", "conversation", "speed"],
         "prompts": [{"id": cid} for cid in PROMPT_IDS], "model_sha256": "9" * 64, "corpus_sha256": "7" * 64,
-        "llama_cpp_python": "0.3.36", "expect": "STOP" if scenario == "stop" else None})
+        "llama_cpp_python": "0.3.36",
+        # the STOP sample is a positive control that fails exactly what it names
+        "expect": {"numerical": "fail", "perplexity": "fail", "conversation": "fail"} if scenario == "stop" else None})
     save_artifact(report_dir, experiment, Artifact.LOAD, {
         "baseline_load_s": 0.118, "candidate_load_s": 0.121,
         "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],

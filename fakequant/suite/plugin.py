@@ -9,8 +9,9 @@ only: the run's state is :class:`~fakequant.suite.session.Suite`, each check's r
 - A check test that raises before recording its outcome (a crash, a fixture that fails) gets an ERROR outcome for
   its check from :func:`pytest_runtest_makereport`, so the decision names it instead of missing it.
 - :func:`enact` turns a :class:`~fakequant.suite.outcomes.CheckOutcome` into pytest's vocabulary: fail → failed test,
-  limitation → xfail, inconclusive → skip, caution → pass + warning; checks of a negative control (``expect =
-  "STOP"``) that fail are strict xfails, and ``test_expected_decision`` proves the control reached its decision.
+  limitation → xfail, inconclusive → skip, caution → pass + warning. A positive control's checks that ``expect``
+  names (``expect = {finite = "fail"}``) are strict xfails when they fail, any other failure of it is a failure,
+  and ``test_expected_decision`` fails unless every named check failed.
 - The controller (never an xdist worker) writes the reports in ``pytest_sessionfinish`` and prints one line per
   experiment at the end.
 
@@ -28,11 +29,11 @@ from typing import Any
 import pytest
 
 from fakequant.errors import FakequantError
-from fakequant.suite import rules
+from fakequant.suite import expectation, rules
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 from fakequant.suite.outcomes import CheckOutcome, flat_values, record_outcome
 from fakequant.suite.session import BadExperiment, BuildFailed, Suite
-from fakequant.suite.vocab import CHECK_OF_TEST, LANGS, MUST_PASS, Decision, Status
+from fakequant.suite.vocab import CHECK_OF_TEST, LANGS, MUST_PASS, Status
 
 _SUITE_KEY = pytest.StashKey[Suite]()
 _RECORDED = pytest.StashKey[bool]()  # on a test item: it recorded an outcome through the `outcome` fixture
@@ -246,10 +247,10 @@ def enact(result: CheckOutcome, exp: Experiment, item: pytest.Item) -> None:
         pytest.xfail(f"model limitation (the baseline fails it too): {reason}")
     if status is Status.INCONCLUSIVE:
         pytest.skip(f"INCONCLUSIVE: {reason}")
-    if exp.expect == Decision.STOP:
-        # a negative control is meant to fail: strict xfail keeps `make test` green, and test_expected_decision
-        # turns the run red if the control does not reach STOP
-        item.add_marker(pytest.mark.xfail(strict=True, reason=f"negative control (expect STOP): {reason}"))
+    if expectation.names(exp.expect, result.check, result.category):
+        # a positive control's named check is meant to fail: a strict xfail keeps `make test` green, and
+        # test_expected_decision turns the run red if it does not fail; any other check's failure stays a failure
+        item.add_marker(pytest.mark.xfail(strict=True, reason=f"positive control, expected to fail: {reason}"))
     pytest.fail(reason, pytrace=False)
 
 

@@ -14,7 +14,8 @@ Model limitations (the baseline fails a check too) are reported as notes, never 
 sampled conversation checks with no power (the original passes them too rarely for any candidate result to show a
 regression): they are named as not measurable, never counted as passes, and do not hold up the other checks.
 Reasons are the checks' own one-line reasons (measured value, its uncertainty, the threshold), prefixed with the
-check's id.
+check's id. A positive control (``expect`` names the checks that must fail) also carries whether exactly those
+failed (:mod:`fakequant.suite.expectation`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fakequant.suite.criteria import Thresholds
+from fakequant.suite.expectation import Expectation, judge, keys_of
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
 from fakequant.suite.rules import NoOp, chunks_to_resolve, no_op
 from fakequant.suite.vocab import (
@@ -49,25 +51,28 @@ class Verdict:
     decision: Decision
     reasons: list[str]  # why this decision, most important first
     headline: str  # one short line for the terminal and the index
-    expected: Decision | None = None  # negative controls: the decision the experiment was designed to reach
+    expectation: Expectation | None = None  # positive controls: the checks that must fail, and which did
     notes: list[str] = field(default_factory=list)  # reported, but not what decided it
 
     @property
     def matched(self) -> bool | None:
-        return None if self.expected is None else self.expected == self.decision
+        return None if self.expectation is None else self.expectation.matched
 
     def to_json(self) -> dict[str, Any]:
+        e = self.expectation
         return {"experiment": self.experiment, "decision": str(self.decision), "reasons": list(self.reasons),
-                "headline": self.headline, "expected": None if self.expected is None else str(self.expected),
-                "matched": self.matched, "notes": list(self.notes)}
+                "headline": self.headline, "expected": {k: "fail" for k in e.keys} if e else None,
+                "matched": self.matched, "expectation": e.to_json() if e else None, "notes": list(self.notes)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Verdict:
-        expected = data.get("expected")
-        return cls(experiment=str(data["experiment"]), decision=Decision(data["decision"]),
+        decision = Decision(data["decision"])
+        keys, _ = keys_of(data.get("expected"))
+        expectation = Expectation.from_json(dict.fromkeys(keys, "fail"), _dict(data.get("expectation")),
+                                            decision) if keys else None
+        return cls(experiment=str(data["experiment"]), decision=decision,
                    reasons=[str(r) for r in data.get("reasons") or []], headline=str(data.get("headline") or ""),
-                   expected=Decision(expected) if expected else None,
-                   notes=[str(n) for n in data.get("notes") or []])
+                   expectation=expectation, notes=[str(n) for n in data.get("notes") or []])
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -81,16 +86,6 @@ def _line(text: Any) -> str:
 
 def _reason(outcome: CheckOutcome) -> str:
     return f"{outcome.check}: {_line(outcome.reason) or outcome.status}"
-
-
-def expected_decision(data: ExperimentData) -> tuple[Decision | None, str | None]:
-    raw = _dict(data.artifacts.get(Artifact.EXPERIMENT)).get("expect")
-    if raw in (None, ""):
-        return None, None
-    try:
-        return Decision(str(raw).upper()), None
-    except ValueError:
-        return None, f"experiment.expect = {raw!r} is not one of {', '.join(d.value for d in Decision)}; ignored"
 
 
 def expected_checks(experiment: Mapping[str, Any]) -> list[str] | None:
@@ -183,10 +178,11 @@ def decide(data: ExperimentData) -> Verdict:
         decision, reasons, rest = Decision.GO, [f"all {passed} checks pass{unmeasured}"], []
         reasons += [_reason(o) for o in outcomes if o.category == PERPLEXITY]
 
-    expected, expect_problem = expected_decision(data)
+    keys, expect_problem = keys_of(experiment.get("expect"))
     if expect_problem:
         notes.append(expect_problem)
-    return Verdict(data.experiment, decision, reasons, _headline(decision, reasons, noop, outcomes), expected,
+    expectation = judge(keys, outcomes, decision) if keys else None
+    return Verdict(data.experiment, decision, reasons, _headline(decision, reasons, noop, outcomes), expectation,
                    notes=rest + notes)
 
 

@@ -29,6 +29,9 @@ class Decision(StrEnum):
 # Check categories, in the order reports list them; an experiment's `checks` is a subset of these.
 CATEGORIES = ("must_pass", "numerical", "perplexity", "conversation", "speed")
 MUST_PASS, NUMERICAL, PERPLEXITY, CONVERSATION, SPEED = CATEGORIES
+# The must-pass checks' ids, as the acceptance tests record them (numerical and perplexity are one check each, the
+# conversation checks conversation[<prompt id>]).
+MUST_PASS_CHECKS = ("build", "format", "load", "finite", "original_unchanged")
 
 
 class Artifact(StrEnum):

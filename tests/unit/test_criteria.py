@@ -49,7 +49,7 @@ chunks = 4
 prompts = ["math"]
 thresholds = { ppl_increase_acceptable = 0.08 }
 settings = { n_ctx = 256 }
-expect = "stop"
+expect = { "conversation[math]" = "fail", perplexity = "fail", must_pass = "fail" }
 """
 
 
@@ -67,7 +67,9 @@ def test_valid_file_becomes_typed_experiments(tmp_path):
     assert b.thresholds.ppl_increase_acceptable == 0.08 and b.thresholds.ppl_increase_ideal == 0.01
     assert b.settings.n_ctx == 256 and b.settings.n_threads == 2 and a.settings.n_ctx == 512
     assert b.chunks == 4 and a.chunks == 10  # the default when [defaults] omits chunks, as criteria.toml ships
-    assert b.expect == "STOP" and a.expect is None
+    assert b.expect == ("conversation[math]", "perplexity", "must_pass") and a.expect == ()
+    assert b.to_json()["expect"] == {"conversation[math]": "fail", "perplexity": "fail", "must_pass": "fail"}
+    assert a.to_json()["expect"] is None
     assert [p.id for p in b.prompts] == ["math"]
     assert b.to_json()["recipe"]["format"] == "fp8_e4m3"
 
@@ -127,7 +129,19 @@ def test_missing_files(tmp_path):
     ("tensors = ['a']\n", "experiments.bad.format", "missing"),
     ("tensors = ['a']\nformat = 'bf16'\nepsilon = 0\n", "experiments.bad.epsilon", "must be > 0"),
     ("tensors = ['a']\nformat = 'bf16'\nepsilon = -1e-3\n", "experiments.bad.epsilon", "must be > 0"),
-    ("tensors = ['a']\nformat = 'bf16'\nexpect = 'MAYBE'\n", "experiments.bad.expect", "must be one of"),
+    ("tensors = ['a']\nformat = 'bf16'\nexpect = 'STOP'\n", "experiments.bad.expect",
+     "must be a table naming the checks that must fail"),
+    ("tensors = ['a']\nformat = 'bf16'\nexpect = {}\n", "experiments.bad.expect", "names no check"),
+    ("tensors = ['a']\nformat = 'bf16'\nexpect = { perplexity = 'pass' }\n", "experiments.bad.expect.perplexity",
+     'must be "fail"'),
+    ("tensors = ['a']\nformat = 'bf16'\nexpect = { perplexty = 'fail' }\n", "experiments.bad.expect.perplexty",
+     "did you mean 'perplexity'"),
+    ("tensors = ['a']\nformat = 'bf16'\nexpect = { speed = 'fail' }\n", "experiments.bad.expect.speed",
+     "speed never fails"),
+    ("tensors = ['a']\nformat = 'bf16'\nchecks = ['must_pass']\nexpect = { perplexity = 'fail' }\n",
+     "experiments.bad.expect.perplexity", "not a check this experiment runs"),
+    ("tensors = ['a']\nformat = 'bf16'\nprompts = ['math']\nexpect = { 'conversation[intro]' = 'fail' }\n",
+     "experiments.bad.expect.conversation[intro]", "did you mean 'conversation[math]'"),
     ("tensors = ['a']\nformat = 'bf16'\nprompts = ['mth']\n", "experiments.bad.prompts", "no [prompts.mth]"),
     ("tensors = ['a']\nformat = 'bf16'\nchecks = ['speed']\n", "experiments.bad.checks", "must_pass"),
     ("tensors = ['a']\nformat = 'bf16'\nchunk = 3\n", "experiments.bad.chunk", "did you mean 'chunks'"),
@@ -231,7 +245,10 @@ def test_shipped_criteria_file_is_valid():
     layer0 = crit.experiments["layer0"]
     assert layer0.recipe.selection.names == ("blk.0.ffn_norm.weight",) and layer0.recipe.format == "bf16"
     assert {"layer5", "layer10", "layer15"} <= set(crit.experiments)
-    assert any(e.expect == "STOP" for e in crit.experiments.values())
+    controls = {n: e.expect for n, e in crit.experiments.items() if e.expect}
+    # one positive control per family of checks, each naming the check it must fail
+    assert {"finite", "format", "perplexity", "conversation[math_en]"} <= {k for keys in controls.values()
+                                                                          for k in keys}
     questions = {p.question for p in layer0.prompts}
     assert {"Hello, can you introduce yourself?", "你好，請介紹一下自己。", "2+2等於多少？", "What is 2+2?",
             "Write a short story about a robot.", "讓我們聊聊天吧。"} <= questions

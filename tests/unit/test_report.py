@@ -114,14 +114,17 @@ def test_terminal_lines_align_and_report_expectations(run):
     assert starts == {"GO", "CAUTION", "STOP", "INCONCLUSIVE"}
     assert [line for line in lines if "expected" in line] == [
         next(line for line in lines if line.startswith("stop "))]
-    assert lines[2].endswith("[expected STOP: matched]")
+    # the named checks in the order the recorded experiment keeps them (its JSON is written with sorted keys)
+    assert lines[2].endswith("[expected to fail: conversation (failed); numerical (failed); perplexity (failed) — "
+                             "matched]")
 
 
 def test_stop_summary_names_the_reasons_and_the_expectation(run):
     report_dir, verdicts = run
     md = summary(report_dir, "stop")
     assert "**Decision:** ⛔ STOP" in md
-    assert "**matched**" in md
+    assert "**Positive control, expected to fail:** conversation (failed); numerical (failed); perplexity (failed) " \
+           "— **matched**" in md
     for reason in verdicts["stop"].reasons:
         assert markdown.escape(reason) in md
     assert "model limitation" in md  # the Chinese prompt the baseline also fails

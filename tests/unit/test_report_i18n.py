@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fakequant.report import finish_run, sample
+from fakequant.report import finish_run, markdown, sample
 from fakequant.report.i18n import translator
 from fakequant.report.reading import template_line
 from fakequant.suite.outcomes import data_dir, save_artifact
@@ -55,3 +55,21 @@ def test_zh_tw_translates_what_surrounds_the_english_reasons(tmp_path: Path) -> 
     note = "以下理由與細節由各項檢查自動產生，為英文原文"
     assert zh.index("## 決策與理由") < zh.index(note) < zh.index("- perplexity: perplexity increase")
     assert note not in en and "**對話格式:** `builtin:chatml` — llama.cpp 內建模板 chatml" in zh
+
+
+def test_a_control_that_did_not_match_says_which_check_and_why_in_both_languages(tmp_path: Path) -> None:
+    from fakequant.report.reading import expectation
+
+    sample.fill(tmp_path, "x", "stop")
+    experiment = json.loads((data_dir(tmp_path, "x") / f"{Artifact.EXPERIMENT}.json").read_text())
+    experiment["expect"] = {"finite": "fail", "perplexity": "fail"}  # finite passed; numerical failed unnamed
+    save_artifact(tmp_path, "x", Artifact.EXPERIMENT, experiment)
+    [verdict] = finish_run(tmp_path, ["x"], lang="zh-TW")
+    assert verdict.matched is False
+    line = "finite（未失敗）；perplexity（已失敗）；非預期的失敗：numerical, conversation[english_intro]"
+    assert expectation(verdict.to_json(), "zh-TW") == (line, "不符合")
+    shown = markdown.escape(line)
+    assert f"**正對照，預期失敗的檢查:** {shown} — **不符合**" in (tmp_path / "x" / "summary.md").read_text()
+    assert f"(正對照，預期失敗的檢查: {shown} — 不符合)" in (tmp_path / "summary.md").read_text()
+    assert expectation(verdict.to_json())[0].startswith("finite (did not fail); perplexity (failed); also failed")
+    assert expectation({"decision": "GO", "expected": None}) is None

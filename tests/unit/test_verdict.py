@@ -200,18 +200,53 @@ def test_inconclusive_perplexity_says_how_many_chunks_would_resolve_it():
     assert v.reasons == [f"perplexity: +4.8% straddles 5%; about {expected} chunks (now 20) would resolve it"]
 
 
-@pytest.mark.parametrize(("expect", "matched"), [("STOP", True), ("go", False)])
-def test_negative_controls_report_whether_the_expectation_matched(expect, matched):
-    v = decide(data(("perplexity", "fail", "+30% > 5%"), artifacts={Artifact.EXPERIMENT: {"expect": expect}}))
-    assert v.decision == Decision.STOP
-    assert v.expected == Decision(expect.upper())
-    assert v.matched is matched
+def control(*changes: tuple[str, str, str], expect: dict) -> Verdict:
+    return decide(data(*changes, artifacts={Artifact.EXPERIMENT: {"expect": expect}}))
 
 
-def test_an_invalid_expectation_is_a_note():
-    v = decide(data(artifacts={Artifact.EXPERIMENT: {"expect": "MAYBE"}}))
-    assert v.expected is None
-    assert any("'MAYBE'" in n for n in v.notes)
+def test_a_control_matches_when_exactly_its_named_checks_fail():
+    v = control(("perplexity", "fail", "+30% > 5%"), expect={"perplexity": "fail"})
+    assert v.decision == Decision.STOP and v.matched is True
+    assert v.expectation.failed == {"perplexity": ("perplexity",)} and not v.expectation.problems()
+
+
+def test_a_category_key_is_met_by_any_failing_check_of_it():
+    v = control(("conversation[intro]", "fail", "no 4"), ("load", "fail", "no token"),
+                expect={"conversation": "fail", "must_pass": "fail"})
+    assert v.matched is True
+    assert v.expectation.failed == {"conversation": ("conversation[intro]",), "must_pass": ("load",)}
+
+
+def test_another_check_failing_too_is_not_a_match():
+    v = control(("perplexity", "fail", "+30%"), ("format", "fail", "metadata differs"), expect={"perplexity": "fail"})
+    assert v.decision == Decision.STOP and v.matched is False
+    assert v.expectation.unexpected == ("format",)
+    assert v.expectation.problems() == ["format failed, not expected"]
+
+
+def test_a_named_check_that_passed_is_not_a_match():
+    v = control(("numerical", "fail", "31% > 5%"), expect={"numerical": "fail", "perplexity": "fail"})
+    assert v.decision == Decision.STOP and v.matched is False
+    assert v.expectation.missing == ("perplexity",)
+    assert v.expectation.problems() == ["perplexity did not fail"]
+
+
+def test_a_named_check_that_could_not_run_is_not_a_match():
+    v = control(("perplexity", "error", "corpus too short"), expect={"perplexity": "fail"})
+    assert v.matched is False
+    assert v.expectation.problems() == ["perplexity did not fail", "perplexity (could not run) failed, not expected"]
+
+
+def test_a_control_nobody_named_a_check_of_is_not_a_control():
+    v = decide(data(("perplexity", "fail", "+30%")))
+    assert v.expectation is None and v.matched is None and v.to_json()["expected"] is None
+
+
+@pytest.mark.parametrize("raw", ["STOP", {"perplexity": "pass"}, ["perplexity"]])
+def test_an_expectation_of_another_form_is_a_note(raw):
+    v = decide(data(artifacts={Artifact.EXPERIMENT: {"expect": raw}}))
+    assert v.expectation is None
+    assert any(repr(raw) in n and "ignored" in n for n in v.notes)
 
 
 def test_reasons_are_one_line():
@@ -220,10 +255,12 @@ def test_reasons_are_one_line():
 
 
 def test_verdict_json_round_trip():
-    v = decide(data(("perplexity", "fail", "+9%"), artifacts={Artifact.EXPERIMENT: {"expect": "STOP"}}))
+    v = control(("perplexity", "fail", "+9%"), ("load", "fail", "no token"), expect={"perplexity": "fail"})
     again = Verdict.from_json(v.to_json())
-    assert again == v
-    assert v.to_json()["matched"] is True
+    assert again == v and again.matched is False
+    assert v.to_json()["expected"] == {"perplexity": "fail"}
+    assert v.to_json()["expectation"] == {"failed": {"perplexity": ["perplexity"]}, "missing": [],
+                                          "unexpected": ["load"]}
 
 
 def test_a_powerless_sampled_check_is_named_but_does_not_hold_up_the_decision():

@@ -26,7 +26,7 @@ class Context:
 
     def table(self, value: Any, key: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.error(key, f"must be a table, got {_type(value)}")
+            raise self.error(key, f"must be a table, got {value_kind(value)}")
         return value
 
     def known(self, table: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
@@ -45,7 +45,7 @@ class Context:
             "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
         }[kind]
         if not ok:
-            raise self.error(key, f"must be {_article(kind)}, got {_type(value)} {value!r}")
+            raise self.error(key, f"must be {_article(kind)}, got {value_kind(value)} {value!r}")
         if kind == "float":
             value = float(value)
             if not math.isfinite(value):
@@ -53,7 +53,7 @@ class Context:
         return value
 
 
-def _type(value: Any) -> str:
+def value_kind(value: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
             dict: "a table"}.get(type(value), type(value).__name__)
 

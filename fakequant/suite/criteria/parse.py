@@ -17,7 +17,7 @@ from fakequant.suite.criteria.names import check_ambiguity, check_name
 from fakequant.suite.criteria.prompts import parse_prompts
 from fakequant.suite.criteria.recipes import parse_recipe
 from fakequant.suite.criteria.sweeps import expand_sweep
-from fakequant.suite.criteria.types import EXPECTABLE, Criteria, Experiment, MixRecipe, Prompt
+from fakequant.suite.criteria.types import Criteria, Experiment, MixRecipe, Prompt
 from fakequant.suite.vocab import CATEGORIES, LANGS
 
 _TOP_KEYS = ("defaults", "prompts", "experiments", "sweeps", "recipes", "report")
@@ -127,12 +127,9 @@ def _parse_experiment(name: str, table: Mapping[str, Any], key: str, ctx: Contex
         raise ctx.error(f"{key}.format", "missing: which format to round the tensors through (e.g. \"bf16\")")
     fmt = ctx.typed(table["format"], "str", f"{key}.format")
     selection = read.selection(table, key, ctx)
-    expect = None
-    if "expect" in table:
-        expect = ctx.typed(table["expect"], "str", f"{key}.expect").upper()
-        if expect not in EXPECTABLE:
-            raise ctx.error(f"{key}.expect", f"must be one of {', '.join(EXPECTABLE)}, got {table['expect']!r}")
     checks = read.checks(table["checks"], ctx, f"{key}.checks") if "checks" in table else defaults.checks
     common = read.common(table, key, ctx, defaults, prompts)
+    expect = read.expect(table["expect"], checks, common["prompts"], ctx, f"{key}.expect") if "expect" in table \
+        else ()
     recipe = read.recipe(selection, fmt, **read.format_options(table, key, ctx, defaults), ctx=ctx, key=key)
     return Experiment(name=name, recipe=recipe, checks=checks, expect=expect, source=key, markers=(name,), **common)

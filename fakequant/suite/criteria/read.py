@@ -14,9 +14,10 @@ from fakequant.errors import CriteriaError, FakequantError
 from fakequant.quant.select import LAYERS_RE
 from fakequant.runtime.settings import RuntimeSettings, out_of_bounds
 from fakequant.store import assets
-from fakequant.suite.criteria.context import Context
+from fakequant.suite.criteria.context import Context, value_kind
 from fakequant.suite.criteria.types import IDEAL_PAIRS, Prompt, Thresholds
-from fakequant.suite.vocab import CATEGORIES
+from fakequant.suite.expectation import FAIL, nameable
+from fakequant.suite.vocab import CATEGORIES, SPEED
 
 _THRESHOLD_FIELDS = {f.name: f for f in dataclasses.fields(Thresholds)}
 
@@ -66,6 +67,29 @@ def checks(value: Any, ctx: Context, key: str) -> tuple[str, ...]:
     if "must_pass" not in value:
         raise ctx.error(key, "'must_pass' cannot be turned off: it is what makes a candidate usable at all")
     return tuple(c for c in CATEGORIES if c in value)
+
+
+def expect(value: Any, checks: tuple[str, ...], prompts: tuple[Prompt, ...], ctx: Context, key: str) -> tuple[str, ...]:
+    """A positive control's checks that must fail: a table of check ids or categories, each set to "fail", among the
+    checks this experiment runs (see :mod:`fakequant.suite.expectation`)."""
+    example = 'e.g. {perplexity = "fail"} or {"conversation[math_en]" = "fail"}'
+    if not isinstance(value, Mapping):
+        raise ctx.error(key, f"must be a table naming the checks that must fail, {example}; got {value_kind(value)} "
+                             f"{value!r}")
+    if not value:
+        raise ctx.error(key, f"names no check; {example}")
+    allowed = nameable(checks, [p.id for p in prompts])
+    for name, verdict in value.items():
+        where = f"{key}.{name}"
+        if name == SPEED:
+            raise ctx.error(where, "speed never fails (a slowdown only cautions), so it cannot be expected to")
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ctx.error(where, f"not a check this experiment runs; {hint}choose from {', '.join(allowed)}")
+        if verdict != FAIL:
+            raise ctx.error(where, f"must be \"{FAIL}\" (the check must fail), got {verdict!r}")
+    return tuple(value)
 
 
 def prompt_ids(value: Any, prompts: Mapping[str, Prompt], ctx: Context, key: str) -> tuple[str, ...]:

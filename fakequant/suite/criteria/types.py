@@ -12,7 +12,6 @@ from fakequant.quant.select import Selection
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams, bounded
 from fakequant.suite.vocab import CATEGORIES
 
-EXPECTABLE = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")  # what a negative control may declare it must reach
 # how a recipe's tensors form the groups that each get one format: one (layer, kind), one kind across the selected
 # layers, or one layer's selected kinds; a tensor outside the blocks (token_embd, output) is always its own group
 GROUPINGS = ("cell", "kind", "layer")
@@ -95,7 +94,7 @@ class Experiment:
     model: Path
     corpus: Path
     checks: tuple[str, ...] = CATEGORIES
-    expect: str | None = None  # a negative control declares the decision it must reach, e.g. "STOP"
+    expect: tuple[str, ...] = ()  # a positive control: the checks (ids or categories) that must fail
     source: str = ""  # "experiments.layer0" or "sweeps.<name>"
     sweep: str | None = None
     markers: tuple[str, ...] = ()
@@ -113,7 +112,7 @@ class Experiment:
             "corpus": str(self.corpus),
             "checks": list(self.checks),
             "prompts": [p.to_json() for p in self.prompts],
-            "expect": self.expect,
+            "expect": {k: "fail" for k in self.expect} or None,
             "source": self.source,
             "sweep": self.sweep,
         }
