@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from fakequant.errors import FakequantError
+from fakequant.recipe.stock import STOCK_MIXES
 from fakequant.suite.vocab import LANGS
 
 # command -> "module:function"; the function takes the parsed arguments and returns an exit status.
@@ -98,8 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--criteria", default="criteria.toml")
     p.add_argument("--report-dir", default="reports")
 
-    p = sub.add_parser("recipe", help="a mixed-precision recipe of criteria.toml: its groups, formats and sizes")
+    p = sub.add_parser("recipe", help="a mixed-precision recipe of criteria.toml: measure its cells, solve it within "
+                                      "its budget and each stock mix's size, build and score the models")
     p.add_argument("name")
+    p.add_argument("--stock", default=",".join(STOCK_MIXES), metavar="MIXES",
+                   help="llama-quantize mixes to set beside the recipe, comma-separated (default: %(default)s; "
+                        "'' for none)")
+    p.add_argument("--report-dir", default=None, help="default: criteria.toml's [report] dir")
     p.add_argument("--plan", action="store_true", help="print the groups, the formats each allows and their sizes")
     p.add_argument("--costs", default=None, metavar="FILE",
                    help="JSON object \"<group>|<format>\" -> cost: also solve, and print the assignment, its "

@@ -20,18 +20,48 @@ TYPES_FILE = "tensor_types.txt"
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
-    if not args.plan:
-        raise FakequantError("measuring a recipe's cells is not implemented yet; `fakequant recipe NAME --plan` "
-                             "prints its groups, formats and sizes (and, with --costs, the solved assignment)")
-    plan = plan_recipe(_recipe(args.criteria, args.name))
-    _print_plan(plan)
+    recipe, report_dir = _recipe(args.criteria, args.name, args.report_dir)
+    if args.plan or args.costs is not None:
+        plan = plan_recipe(recipe)
+        _print_plan(plan)
+        if args.costs is not None:
+            _print_choice(plan, load_costs(Path(args.costs)))
+        return 0
     if args.costs is not None:
-        _print_choice(plan, load_costs(Path(args.costs)))
+        raise FakequantError("--costs goes with --plan: a full run measures the costs itself")
+    from fakequant.recipe.run import run_recipe
+
+    out = report_dir / "recipes" / recipe.name
+    stock = [m.strip().upper() for m in args.stock.split(",") if m.strip()]
+    results = run_recipe(recipe, out, stock=stock)
+    for line in summary_lines(results):
+        print(line)
+    print(f"report: {out / 'recipe.md'} (zh-TW: recipe.zh-TW.md), plot: {out / 'pareto.png'}")
     return 0
 
 
-def _recipe(criteria: str, name: str) -> MixRecipe:
-    crit = load_criteria(criteria)
+def summary_lines(results: dict) -> list[str]:
+    """One line per scored model, smallest first, then the decision."""
+    lines = []
+    rows = sorted(results["models"], key=lambda m: m.get("file_bytes") or float("inf"))
+    for m in rows:
+        if m.get("kld_mean") is None:
+            lines.append(f"{m['name']:28}  {m.get('note') or 'not measured'}")
+            continue
+        check = ""
+        if m.get("additivity"):
+            a = m["additivity"]
+            ratio = f"{a['ratio']:.2f}× predicted" if a.get("ratio") is not None else "predicted 0"
+            check = f"  measured {ratio} ({'agrees' if a['agrees'] else 'misses'})"
+        lines.append(f"{m['name']:28}  {m['file_bytes'] / MIB:8.2f} MiB  KLD {m['kld_mean']:.5f}  "
+                     f"Δ ln PPL {m['ln_ppl_ratio']:+.5f}{check}")
+    decision = results.get("decision") or {}
+    lines.append(f"decision: {decision.get('decision')} — {'; '.join(decision.get('reasons') or [])}")
+    return lines
+
+
+def _recipe(criteria: str, name: str, report_dir: str | None) -> tuple[MixRecipe, Path]:
+    crit = load_criteria(criteria, report_dir=report_dir)
     if name in crit.recipe_errors:
         raise crit.recipe_errors[name]
     if name not in crit.recipes:
@@ -39,7 +69,7 @@ def _recipe(criteria: str, name: str) -> MixRecipe:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(known) or 'none'}"
         raise CriteriaError(f"{crit.path}: no [recipes.{name}] table{hint}")
-    return crit.recipes[name]
+    return crit.recipes[name], Path(crit.report_dir)
 
 
 def _mib(nbytes: int) -> str:

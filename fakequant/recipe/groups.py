@@ -5,13 +5,15 @@ Only matrices that llama-quantize quantizes can change (its ``tensor_allows_quan
 dimensions, a name ending in ``weight``, no norms, no MoE router); anything else keeps its type in its output
 whatever the command says, so a recipe must not change it either. A group's options are ``keep`` (every tensor in
 its source type: cost 0) and each of the recipe's formats that every one of its tensors' row lengths allows,
-except one that would store every tensor in the type it already has (that is ``keep`` again).
+except one that would store every tensor in the type it already has (that is ``keep`` again) and one that would not
+make the group smaller: a change never lowers the loss measured against the original, so such an option is never
+better than keeping (no smaller, no cheaper), and measuring it would be wasted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES
@@ -79,7 +81,8 @@ def plan_groups(info: ModelInfo, selection: Selection, candidates: Sequence[str]
     members: dict[str, list[TensorInfo]] = {}
     for t in chosen:
         members.setdefault(group_name(t.name, grouping), []).append(t)
-    return [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f))) for name, ts in members.items()]
+    groups = [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f))) for name, ts in members.items()]
+    return [replace(g, formats=tuple(f for f in g.formats if g.nbytes(f) < g.nbytes(KEEP))) for g in groups]
 
 
 def _allows(tensors: Sequence[TensorInfo], fmt: str) -> bool:

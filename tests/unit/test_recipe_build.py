@@ -48,14 +48,16 @@ def test_groups_by_cell_kind_or_layer(tiny64: Path, grouping: str, names: list[s
 
 def test_formats_a_group_allows(tiny64: Path) -> None:
     info = read_layout(tiny64)
-    # attn_q is Q8_0 (q8_0 = keep), ffn_up Q4_0 (q4_0 = keep); rows of 64 allow no K-quant
+    # attn_q is Q8_0 (q8_0 = keep), ffn_up Q4_0 (q4_0 = keep); rows of 64 allow no K-quant; a format that does
+    # not make the group smaller is never offered (bf16 of a Q8_0 or Q4_0 matrix, q8_0 of a Q4_0 one)
     groups = {g.name: g for g in plan_groups(info, Selection(kinds=("attn_q", "ffn_up", "token_embd")),
                                              ("q4_k", "q8_0", "q4_0", "bf16"), "kind", source="r")}
-    assert groups["attn_q"].formats == ("q4_0", "bf16")
-    assert groups["ffn_up"].formats == ("q8_0", "bf16")
-    assert groups["token_embd"].formats == ("q8_0", "q4_0", "bf16")  # outside the blocks: its own group
-    assert groups["attn_q"].options == (KEEP, "q4_0", "bf16")
-    assert len(cells(list(groups.values()))) == 7
+    assert groups["attn_q"].formats == ("q4_0",)
+    assert groups["ffn_up"].formats == ()
+    assert info.tensor("token_embd.weight").type_name == "F16"
+    assert groups["token_embd"].formats == ("q8_0", "q4_0")  # outside the blocks: its own group; bf16 is no smaller
+    assert groups["attn_q"].options == (KEEP, "q4_0")
+    assert len(cells(list(groups.values()))) == 3
     assert groups["attn_q"].types(KEEP) == {}
     assert groups["attn_q"].nbytes(KEEP) == sum(t.nbytes for t in groups["attn_q"].tensors)
     assert groups["attn_q"].nbytes("q4_0") == 3 * 64 * 64 // 32 * 18

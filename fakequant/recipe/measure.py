@@ -1,0 +1,136 @@
+"""The cost of each (group, format) cell of a recipe: its excess mean KLD over the group's placebo, with the interval.
+
+A cell is measured like a sweep cell's perplexity check, without the rest of the suite: the group's tensors stored
+natively in the format (the kernels a real quantization runs) and the group's placebo (one ulp of the same tensors in
+their own encoding) are scored in one pass against the base, over the same chunks; the excess is the candidate's
+per-chunk KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group.
+
+Each result is cached under ``$FAKEQUANT_HOME/recipe-cells/`` keyed by everything it depends on: model and corpus
+sha256, runtime settings (not the thread count, which does not change logits), chunks, the group's tensors, the
+format, the engine and the llama-cpp-python version. A recipe cell is not a sweep cell: a sweep cell also runs the
+numerical and must-pass checks with the suite's thresholds, so the two caches do not share entries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fakequant.quant.candidate import ENGINE_VERSION, Recipe, build_candidate
+from fakequant.quant.placebo import build_placebo
+from fakequant.quant.select import Selection
+from fakequant.recipe.groups import Group
+from fakequant.runtime.llama import load_model
+from fakequant.runtime.paired import BaseReference, compare
+from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
+from fakequant.store.tools import llama_cpp_version
+from fakequant.suite.criteria.types import MixRecipe
+
+CELL_VERSION = 1  # bump when what a cell records changes
+
+
+@dataclass(frozen=True)
+class CellCost:
+    group: str
+    format: str
+    tensors: int
+    kld_mean: float  # the candidate against the base: the total a user gets
+    placebo_kld_mean: float  # the floor: a one-ulp change of the same tensors
+    excess_kld_mean: float  # the format's own part, paired per chunk
+    excess_kld_mean_ci: tuple[float, float] | None  # None from one chunk
+    ln_ppl_ratio: float
+    chunks: int
+    cached: bool = False
+
+    @property
+    def cost(self) -> float:
+        """What the solver minimizes: the excess, never below zero (a cell the placebo cannot tell from the floor
+        costs nothing; a negative estimate is noise, not a gain)."""
+        return max(0.0, self.excess_kld_mean)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["excess_kld_mean_ci"] = list(self.excess_kld_mean_ci) if self.excess_kld_mean_ci else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellCost:
+        ci = data.get("excess_kld_mean_ci")
+        return cls(**{**data, "excess_kld_mean_ci": tuple(ci) if ci else None})
+
+
+def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, corpus_sha: str) -> str:
+    settings = recipe.settings.to_json()
+    settings.pop("n_threads", None)  # logits were measured bitwise identical across thread counts
+    return stable_hash({"v": CELL_VERSION, "model": model_sha, "corpus": corpus_sha, "settings": settings,
+                        "chunks": recipe.chunks, "tensors": sorted(t.name for t in group.tensors), "format": fmt,
+                        "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_version()})
+
+
+def _load(key: str) -> CellCost | None:
+    path = cache_dir("recipe-cells") / f"{key}.json"
+    try:
+        return CellCost.from_json({**json.loads(path.read_text()), "cached": True})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent or damaged: measured again and overwritten
+
+
+def _store(key: str, cell: CellCost) -> None:
+    path = cache_dir("recipe-cells") / f"{key}.json"
+    with locked(path):
+        write_json(path, {**cell.to_json(), "cached": False})
+
+
+@dataclass
+class Measured:
+    cells: dict[tuple[str, str], CellCost]
+    measured: int
+    cached: int
+    seconds: float
+
+
+def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], BaseReference], *,
+                  log: Callable[[str], None] = print) -> Measured:
+    """Every (group, format) cell of ``groups``: from the cache, else measured against the base reference ``ref()``
+    returns (asked for only when a cell has to be measured)."""
+    start = time.perf_counter()
+    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(recipe.corpus)
+    out: dict[tuple[str, str], CellCost] = {}
+    todo: dict[str, list[tuple[str, str]]] = {}
+    for g in groups:
+        for fmt in g.formats:
+            key = cell_cache_key(recipe, g, fmt, model_sha, corpus_sha)
+            hit = _load(key)
+            if hit is not None:
+                out[(g.name, fmt)] = hit
+            else:
+                todo.setdefault(g.name, []).append((fmt, key))
+    total = sum(len(v) for v in todo.values())
+    log(f"recipe {recipe.name}: {len(out) + total} cells, {len(out)} cached, {total} to measure")
+    done = 0
+    for g in groups:
+        if g.name not in todo:
+            continue
+        names = tuple(t.name for t in g.tensors)
+        placebo = build_placebo(recipe.model, Selection(names=names))
+        with load_model(placebo.output, recipe.settings) as plac:
+            for fmt, key in todo[g.name]:
+                cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native"))
+                with load_model(cand.output, recipe.settings) as model:
+                    result = compare(ref(), model, placebo=plac)
+                excess = result.excess or {}
+                ci = excess.get("kld_mean_ci")
+                cell = CellCost(group=g.name, format=fmt, tensors=len(names), kld_mean=float(result.kld_mean),
+                                placebo_kld_mean=float((result.placebo or {})["kld_mean"]),
+                                excess_kld_mean=float(excess["kld_mean"]),
+                                excess_kld_mean_ci=(float(ci[0]), float(ci[1])) if ci else None,
+                                ln_ppl_ratio=float(result.ln_ppl_ratio), chunks=int(excess["chunks"]))
+                _store(key, cell)
+                out[(g.name, fmt)] = cell
+                done += 1
+                log(f"  [{done}/{total}] {g.name} → {fmt}: excess KLD {cell.excess_kld_mean:+.3g} "
+                    f"(floor {cell.placebo_kld_mean:.3g}, total {cell.kld_mean:.3g})")
+    return Measured(out, measured=done, cached=len(out) - done, seconds=time.perf_counter() - start)

@@ -1,0 +1,108 @@
+"""The recipe pipeline: the prediction and the additivity check on known numbers, and one real run on the default
+model (one group, two formats, no stock mix)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fakequant.recipe.measure import CellCost
+from fakequant.recipe.plan import Choice
+from fakequant.recipe.run import additivity, predict
+
+
+def cell(group: str, fmt: str, floor: float, excess: float, half: float | None) -> CellCost:
+    ci = (excess - half, excess + half) if half is not None else None
+    return CellCost(group, fmt, 1, floor + excess, floor, excess, ci, 0.0, 4)
+
+
+def choice(assignment: dict[str, str]) -> Choice:
+    return Choice(assignment=assignment, formats={}, types={}, cost=0.0, file_bytes=0, bpw=0.0)
+
+
+CELLS = {("a", "q4_0"): cell("a", "q4_0", 0.003, 0.010, 0.003), ("b", "q4_0"): cell("b", "q4_0", 0.001, 0.020, 0.004),
+         ("c", "q4_0"): cell("c", "q4_0", 0.002, -0.001, 0.002)}
+
+
+def test_prediction_is_the_largest_floor_plus_the_excess_with_quadrature_halfwidths():
+    p = predict(choice({"a": "q4_0", "b": "q4_0", "c": "keep"}), CELLS)
+    assert p["floor"] == 0.003 and p["excess_sum"] == pytest.approx(0.030) and p["cells"] == 2
+    assert p["kld_mean"] == pytest.approx(0.033)
+    assert p["kld_mean_ci"] == pytest.approx([0.033 - 0.005, 0.033 + 0.005])  # sqrt(0.003² + 0.004²)
+
+
+def test_a_negative_excess_costs_nothing_and_keeping_everything_predicts_zero():
+    p = predict(choice({"a": "keep", "b": "keep", "c": "q4_0"}), CELLS)
+    assert p["excess_sum"] == 0.0 and p["kld_mean"] == pytest.approx(0.002)
+    assert predict(choice({"a": "keep"}), CELLS)["kld_mean"] == 0.0
+
+
+def test_additivity_agrees_on_overlap_and_says_by_how_much_it_misses():
+    predicted = {"kld_mean": 0.033, "kld_mean_ci": [0.028, 0.038]}
+    ok = additivity(predicted, {"kld_mean": 0.040, "kld_mean_ci": [0.036, 0.044]})
+    assert ok["agrees"] and ok["miss"] == 0.0 and ok["ratio"] == pytest.approx(0.040 / 0.033)
+    bad = additivity(predicted, {"kld_mean": 0.066, "kld_mean_ci": [0.060, 0.072]})
+    assert not bad["agrees"] and bad["miss"] == pytest.approx(0.033) and bad["ratio"] == pytest.approx(2.0)
+    assert not additivity(predicted, {"kld_mean": 0.03, "kld_mean_ci": None})["agrees"]  # one chunk: no claim
+
+
+@pytest.fixture(scope="module")
+def default_assets() -> tuple[Path, Path]:
+    from fakequant.store.assets import DEFAULT_CORPUS, DEFAULT_MODEL
+    from fakequant.store.cache import cache_root
+
+    paths = tuple(cache_root() / a.folder / a.name for a in (DEFAULT_MODEL, DEFAULT_CORPUS))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        pytest.skip(f"default assets not fetched ({', '.join(missing)}); run `fakequant fetch`")
+    return paths[0], paths[1]
+
+
+@pytest.mark.slow
+def test_a_one_group_recipe_on_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  default_assets: tuple[Path, Path]) -> None:
+    """attn_k of every layer may go to q4_0 or q8_0 under a budget only q4_0 fits: the solver picks q4_0, the file
+    keeps to the budget, and the mixed model, which is that cell's candidate, measures exactly the cell's KLD."""
+    from fakequant.gguf.check import read_layout
+    from fakequant.recipe.groups import plan_groups
+    from fakequant.recipe.run import run_recipe
+    from fakequant.suite.criteria import load_criteria
+
+    model, corpus = default_assets
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))  # cells measured here, not taken from a cache
+    info = read_layout(model)
+    attn_k = [t for t in info.tensors if t.name.endswith("attn_k.weight")]
+    saved = sum(t.nbytes for t in attn_k) - sum(t.nbytes * 18 // 20 for t in attn_k)  # Q4_1 -> Q4_0 blocks
+    budget = (info.path.stat().st_size - saved // 2) / 2**20  # only q4_0 fits; q8_0 is larger than the source
+    (tmp_path / "criteria.toml").write_text(f"""
+[defaults]
+model = "{model}"
+corpus = "{corpus}"
+chunks = 2
+[recipes.k]
+kinds = ["attn_k"]
+group = "kind"
+formats = ["q4_0", "q8_0"]
+budget_mib = {budget!r}
+""")
+    recipe = load_criteria(tmp_path / "criteria.toml").recipes["k"]
+    assert [g.formats for g in plan_groups(info, recipe.selection, recipe.formats, "kind", source="t")] == \
+        [("q4_0", "q8_0")]
+    results = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None)
+    cells = {c["format"]: c for c in results["cells"]}
+    assert cells["q4_0"]["excess_kld_mean"] > cells["q8_0"]["excess_kld_mean"]  # 4 bits cost more than 8
+    assert cells["q4_0"]["placebo_kld_mean"] == cells["q8_0"]["placebo_kld_mean"]  # one placebo per group
+    [own] = [m for m in results["models"] if m["name"] == results["chosen"]]
+    assert own["assignment"] == {"attn_k": "q4_0"}
+    assert own["file_bytes"] <= budget * 2**20
+    assert math.isclose(own["kld_mean"], cells["q4_0"]["kld_mean"], rel_tol=1e-9)  # the same model, same tokens
+    assert own["additivity"]["agrees"]
+    assert results["timing"]["cells_measured"] == 2
+    written = json.loads((tmp_path / "out" / "recipe.json").read_text())
+    assert written["chosen"] == results["chosen"]
+    assert "^blk\\.0\\.attn_k\\.weight$=q4_0" in (tmp_path / "out" / "tensor_types.txt").read_text()
+    again = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None)
+    assert again["timing"]["cells_measured"] == 0 and again["timing"]["cells_cached"] == 2
