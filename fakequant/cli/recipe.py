@@ -33,10 +33,12 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
     out = report_dir / "recipes" / recipe.name
     stock = [m.strip().upper() for m in args.stock.split(",") if m.strip()]
-    results = run_recipe(recipe, out, stock=stock)
+    results = run_recipe(recipe, out, stock=stock, criteria_path=Path(args.criteria), report_dir=report_dir)
     for line in summary_lines(results):
         print(line)
     print(f"report: {out / 'recipe.md'} (zh-TW: recipe.zh-TW.md), plot: {out / 'pareto.png'}")
+    if (results.get("decision") or {}).get("report"):
+        print(f"the suite's report of the chosen model: {results['decision']['report']}")
     return 0
 
 

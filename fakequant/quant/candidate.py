@@ -18,6 +18,11 @@ positive controls (format ``"control:<name>"``, :mod:`fakequant.quant.controls`)
 its own type, and for ``control:metadata`` one metadata value changed (the build's own verification allows that
 key; the format check does not).
 
+A mixed-precision model is a candidate too (format ``"mix"``): ``mix`` pairs each tensor with its own ggml format,
+each stored natively, the selection names exactly those tensors (so its placebo twin is the placebo of the same
+tensors), and it is built, cached and verified like any other candidate; its data section is byte for byte that of
+:func:`fakequant.recipe.build.build_mixed` for the same formats (only the provenance keys differ).
+
 Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
 in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe, :data:`ENGINE_VERSION` and the installed
 llama-cpp-python's version (ggml's quantizers and dequantizers, in its libggml-base, write the q-format bytes and
@@ -48,16 +53,17 @@ from fakequant.gguf.layout import ModelInfo, read_tensor_bytes, read_tensor_valu
 from fakequant.gguf.write import Replacement
 from fakequant.quant import controls, formats, nudge, storage
 from fakequant.quant.nudge import PLACEBO
-from fakequant.quant.select import Selection, select_tensors
+from fakequant.quant.select import Selection, is_pattern, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
 from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_version
 
 ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
+MIX = "mix"  # the format of a mixed-precision model: each tensor in its own native ggml format (``Recipe.mix``)
 _ROW_CHUNK_ELEMENTS = 1 << 20  # values per round-trip chunk: bounds the temporaries of a format's round trip
 
-__all__ = ["BuildResult", "ModelInfo", "Recipe", "Written", "build_candidate", "check_destination", "model_info",
-           "verify_format", "write_model"]
+__all__ = ["MIX", "BuildResult", "ModelInfo", "Recipe", "Written", "build_candidate", "check_destination",
+           "model_info", "verify_format", "write_model"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,15 @@ class Recipe:
     store: str | None = None  # "native" | "f32" | "f16" | None (automatic: native where the format has a ggml type)
     epsilon: float = 1e-8
     seed: int = 0  # placebo only: picks the nudges' directions
+    mix: tuple[tuple[str, str], ...] = ()  # format "mix" only: (tensor name, ggml format) pairs
 
     def validate(self) -> Recipe:
         """Raise RecipeError naming the bad field; return self when everything is valid."""
-        if self.format == PLACEBO:
+        if self.format == MIX:
+            self._validate_mix()
+        elif self.mix:
+            raise RecipeError(f"mix: only format {MIX!r} takes a mix, not {self.format}")
+        elif self.format == PLACEBO:
             if self.group_size is not None or self.store is not None:
                 raise RecipeError("placebo: keeps each tensor's own type; give it no group_size or store")
             if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -94,15 +105,55 @@ class Recipe:
             raise RecipeError("selection: names no tensors (give names, layers or kinds)")
         return self
 
+    def _validate_mix(self) -> None:
+        if self.group_size is not None or self.store is not None or self.seed != 0:
+            raise RecipeError(f"{MIX}: stores each tensor natively in its own format; give it no group_size, store "
+                              "or seed")
+        if not isinstance(self.mix, tuple):
+            raise RecipeError(f"mix: must be a tuple of (tensor name, ggml format) pairs, got "
+                              f"{type(self.mix).__name__}")
+        if not self.mix:
+            raise RecipeError("mix: names no tensors; give (tensor name, ggml format) pairs")
+        for pair in self.mix:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise RecipeError(f"mix: {pair!r} is not a (tensor name, ggml format) pair")
+            name, fmt = pair
+            if not name or is_pattern(name):
+                raise RecipeError(f"mix: tensor {name!r}: give an exact tensor name, not a pattern")
+            if fmt not in storage.NATIVE_TYPES:
+                raise RecipeError(f"mix: tensor {name}: format {fmt!r} has no ggml type (those with one: "
+                                  f"{', '.join(storage.NATIVE_TYPES)})")
+        names = tuple(name for name, _ in self.mix)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise RecipeError(f"mix: tensor {repeated[0]} is listed twice")
+        # the selection is what the placebo twin and the reports read: it must name exactly the mix's tensors
+        if self.selection != Selection(names=names):
+            raise RecipeError("mix: the selection must name exactly the mix's tensors, in its order "
+                              f"(Selection(names=...)), got {self.selection.to_json()}")
+
     def to_json(self) -> dict:
-        return {"selection": self.selection.to_json(), "format": self.format, "group_size": self.group_size,
+        data = {"selection": self.selection.to_json(), "format": self.format, "group_size": self.group_size,
                 "store": self.store, "epsilon": self.epsilon, "seed": self.seed}
+        if self.format == MIX:  # only then: every other recipe keeps its JSON, so cached candidates keep their keys
+            data["mix"] = [list(pair) for pair in self.mix]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Recipe:
         sel = data["selection"]
+        mix = tuple((str(name), str(fmt)) for name, fmt in data.get("mix") or ())
         return cls(Selection(tuple(sel["names"]), sel["layers"], tuple(sel["kinds"])), data["format"],
-                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8), data.get("seed", 0))
+                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8), data.get("seed", 0), mix)
+
+    def per_tensor(self, names: Collection[str]) -> dict[str, Recipe]:
+        """The recipe of each of ``names`` (in that order) for :func:`write_model`: this one for every tensor, or for
+        a mix each tensor's own native one (the recipe :func:`fakequant.recipe.build.build_mixed` writes it with)."""
+        if self.format != MIX:
+            return {name: self for name in names}
+        own = dict(self.mix)
+        return {name: Recipe(Selection(names=(name,)), own[name], store="native", epsilon=self.epsilon)
+                for name in names}
 
 
 @dataclass
@@ -156,6 +207,7 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
     """The tensors the recipe changes, after checking each can go through the format; RecipeError otherwise."""
     recipe.validate()
     names = select_tensors([t.name for t in info.tensors], recipe.selection, source=str(info.path))
+    own = dict(recipe.mix)  # a mix's formats, tensor by tensor
     for name in names:
         t = info.tensor(name)
         if t.type_name not in FLOAT_TYPES and t.type_name not in GGML_QUANT_TYPES:
@@ -165,6 +217,10 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
             problem = nudge.type_problem(t.type_name)
         elif control:
             problem = controls.tensor_problem(control, info, t)
+        elif recipe.format == MIX:
+            # a 1-D tensor has no native storage (it would keep the value rule): a mix holds matrices only
+            problem = "is not a matrix; a mix stores only matrices, each in its ggml type" if len(t.shape) < 2 \
+                else formats.row_problem(own[name], t.n_per_row)
         else:
             problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
         if problem:
@@ -251,7 +307,7 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
 
 
 def _build(info: ModelInfo, names: list[str], recipe: Recipe, dest: Path, sha: str) -> BuildResult:
-    written = write_model(info, {name: recipe for name in names}, dest, provenance(recipe, sha))
+    written = write_model(info, recipe.per_tensor(names), dest, provenance(recipe, sha))
     return BuildResult(output=dest, source=info.path, source_sha256=sha, recipe=recipe,
                        noop=all(s.noop for s in written.tensors), tensors=written.tensors,
                        same_size=written.same_size, output_bytes=written.output_bytes)

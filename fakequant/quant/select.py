@@ -40,6 +40,11 @@ class Selection:
         return not self.names and self.layers is None and not self.kinds
 
 
+def is_pattern(name: str) -> bool:
+    """Whether a name is a glob (``*``, ``?`` or ``[``) rather than one exact tensor name."""
+    return any(c in name for c in "*?[")
+
+
 def layer_of(name: str) -> int | None:
     m = _BLOCK.match(name)
     return int(m.group(1)) if m else None

@@ -84,6 +84,31 @@ def _store(key: str, cell: CellCost) -> None:
         write_json(path, {**cell.to_json(), "cached": False})
 
 
+def _lookup(recipe: MixRecipe, groups: Sequence[Group]) -> tuple[dict[tuple[str, str], CellCost],
+                                                                   dict[str, list[tuple[str, str]]]]:
+    """The cached cells, and per group the (format, cache key) of each cell not cached yet."""
+    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(recipe.corpus)
+    out: dict[tuple[str, str], CellCost] = {}
+    todo: dict[str, list[tuple[str, str]]] = {}
+    for g in groups:
+        for fmt in g.formats:
+            key = cell_cache_key(recipe, g, fmt, model_sha, corpus_sha)
+            hit = _load(key)
+            if hit is not None:
+                out[(g.name, fmt)] = hit
+            else:
+                todo.setdefault(g.name, []).append((fmt, key))
+    return out, todo
+
+
+def cached_cells(recipe: MixRecipe, groups: Sequence[Group]) -> tuple[dict[tuple[str, str], CellCost],
+                                                                       list[tuple[str, str]]]:
+    """The cells already measured, by (group, format), and the (group, format) of those that are not; measures
+    nothing (the suite reads a recipe's choice from the cache: measuring is ``fakequant recipe NAME``'s job)."""
+    out, todo = _lookup(recipe, groups)
+    return out, [(group, fmt) for group, cells in todo.items() for fmt, _ in cells]
+
+
 @dataclass
 class Measured:
     cells: dict[tuple[str, str], CellCost]
@@ -97,17 +122,7 @@ def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], 
     """Every (group, format) cell of ``groups``: from the cache, else measured against the base reference ``ref()``
     returns (asked for only when a cell has to be measured)."""
     start = time.perf_counter()
-    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(recipe.corpus)
-    out: dict[tuple[str, str], CellCost] = {}
-    todo: dict[str, list[tuple[str, str]]] = {}
-    for g in groups:
-        for fmt in g.formats:
-            key = cell_cache_key(recipe, g, fmt, model_sha, corpus_sha)
-            hit = _load(key)
-            if hit is not None:
-                out[(g.name, fmt)] = hit
-            else:
-                todo.setdefault(g.name, []).append((fmt, key))
+    out, todo = _lookup(recipe, groups)
     total = sum(len(v) for v in todo.values())
     log(f"recipe {recipe.name}: {len(out) + total} cells, {len(out)} cached, {total} to measure")
     done = 0

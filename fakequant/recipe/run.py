@@ -8,7 +8,10 @@ llama.cpp's stock mixes.
 4. the stock mixes written by ``llama-quantize`` (:mod:`fakequant.recipe.stock`);
 5. every model scored against the original in one process, on the same tokens (one base reference), with 95%
    intervals over chunks;
-6. the additivity check: each recipe model's measured KLD against its prediction.
+6. the additivity check: each recipe model's measured KLD against its prediction;
+7. the decision: the model chosen within the recipe's own budget goes through the suite like any experiment
+   (``pytest --recipe NAME -k recipe_NAME``: must-pass, perplexity, conversations, speed;
+   :mod:`fakequant.recipe.decision`).
 
 The prediction is the largest placebo floor among the changed groups plus the sum of the chosen cells' excess: the
 floor is what any change at that position costs (activation re-quantization flips, shared, not additive), the excess
@@ -26,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import FakequantError, RecipeError
-from fakequant.quant.candidate import ENGINE_VERSION
+from fakequant.quant.candidate import ENGINE_VERSION, Recipe
 from fakequant.recipe.build import build_mixed
 from fakequant.recipe.command import quantize_command
+from fakequant.recipe.decision import Runner, suite_decision
+from fakequant.recipe.experiment import mix_recipe
 from fakequant.recipe.groups import KEEP
 from fakequant.recipe.measure import CellCost, measure_cells
 from fakequant.recipe.plan import MIB, Choice, Plan, cell_key, choose, plan_recipe
@@ -41,7 +46,6 @@ from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite import rules
 from fakequant.suite.criteria.types import MixRecipe
-from fakequant.suite.vocab import Status
 
 TYPES_FILE = "tensor_types.txt"
 
@@ -93,22 +97,17 @@ def _score(ref: BaseReference, path: Path, recipe: MixRecipe) -> dict[str, Any]:
             "same_top_p": float(result.same_top_p), "nonfinite": result.nonfinite, "comparison": comparison}
 
 
-def _decision(recipe: MixRecipe, scored: dict[str, Any]) -> dict[str, Any]:
-    """The recipe model's decision on what this command measures (finite logits, the perplexity bounds); the
-    conversation and speed checks are the suite's (its report says how to run them)."""
-    if scored.get("nonfinite"):
-        return {"decision": "STOP", "reasons": [f"finite: non-finite logits ({scored['nonfinite']})"]}
-    ruling = rules.perplexity(scored["comparison"], recipe.thresholds)
-    decision = {Status.PASS: "GO", Status.CAUTION: "CAUTION", Status.FAIL: "STOP"}.get(ruling.status, "INCONCLUSIVE")
-    return {"decision": decision, "reasons": [f"perplexity: {ruling.reason}"]}
-
-
 def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK_MIXES,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure, solve, build, score and report ``recipe``; returns the results :mod:`fakequant.report.recipe`
+               log: Callable[[str], None] = print, run_suite: bool = True, criteria_path: Path | None = None,
+               report_dir: Path | None = None, runner: Runner | None = None) -> dict[str, Any]:
+    """Measure, solve, build, score and report ``recipe``; with ``run_suite``, the chosen mixed model then goes
+    through the suite (``criteria_path``: the file ``recipe`` was read from; ``report_dir``: where the suite writes
+    experiments' reports) and its decision goes into the results. Returns the results :mod:`fakequant.report.recipe`
     writes (also into ``out_dir``)."""
     from fakequant.report.recipe import write_recipe_report
 
+    if run_suite and (criteria_path is None or report_dir is None):
+        raise ValueError("run_recipe: running the suite needs criteria_path and report_dir")
     start = time.perf_counter()
     plan = plan_recipe(recipe)
     with load_model(recipe.model, recipe.settings) as base:
@@ -135,11 +134,11 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
             targets.append((f"recipe @ {m.name} size", m.name,
                             Plan(replace(recipe, budget_mib=size / MIB, budget_bpw=None), plan.info, plan.groups)))
         chosen_types: dict[str, str] = {}
+        expected: Recipe | None = None  # the mix the suite should test: the choice within the recipe's own budget
         for m in mixes:
             log(f"scoring {m.name} (llama-quantize)")
             models.append({"name": m.name, "kind": "stock", "file_bytes": m.path.stat().st_size,
                            "bpw": _bpw(m.path), "command": m.command, **_public(_score(ref(), m.path, recipe))})
-        decision: dict[str, Any] = {"decision": None, "reasons": []}
         for name, vs, target in targets:
             row: dict[str, Any] = {"name": name, "kind": "recipe", "vs": vs, "budget_bytes": target.limit}
             try:
@@ -156,8 +155,15 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
                     "command": _command_text(target, choice), **_public(scored)}
             if vs is None:
                 chosen_types = choice.types
-                decision = _decision(recipe, scored)
+                expected = mix_recipe(choice) if choice.formats else None
             models.append(row)
+    decision: dict[str, Any] = {"decision": None, "reasons": ["the suite was not run (run_suite=False)"]}
+    if run_suite:
+        assert criteria_path is not None and report_dir is not None
+        suite_start = time.perf_counter()
+        decision = suite_decision(recipe.name, criteria_path=criteria_path, report_dir=report_dir, out_dir=out_dir,
+                                  expected=expected, runner=runner, log=log)
+        decision["wall_s"] = round(time.perf_counter() - suite_start, 1)
     command = quantize_command(plan.info, chosen_types)
     results = {
         "recipe": recipe.name, "description": recipe.description, "model": str(recipe.model),

@@ -40,6 +40,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "scored": ("{chunks} chunks × {ctx} tokens", "{chunks} 個 chunk × {ctx} tokens"),
     "budget": ("Budget", "大小預算"),
     "english_names": ("", "模型名稱、備註與理由由流程自動產生，為英文原文（與 recipe.json 相同），未翻譯。"),
+    "suite_report": ("The suite's report of the chosen model (must-pass, perplexity, conversations, speed)",
+                     "選定模型的測試套件報告（必須通過、perplexity、對話、速度）"),
     "side": ("Side by side", "並列比較"),
     "side_note": ("Every model is scored against the original on the same tokens. Sorted by file size (a recipe "
                   "with no file by the size it aimed at). KLD = mean KL divergence of the model's next-token "
@@ -253,6 +255,8 @@ def head(results: dict[str, Any], t: Callable[..., str], lang: str) -> list[Bloc
     if t("english_names"):
         blocks.append(Para([t("english_names")]))
     blocks.append(Bullets([[str(r)] for r in lst(decision.get("reasons"))] or [[t("not_measured")]]))
+    if decision.get("report"):
+        blocks.append(Para([Span(f"{t('suite_report')}: ", "b"), code(str(decision["report"]))]))
     return blocks
 
 

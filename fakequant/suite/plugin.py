@@ -1,7 +1,8 @@
 """The pytest side of fakequant: criteria.toml becomes parametrized acceptance tests. Options, hooks and fixtures
 only: the run's state is :class:`~fakequant.suite.session.Suite`, each check's rule is in :mod:`~.rules`.
 
-- Options ``--criteria --model --corpus --report-dir --threads --report-lang`` override the file for one run.
+- Options ``--criteria --model --corpus --report-dir --threads --report-lang`` override the file for one run;
+  ``--sweep NAME`` adds a sweep's cells, ``--recipe NAME`` the experiment ``recipe_NAME`` (the recipe's chosen mix).
 - One marker per experiment (``-m layer0``) and per sweep (``-m sweep_<name>``), registered from criteria.toml.
 - Tests in ``tests/acceptance`` that take ``experiment`` are parametrized by experiment name (``-k layer0``);
   with ``prompt_id`` by (experiment, prompt). Items are ordered experiment by experiment and grouped per
@@ -54,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sweep", action="append", default=[], metavar="NAME",
                     help="also collect the cells of [sweeps.NAME] (repeatable; `fakequant sweep NAME` passes it): "
                          "a plain run leaves sweep cells out")
+    group.addoption("--recipe", action="append", default=[], metavar="NAME",
+                    help="also collect recipe_NAME, the mixed model [recipes.NAME] chooses within its budget, from "
+                         "cells `fakequant recipe NAME` measured (repeatable; `fakequant recipe NAME` passes it)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -71,7 +75,7 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     opt = config.option
     path = Path(opt.criteria) if opt.criteria else Path(config.rootpath) / "criteria.toml"
-    suite = Suite(criteria_path=path, sweeps=list(opt.sweep))
+    suite = Suite(criteria_path=path, sweeps=list(opt.sweep), recipes=list(opt.recipe))
     # one id per run, shared with xdist workers: the first process to touch an experiment in this run clears its
     # old results, whichever worker that is (a worker must never wipe what another worker recorded in this run)
     suite.run_id = config.workerinput["fq_run_id"] if _is_worker(config) else uuid.uuid4().hex
@@ -84,9 +88,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         suite.criteria = load_criteria(path, model=opt.model, corpus=opt.corpus, threads=opt.threads,
                                        report_dir=opt.report_dir, report_lang=opt.report_lang)
-    except FakequantError as err:
+        suite.add_recipes()  # before the markers: recipe_<name> is an experiment like the others
+    except (FakequantError, ValueError) as err:
         # kept: the acceptance suite refuses to start (at collection), while unit tests still run
-        suite.error = str(err)
+        suite.criteria, suite.error = None, str(err)
     config.stash[_SUITE_KEY] = suite
     if suite.criteria is not None:
         _move_run_reports(config, Path(suite.criteria.report_dir))

@@ -6,6 +6,7 @@ one :class:`Suite` per process and hands it to the tests as the ``fq_suite`` fix
 from __future__ import annotations
 
 import datetime
+import difflib
 import importlib.metadata
 import os
 import platform
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fakequant.errors import FakequantError
+from fakequant.errors import CriteriaError, FakequantError
 from fakequant.store.cache import file_sha256, locked, sha256_file
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria import Criteria, Experiment
@@ -49,6 +50,7 @@ class Suite:
     error: str | None = None
     run_id: str = ""
     sweeps: list[str] = field(default_factory=list)  # --sweep NAME: a sweep run writes its index beside its map
+    recipes: list[str] = field(default_factory=list)  # --recipe NAME: adds the experiment recipe_NAME
     states: dict[str, ExperimentState] = field(default_factory=dict)
     models: dict[tuple[str, Any], Any] = field(default_factory=dict)  # (path, settings) → runtime.Model
     refs: dict[tuple, Any] = field(default_factory=dict)  # (model, corpus, chunks, settings) → BaseReference
@@ -64,9 +66,13 @@ class Suite:
 
     @property
     def index_path(self) -> Path:
-        """The run's index: ``summary.md``; a sweep run's goes beside its map and leaves the main one alone."""
-        sweeps = self.sweeps
-        return self.report_dir / ("sweeps/" + "+".join(sorted(set(sweeps))) if sweeps else "") / "summary.md"
+        """The run's index: ``summary.md``; a sweep run's goes beside its map, a recipe run's beside the recipe's
+        report, and both leave the main one alone."""
+        if self.sweeps:
+            return self.report_dir / ("sweeps/" + "+".join(sorted(set(self.sweeps)))) / "summary.md"
+        if self.recipes:
+            return self.report_dir / ("recipes/" + "+".join(sorted(set(self.recipes)))) / "summary.md"
+        return self.report_dir / "summary.md"
 
     @property
     def ran_names(self) -> list[str]:
@@ -80,6 +86,38 @@ class Suite:
         markers = {n: f"experiment {n} from {source}" for n in self.criteria.names}
         markers.update({f"sweep_{s}": f"every cell of sweep {s} from {source}" for s in self.criteria.sweeps})
         return markers
+
+    def add_recipes(self) -> None:
+        """``--recipe NAME``: the experiment ``recipe_NAME`` (:mod:`fakequant.recipe.experiment`), or, when the recipe
+        is invalid or its choice cannot be made (a cell not measured yet, an unmet budget), that experiment's
+        configuration error, as an invalid experiment has. ValueError for an unknown recipe or a name already taken."""
+        crit = self.criteria
+        assert crit is not None
+        if not self.recipes:
+            return
+        from fakequant.recipe.experiment import experiment_name, recipe_experiment
+
+        for rname in dict.fromkeys(self.recipes):
+            if rname not in crit.recipes and rname not in crit.recipe_errors:
+                close = difflib.get_close_matches(rname, [*crit.recipes, *crit.recipe_errors], n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"--recipe {rname}: no [recipes.{rname}] in {crit.path} ({hint}defined: "
+                                 f"{', '.join([*crit.recipes, *crit.recipe_errors]) or 'none'})")
+            name = experiment_name(rname)
+            # `-k recipe_NAME` must select this experiment's tests and nothing else
+            taken = [n for n in crit.names if name.lower() in n.lower()]
+            if taken:
+                raise ValueError(f"--recipe {rname}: experiment {taken[0]!r} in {crit.path} contains {name!r}, so "
+                                 f"`pytest -k {name}` would run both; rename it")
+            if rname in crit.recipe_errors:
+                crit.errors[name] = crit.recipe_errors[rname]
+                continue
+            recipe = crit.recipes[rname]
+            try:
+                crit.experiments[name] = recipe_experiment(recipe)
+            except FakequantError as err:
+                message = str(err) if str(err).startswith(recipe.source) else f"{recipe.source}: {err}"
+                crit.errors[name] = CriteriaError(f"{crit.path}: {message}")
 
     def collected(self, only: Callable[[Criteria, str], bool] | None = None) -> list[str]:
         """The experiments a test is parametrized by: those ``only`` admits; sweep cells only when their sweep is

@@ -120,8 +120,13 @@ def missing_checks(data: ExperimentData) -> list[str] | None:
 
 def rerun_command(data: ExperimentData) -> str:
     """What measures an experiment again: its whole test set, since a new run clears what an earlier one recorded."""
-    sweep = _dict(data.artifacts.get(Artifact.EXPERIMENT)).get("sweep")
-    return f"pytest --sweep {sweep} -k {data.experiment}" if sweep else f"pytest -k {data.experiment}"
+    experiment = _dict(data.artifacts.get(Artifact.EXPERIMENT))
+    sweep, source = experiment.get("sweep"), str(experiment.get("source") or "")
+    if sweep:
+        return f"pytest --sweep {sweep} -k {data.experiment}"
+    if source.startswith("recipes."):  # a recipe's mixed model is collected only when asked for
+        return f"pytest --recipe {source.removeprefix('recipes.')} -k {data.experiment}"
+    return f"pytest -k {data.experiment}"
 
 
 def decide(data: ExperimentData) -> Verdict:

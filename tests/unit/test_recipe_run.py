@@ -64,8 +64,9 @@ def default_assets() -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_a_one_group_recipe_on_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   default_assets: tuple[Path, Path]) -> None:
-    """attn_k of every layer may go to q4_0 or q8_0 under a budget only q4_0 fits: the solver picks q4_0, the file
-    keeps to the budget, and the mixed model, which is that cell's candidate, measures exactly the cell's KLD."""
+    """ffn_down of every layer may go to q4_k or q2_k (both smaller than its Q4_1) under a budget only q2_k fits:
+    the solver picks q2_k, the file keeps to the budget, the mixed model, which is that cell's candidate, measures
+    exactly the cell's KLD, and the suite is asked to test that very mix."""
     from fakequant.gguf.check import read_layout
     from fakequant.recipe.groups import plan_groups
     from fakequant.recipe.run import run_recipe
@@ -74,35 +75,63 @@ def test_a_one_group_recipe_on_the_default_model(tmp_path: Path, monkeypatch: py
     model, corpus = default_assets
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))  # cells measured here, not taken from a cache
     info = read_layout(model)
-    attn_k = [t for t in info.tensors if t.name.endswith("attn_k.weight")]
-    saved = sum(t.nbytes for t in attn_k) - sum(t.nbytes * 18 // 20 for t in attn_k)  # Q4_1 -> Q4_0 blocks
-    budget = (info.path.stat().st_size - saved // 2) / 2**20  # only q4_0 fits; q8_0 is larger than the source
+    ffn_down = [t for t in info.tensors if t.name.endswith("ffn_down.weight")]
+    values = sum(t.nbytes * 32 // 20 for t in ffn_down)  # Q4_1: 20 bytes per 32 values
+    saved_q4k, saved_q2k = (sum(t.nbytes for t in ffn_down) - values * per // 256 for per in (144, 84))
+    budget = (info.path.stat().st_size - (saved_q4k + saved_q2k) // 2) / 2**20  # only q2_k fits
     (tmp_path / "criteria.toml").write_text(f"""
 [defaults]
 model = "{model}"
 corpus = "{corpus}"
 chunks = 2
 [recipes.k]
-kinds = ["attn_k"]
+kinds = ["ffn_down"]
 group = "kind"
-formats = ["q4_0", "q8_0"]
+formats = ["q4_k", "q2_k"]
 budget_mib = {budget!r}
 """)
     recipe = load_criteria(tmp_path / "criteria.toml").recipes["k"]
     assert [g.formats for g in plan_groups(info, recipe.selection, recipe.formats, "kind", source="t")] == \
-        [("q4_0", "q8_0")]
-    results = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None)
+        [("q4_k", "q2_k")]
+    tested: list = []
+
+    def suite(cmd: list[str], cwd: Path) -> int:
+        """Stands in for `pytest --recipe k -k recipe_k` (the real suite takes minutes): records what it would test,
+        the mix chosen from the cells this run cached, and a passing outcome for every check."""
+        from fakequant.recipe.experiment import recipe_experiment
+        from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
+        from fakequant.suite.session import experiment_record
+        from fakequant.suite.verdict import expected_checks
+        from fakequant.suite.vocab import CHECK_OF_TEST
+
+        assert cmd[3:7] == ["--recipe", "k", "-k", "recipe_k"]
+        exp = recipe_experiment(load_criteria(tmp_path / "criteria.toml").recipes["k"])
+        tested.append(exp)
+        record = experiment_record(exp)
+        save_artifact(tmp_path / "reports", exp.name, "experiment", record)
+        category = {check.split("[")[0]: category for check, category in CHECK_OF_TEST.values()}
+        for check in expected_checks(record) or []:
+            record_outcome(tmp_path / "reports", CheckOutcome(exp.name, check, category[check.split("[")[0]], "pass",
+                                                              "measured"))
+        return 0
+
+    results = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None, criteria_path=tmp_path /
+                         "criteria.toml", report_dir=tmp_path / "reports", runner=suite)
+    assert dict(tested[0].recipe.mix) == {t.name: "q2_k" for t in ffn_down}  # the suite tests the chosen mix
+    assert results["decision"]["decision"] == "GO"
+    assert results["decision"]["report"] == str(tmp_path / "reports" / "recipe_k" / "summary.md")
     cells = {c["format"]: c for c in results["cells"]}
-    assert cells["q4_0"]["excess_kld_mean"] > cells["q8_0"]["excess_kld_mean"]  # 4 bits cost more than 8
-    assert cells["q4_0"]["placebo_kld_mean"] == cells["q8_0"]["placebo_kld_mean"]  # one placebo per group
+    assert cells["q2_k"]["excess_kld_mean"] > cells["q4_k"]["excess_kld_mean"]  # 2 bits cost more than 4
+    assert cells["q2_k"]["placebo_kld_mean"] == cells["q4_k"]["placebo_kld_mean"]  # one placebo per group
     [own] = [m for m in results["models"] if m["name"] == results["chosen"]]
-    assert own["assignment"] == {"attn_k": "q4_0"}
+    assert own["assignment"] == {"ffn_down": "q2_k"}
     assert own["file_bytes"] <= budget * 2**20
-    assert math.isclose(own["kld_mean"], cells["q4_0"]["kld_mean"], rel_tol=1e-9)  # the same model, same tokens
+    assert math.isclose(own["kld_mean"], cells["q2_k"]["kld_mean"], rel_tol=1e-9)  # the same model, same tokens
     assert own["additivity"]["agrees"]
     assert results["timing"]["cells_measured"] == 2
     written = json.loads((tmp_path / "out" / "recipe.json").read_text())
-    assert written["chosen"] == results["chosen"]
-    assert "^blk\\.0\\.attn_k\\.weight$=q4_0" in (tmp_path / "out" / "tensor_types.txt").read_text()
-    again = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None)
+    assert written["chosen"] == results["chosen"] and written["decision"]["decision"] == "GO"
+    assert "^blk\\.0\\.ffn_down\\.weight$=q2_k" in (tmp_path / "out" / "tensor_types.txt").read_text()
+    again = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None, run_suite=False)
     assert again["timing"]["cells_measured"] == 0 and again["timing"]["cells_cached"] == 2
+    assert again["decision"]["decision"] is None and len(tested) == 1

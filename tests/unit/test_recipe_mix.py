@@ -1,0 +1,110 @@
+"""The mixed form of a candidate Recipe (format "mix"): what validate refuses, the JSON round trip, and that
+build_candidate writes the data section of build_mixed for the same formats, cached like any candidate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakequant.errors import RecipeError
+from fakequant.gguf.check import read_layout
+from fakequant.gguf.synthetic import write_tiny_gguf
+from fakequant.quant.candidate import MIX, BuildResult, Recipe, build_candidate, plan
+from fakequant.quant.placebo import twin_of
+from fakequant.quant.select import Selection
+from fakequant.recipe.build import build_mixed
+
+FORMATS = {"token_embd.weight": "q8_0", "blk.0.attn_q.weight": "q4_0", "blk.1.ffn_gate.weight": "q5_1",
+           "blk.2.ffn_up.weight": "bf16"}  # in file order
+
+
+def mix_of(formats: dict[str, str], **kw: object) -> Recipe:
+    return Recipe(Selection(names=tuple(formats)), MIX, mix=tuple(formats.items()), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture()
+def tiny64(tmp_path: Path) -> Path:
+    return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    (Recipe(Selection(), MIX), r"^mix: names no tensors"),
+    (Recipe(Selection(names=("a",)), MIX, mix=[("a", "q4_0")]),  # type: ignore[arg-type]
+     r"^mix: must be a tuple of .* got list$"),
+    (Recipe(Selection(names=("a",)), MIX, mix=(("a",),)),  # type: ignore[arg-type]
+     r"^mix: \('a',\) is not a \(tensor name, ggml format\) pair"),
+    (mix_of({"blk.*.attn_q.weight": "q4_0"}), r"^mix: tensor 'blk\.\*\.attn_q\.weight': give an exact tensor name"),
+    (mix_of({"a": "int8"}), r"^mix: tensor a: format 'int8' has no ggml type \(those with one: bf16, fp16, "),
+    (mix_of({"a": "Q4_0"}), r"^mix: tensor a: format 'Q4_0' has no ggml type"),
+    (Recipe(Selection(names=("a", "a")), MIX, mix=(("a", "q4_0"), ("a", "q8_0"))), r"^mix: tensor a is listed twice$"),
+    (Recipe(Selection(names=("a",)), MIX, mix=(("a", "q4_0"), ("b", "q8_0"))),
+     r"^mix: the selection must name exactly the mix's tensors"),
+    (Recipe(Selection(kinds=("attn_q",)), MIX, mix=(("a", "q4_0"),)), r"^mix: the selection must name exactly"),
+    (mix_of({"a": "q4_0"}, store="native"), r"^mix: stores each tensor natively in its own format; give it no "),
+    (mix_of({"a": "q4_0"}, group_size=32), r"^mix: stores each tensor natively"),
+    (mix_of({"a": "q4_0"}, seed=1), r"^mix: stores each tensor natively"),
+    (mix_of({"a": "q4_0"}, epsilon=0.0), r"^epsilon 0\.0: must be a finite number > 0$"),
+    (Recipe(Selection(names=("a",)), "q4_0", mix=(("a", "q4_0"),)), r"^mix: only format 'mix' takes a mix, not q4_0$"),
+])
+def test_validate_refuses_a_bad_mix_in_one_line(recipe: Recipe, message: str) -> None:
+    with pytest.raises(RecipeError, match=message) as err:
+        recipe.validate()
+    assert "\n" not in str(err.value)
+
+
+def test_json_round_trip_carries_the_mix_and_leaves_other_recipes_json_alone() -> None:
+    recipe = mix_of(FORMATS, epsilon=1e-6).validate()
+    data = json.loads(json.dumps(recipe.to_json()))
+    assert data["format"] == "mix" and data["mix"] == [list(p) for p in FORMATS.items()]
+    assert Recipe.from_json(data) == recipe
+    # every other recipe keeps the JSON (and so the cache key) it had before the mixed form existed
+    plain = Recipe(Selection(names=("a",)), "q4_0", store="native")
+    assert "mix" not in plain.to_json()
+    assert Recipe.from_json(plain.to_json()) == plain
+
+
+def test_plan_checks_each_tensor_against_its_own_format(tiny64: Path) -> None:
+    info = read_layout(tiny64)
+    assert plan(info, mix_of(FORMATS)) == list(FORMATS)
+    with pytest.raises(RecipeError, match=r"tensor blk\.0\.attn_q\.weight: .*multiple of 256"):
+        plan(info, mix_of({"blk.0.attn_q.weight": "q4_k"}))
+    with pytest.raises(RecipeError, match=r"tensor blk\.0\.ffn_norm\.weight: is not a matrix; a mix stores only"):
+        plan(info, mix_of({"blk.0.ffn_norm.weight": "bf16"}))
+    with pytest.raises(RecipeError, match=r"no tensor matches 'blk\.9\.attn_q\.weight'"):
+        plan(info, mix_of({"blk.9.attn_q.weight": "q4_0"}))
+
+
+def test_a_mixed_candidate_has_build_mixeds_bytes_and_is_cached(tiny64: Path, tmp_path: Path) -> None:
+    recipe = mix_of(FORMATS)
+    built = build_candidate(tiny64, recipe)
+    mixed = build_mixed(tiny64, FORMATS, tmp_path / "mixed.gguf", recipe="r", assignment={"g": "q4_0"})
+    ours, theirs = read_layout(built.output), read_layout(mixed.output)
+    # the same tensors in the same types at the same offsets, and the whole data section byte for byte; only the
+    # header's provenance keys differ (a candidate names its recipe, a mixed model its assignment)
+    assert [(t.name, t.type_name, t.offset) for t in ours.tensors] == \
+        [(t.name, t.type_name, t.offset) for t in theirs.tensors]
+    assert built.output.read_bytes()[ours.data_offset:] == mixed.output.read_bytes()[theirs.data_offset:]
+    assert {t.name: t.type_name for t in ours.tensors if t.name in FORMATS} == mixed.types
+    assert [(s.name, s.format, s.stored_type) for s in built.tensors] == \
+        [(name, fmt, mixed.types[name]) for name, fmt in FORMATS.items()]
+    assert json.loads(ours.metadata["fakequant.recipe"])["mix"] == [list(p) for p in FORMATS.items()]
+    assert BuildResult.from_json(built.to_json()).recipe == recipe
+    again = build_candidate(tiny64, recipe)
+    assert again.reused and again.output == built.output
+    other = build_candidate(tiny64, mix_of({**FORMATS, "blk.0.attn_q.weight": "q4_1"}))
+    assert other.output != built.output  # the mix is part of the cache key
+
+
+def test_the_placebo_twin_of_a_mix_nudges_the_same_tensors(tiny64: Path) -> None:
+    twin = twin_of(mix_of(FORMATS))
+    assert twin.selection == Selection(names=tuple(FORMATS)) and twin.format == "placebo" and twin.mix == ()
+    placebo = build_candidate(tiny64, twin)
+    assert [s.name for s in placebo.tensors] == list(FORMATS)
+    assert all(s.stored_type == s.source_type for s in placebo.tensors)  # each keeps its own type
