@@ -42,7 +42,7 @@ from fakequant.recipe.stock import STOCK_MIXES, StockMix, stock_mix
 from fakequant.runtime.chunkstats import chunk_interval
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import BaseReference, compare
-from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash
+from fakequant.store.cache import atomic_output, cache_dir, file_sha256, locked, stable_hash
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite import rules
 from fakequant.suite.criteria.types import MixRecipe
@@ -134,6 +134,7 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
             targets.append((f"recipe @ {m.name} size", m.name,
                             Plan(replace(recipe, budget_mib=size / MIB, budget_bpw=None), plan.info, plan.groups)))
         chosen_types: dict[str, str] = {}
+        scores: dict[Path, tuple[str, dict[str, Any]]] = {}  # budgets that choose the same model score it once
         expected: Recipe | None = None  # the mix the suite should test: the choice within the recipe's own budget
         for m in mixes:
             log(f"scoring {m.name} (llama-quantize)")
@@ -147,8 +148,12 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
                 models.append({**row, "note": f"infeasible: {err}"})
                 continue
             path, size = _mixed(target, choice)
-            log(f"scoring {name}: {size / MIB:.2f} MiB")
-            scored = _score(ref(), path, recipe)
+            if path in scores:
+                row["note"] = f"the same model as {scores[path][0]}"
+            else:
+                log(f"scoring {name}: {size / MIB:.2f} MiB")
+                scores[path] = (name, _score(ref(), path, recipe))
+            scored = scores[path][1]
             predicted = predict(choice, measured.cells)
             row |= {"file_bytes": size, "bpw": choice.bpw, "assignment": choice.assignment, "predicted": predicted,
                     "additivity": additivity(predicted, scored), "path": str(path),
@@ -157,6 +162,7 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
                 chosen_types = choice.types
                 expected = mix_recipe(choice) if choice.formats else None
             models.append(row)
+    scoring_s = time.perf_counter() - scoring
     decision: dict[str, Any] = {"decision": None, "reasons": ["the suite was not run (run_suite=False)"]}
     if run_suite:
         assert criteria_path is not None and report_dir is not None
@@ -175,11 +181,12 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
         "decision": decision,
         "timing": {"cells_measured": measured.measured, "cells_cached": measured.cached,
                    "cells_wall_s": round(measured.seconds, 1),
-                   "scoring_wall_s": round(time.perf_counter() - scoring, 1),
+                   "scoring_wall_s": round(scoring_s, 1),
                    "wall_s": round(time.perf_counter() - start, 1)},
     }
     write_recipe_report(results, out_dir)
-    (out_dir / TYPES_FILE).write_text(command.tensor_types())
+    with atomic_output(out_dir / TYPES_FILE, "w") as fh:
+        fh.write(command.tensor_types())
     return results
 
 
