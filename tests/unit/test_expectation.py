@@ -86,7 +86,8 @@ def test_a_control_fails_the_run_unless_exactly_its_named_check_fails(pytester, 
     pytester.mkdir("tests/acceptance")
     (pytester.path / "tests" / "acceptance" / "test_acceptance_x.py").write_text(TESTS)
     decision = (REPO / "tests" / "acceptance" / "test_acceptance_decision.py").read_text()
-    (pytester.path / "tests" / "acceptance" / "test_acceptance_decision.py").write_text(decision)
+    # another basename: `pytest tests` has already imported the real one under its own (rootdir-less) module name
+    (pytester.path / "tests" / "acceptance" / "test_decision_copy.py").write_text(decision)
     monkeypatch.setenv("FQ_FORMAT", fmt)
     monkeypatch.setenv("FQ_PPL", ppl)
     result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir", "out", "-rA")
