@@ -103,30 +103,14 @@ def _bytes_of(reader: GGUFReader, name: str) -> tuple[str, bytes]:
     return t.tensor_type.name, np.asarray(t.data).view(np.uint8).tobytes()
 
 
-@pytest.fixture(scope="module")
-def reference() -> tuple[Path, Path]:
-    """(default model, llama-quantize) in the user's cache; module scope, so resolved before the per-test cache
-    isolation above replaces FAKEQUANT_HOME."""
-    from fakequant.store.assets import DEFAULT_MODEL
-    from fakequant.store.cache import cache_root
-    from fakequant.store.tools import tool_path
-
-    model = cache_root() / DEFAULT_MODEL.folder / DEFAULT_MODEL.name
-    if not model.is_file():
-        pytest.skip(f"default model not fetched ({model}); run `fakequant fetch model`")
-    tool = tool_path("llama-quantize")
-    if tool is None:
-        pytest.skip("llama-quantize not built; run `python -m fakequant.store.tools build` (about 6 minutes)")
-    return model, tool
-
 
 @pytest.mark.slow
 @pytest.mark.needs_tools
-def test_native_candidate_bytes_equal_llama_quantize(tmp_path: Path, reference: tuple[Path, Path]) -> None:
+def test_native_candidate_bytes_equal_llama_quantize(tmp_path: Path, quantize_reference: tuple[Path, Path]) -> None:
     """``llama-quantize --tensor-type NAME=q4_k SRC DST Q4_1``: the override applies only when the base ftype is
     a quantized one (llama-quant.cpp checks ``ggml_is_quantized(default_type)`` before looking at overrides; with
     F32/F16/BF16/COPY the tensor is not quantized). Q4_1, the source's own type, keeps everything else as it is."""
-    (src, tool), name = reference, "blk.0.ffn_down.weight"
+    (src, tool), name = quantize_reference, "blk.0.ffn_down.weight"
     ref = tmp_path / "ref.gguf"
     proc = subprocess.run([str(tool), "--allow-requantize", "--tensor-type", r"blk\.0\.ffn_down\.weight=q4_k",
                            str(src), str(ref), "Q4_1", "2"], capture_output=True, text=True, timeout=600)

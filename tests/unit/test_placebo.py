@@ -202,19 +202,6 @@ def test_cli_placebo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 # ----------------------------------------------------------------------------------------- the default model
 
 
-@pytest.fixture(scope="module")
-def default_assets() -> tuple[Path, Path]:
-    """(default model, default corpus) in the user's cache; module scope, so resolved before the per-test cache
-    isolation above replaces FAKEQUANT_HOME."""
-    from fakequant.store.assets import DEFAULT_CORPUS, DEFAULT_MODEL
-    from fakequant.store.cache import cache_root
-
-    paths = tuple(cache_root() / a.folder / a.name for a in (DEFAULT_MODEL, DEFAULT_CORPUS))
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        pytest.skip(f"default assets not fetched ({', '.join(missing)}); run `fakequant fetch`")
-    return paths[0], paths[1]
-
 
 @pytest.mark.slow
 def test_placebo_effect_on_the_default_model(tmp_path: Path, default_assets: tuple[Path, Path]) -> None:

@@ -59,21 +59,6 @@ def test_base_is_a_quantized_file_type(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ against llama-quantize, real model
 
 
-@pytest.fixture(scope="module")
-def reference() -> tuple[Path, Path]:
-    """(default model, llama-quantize) in the user's cache."""
-    from fakequant.store.assets import DEFAULT_MODEL
-    from fakequant.store.cache import cache_root
-    from fakequant.store.tools import tool_path
-
-    model = cache_root() / DEFAULT_MODEL.folder / DEFAULT_MODEL.name
-    if not model.is_file():
-        pytest.skip(f"default model not fetched ({model}); run `fakequant fetch model`")
-    tool = tool_path("llama-quantize")
-    if tool is None:
-        pytest.skip("llama-quantize not built; run `python -m fakequant.store.tools build` (about 6 minutes)")
-    return model, tool
-
 
 # every native format once, on ffn rows of 1536 (ffn_down: the K-quants) and 576; and enough small attention
 # matrices in Q5_0 (106 of the 211) that the base type is Q5_0, not the source's Q4_1: the command then pins the
@@ -90,9 +75,9 @@ MIX = {
 
 @pytest.mark.slow
 @pytest.mark.needs_tools
-def test_command_reproduces_the_mixed_model_byte_for_byte(tmp_path: Path, reference: tuple[Path, Path],
+def test_command_reproduces_the_mixed_model_byte_for_byte(tmp_path: Path, quantize_reference: tuple[Path, Path],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    src, tool = reference
+    src, tool = quantize_reference
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
     ours = build_mixed(src, MIX, tmp_path / "ours.gguf", recipe="test", assignment={"all": "mixed"})
     info = read_layout(src)

@@ -49,17 +49,6 @@ def test_additivity_agrees_on_overlap_and_says_by_how_much_it_misses():
     assert not additivity(predicted, {"kld_mean": 0.03, "kld_mean_ci": None})["agrees"]  # one chunk: no claim
 
 
-@pytest.fixture(scope="module")
-def default_assets() -> tuple[Path, Path]:
-    from fakequant.store.assets import DEFAULT_CORPUS, DEFAULT_MODEL
-    from fakequant.store.cache import cache_root
-
-    paths = tuple(cache_root() / a.folder / a.name for a in (DEFAULT_MODEL, DEFAULT_CORPUS))
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        pytest.skip(f"default assets not fetched ({', '.join(missing)}); run `fakequant fetch`")
-    return paths[0], paths[1]
-
 
 @pytest.mark.slow
 def test_a_one_group_recipe_on_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,0 +1,37 @@
+"""Fixtures the unit tests that use the real default model share. Module scope: they are resolved before a test's own
+cache isolation (a FAKEQUANT_HOME pointed at a temporary folder) hides the user's cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _default(what: str) -> Path:
+    from fakequant.store.assets import DEFAULT_CORPUS, DEFAULT_MODEL
+    from fakequant.store.cache import cache_root
+
+    asset = {"model": DEFAULT_MODEL, "corpus": DEFAULT_CORPUS}[what]
+    path = cache_root() / asset.folder / asset.name
+    if not path.is_file():
+        pytest.skip(f"default {what} not fetched ({path}); run `fakequant fetch {what}`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def default_assets() -> tuple[Path, Path]:
+    """(default model, default corpus) in the user's cache."""
+    return _default("model"), _default("corpus")
+
+
+@pytest.fixture(scope="module")
+def quantize_reference() -> tuple[Path, Path]:
+    """(default model, the built llama-quantize) in the user's cache."""
+    from fakequant.store.tools import tool_path
+
+    model = _default("model")
+    tool = tool_path("llama-quantize")
+    if tool is None:
+        pytest.skip("llama-quantize not built; run `python -m fakequant.store.tools build` (about 6 minutes)")
+    return model, tool
