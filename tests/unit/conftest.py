@@ -35,3 +35,11 @@ def quantize_reference() -> tuple[Path, Path]:
     if tool is None:
         pytest.skip("llama-quantize not built; run `python -m fakequant.store.tools build` (about 6 minutes)")
     return model, tool
+
+
+@pytest.fixture()
+def tiny64(tmp_path: Path) -> Path:
+    """A tiny llama-style GGUF with rows of 64 (ffn_down: 128): whole 32-blocks, no whole 256-blocks."""
+    from fakequant.gguf.synthetic import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)

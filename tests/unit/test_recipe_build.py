@@ -15,7 +15,6 @@ from gguf.quants import dequantize
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
-from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant import ggml as ggml_quants
 from fakequant.quant.select import Selection
 from fakequant.recipe.build import MIX_KEY, build_mixed
@@ -25,12 +24,6 @@ from fakequant.recipe.groups import KEEP, cells, plan_groups
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture()
-def tiny64(tmp_path: Path) -> Path:
-    # rows of 64 (ffn_down: 128): whole 32-blocks, no whole 256-blocks
-    return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)
 
 
 @pytest.mark.parametrize(("grouping", "names"), [

@@ -10,7 +10,6 @@ import pytest
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
-from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant.candidate import MIX, BuildResult, Recipe, build_candidate, plan
 from fakequant.quant.placebo import twin_of
 from fakequant.quant.select import Selection
@@ -27,11 +26,6 @@ def mix_of(formats: dict[str, str], **kw: object) -> Recipe:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture()
-def tiny64(tmp_path: Path) -> Path:
-    return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)
 
 
 @pytest.mark.parametrize(("recipe", "message"), [
