@@ -1,9 +1,9 @@
 """llama.cpp's reference tools, built from the very source the installed llama-cpp-python was built from.
 
 The cross-check tests and the benchmarks compare fakequant with ``llama-perplexity``, ``llama-bench`` and
-``llama-quantize``. Comparing against a different llama.cpp would compare two versions, so :func:`build` fetches the
+``llama-quantize`` (and the recipe uses ``llama-imatrix``, the drift check ``llama-eval-callback``). Comparing against a different llama.cpp would compare two versions, so :func:`build` fetches the
 source distribution of the installed llama-cpp-python (same version, from PyPI, via ``pip download``), builds only
-those three targets from its ``vendor/llama.cpp`` and installs the binaries under
+those targets from its ``vendor/llama.cpp`` and installs the binaries under
 ``cache_dir("tools")/llama.cpp-<version>/bin``. The ``bin`` folder appears in one rename, under a lock, only when all
 binaries are built: a half-built tree never looks finished, and a second run costs a directory listing.
 
@@ -28,7 +28,9 @@ from pathlib import Path
 from fakequant.errors import AssetError
 from fakequant.store.cache import cache_dir, locked
 
-TOOLS = ("llama-perplexity", "llama-bench", "llama-quantize")
+# llama-imatrix: the importance matrix of the recipe and the stock anchors; llama-eval-callback (an example, hence
+# LLAMA_BUILD_EXAMPLES): the per-layer sums the drift capture is checked against.
+TOOLS = ("llama-perplexity", "llama-bench", "llama-quantize", "llama-imatrix", "llama-eval-callback")
 PACKAGE = "llama-cpp-python"
 
 # Static binaries (nothing to find at run time), every SIMD feature of this CPU like the Makefile's llama-cpp-python
@@ -39,7 +41,7 @@ CMAKE_OPTIONS = (
     "-DGGML_NATIVE=ON",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=ON",
     "-DLLAMA_BUILD_SERVER=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
     "-DLLAMA_BUILD_COMMON=ON",
