@@ -170,12 +170,21 @@ def test_compute_imatrix_errors_are_one_line(tmp_path: Path, fake_tool: Path, mo
 # ----------------------------------------------------------------------------------- the real tool, real model
 
 
-@pytest.mark.needs_tools
-def test_llama_imatrix_on_the_default_model(default_assets: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def imatrix_tool() -> Path:
+    """The built llama-imatrix, found before a test's cache isolation hides the user's cache."""
     from fakequant.store.tools import tool_path
 
-    if tool_path("llama-imatrix") is None:
+    tool = tool_path("llama-imatrix")
+    if tool is None:
         pytest.skip("llama-imatrix not built; run `make tools`")
+    return tool
+
+
+@pytest.mark.needs_tools
+def test_llama_imatrix_on_the_default_model(default_assets: tuple[Path, Path], imatrix_tool: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imatrix_mod, "tool_path", lambda name: imatrix_tool)
     model, corpus = default_assets
     text = tmp_path / "corpus.txt"
     text.write_text(corpus.read_text()[:20_000] + "\n")  # a few thousand tokens: 2 chunks of 512 and more
