@@ -287,7 +287,8 @@ class Suite:
         if key not in self.refs:
             if len(self.refs) >= 2:  # each holds ~50 MB of logits per chunk
                 self.refs.pop(next(iter(self.refs)))
-            self.refs[key] = BaseReference.build(self.model(exp.model, exp.settings), exp.corpus, chunks=exp.chunks)
+            self.refs[key] = BaseReference.build(self.model(exp.model, exp.settings), exp.corpus, chunks=exp.chunks,
+                                                 drift=True)
         return self.refs[key]
 
     def close(self) -> None:
