@@ -26,7 +26,7 @@ import llama_cpp.llama_cpp as llama_lowlevel
 import numpy as np
 
 from fakequant.runtime.chunkstats import LEVEL, chunk_interval
-from fakequant.runtime.llama import Model, callback_context
+from fakequant.runtime.llama import Model, callback_context, clear_memory, decode
 from fakequant.runtime.perplexity import CorpusTokens, scored_logits
 
 LAYER_RE = re.compile(r"^l_out-(\d+)$")
@@ -211,6 +211,15 @@ class LayerCapture:
                 states.problems.append(f"not reached: {_span(missing)} of {self.n_layer} blocks")
         states.problems = list(dict.fromkeys(states.problems))
         return states
+
+    def decode(self, tokens: Sequence[int], *, first_output: int, keep: range) -> tuple[np.ndarray, HiddenStates]:
+        """Decode ``tokens`` from an empty KV cache on the capturing context (logits from ``first_output`` on), and
+        the layer outputs at positions ``keep``."""
+        assert self._view is not None, "LayerCapture used outside its with-block"
+        clear_memory(self._view)
+        self.decode_plan(len(tokens), first_output, keep)
+        logits = decode(self._view, list(tokens), first_output=first_output)
+        return logits, self.finish()
 
     def scored(self, ct: CorpusTokens, i: int) -> tuple[np.ndarray, np.ndarray, HiddenStates]:
         """:func:`~fakequant.runtime.perplexity.scored_logits` of chunk ``i`` on the capturing context, and the
