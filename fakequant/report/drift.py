@@ -174,6 +174,7 @@ def draw(artifacts: dict[str, Any], folder: Path) -> str | None:
     if any(isinstance(d(d(r.get("candidate")).get("rel_err")).get("mean"), int | float)
            and d(d(r.get("candidate")).get("rel_err"))["mean"] > 0 for r in rows):
         ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_ylim(bottom=0)  # a relative error is never negative (the intervals' lower ends may be)
     ax.set_xlabel("block (l_out-N)")
     ax.set_ylabel("‖h − h_orig‖ / ‖h_orig‖")
     ax.set_title("Drift of the hidden state from the original, by layer", parse_math=False)
