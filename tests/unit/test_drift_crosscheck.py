@@ -70,7 +70,8 @@ def test_captured_layer_outputs_sum_like_llama_eval_callback(default_assets):
         assert rows is not None, f"{name} not captured ({every.problems + last.problems})"
         assert name in theirs, f"eval-callback printed no sum for {name}"
         ours = float(rows.astype(np.float64).sum())
-        bound = 3e-5 * float(np.abs(rows).sum()) + 1e-5  # float32 accumulation and 6-decimal printing
+        # eval-callback sums in float32 and prints 6 decimals: measured within 1e-6 of the absolute sum here
+        bound = 5e-6 * float(np.abs(rows).sum()) + 1e-5
         assert abs(ours - theirs[name]) <= bound, (name, ours, theirs[name], bound)
         compared += 1
     assert compared == n_layer + 1 and every.layers["l_out-0"].shape[0] == n
