@@ -47,6 +47,7 @@ class Run:
     written: int  # bytes written to storage by the child and its reaped descendants
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system CPU time of the child and its reaped descendants
 
 
 def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -87,7 +88,7 @@ def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cw
         tail = "\n".join((stderr.strip() or stdout.strip()).splitlines()[-15:])
         raise BenchError(f"`{shlex.join(map(str, cmd))}` exited with status {proc.returncode}:\n{tail}")
     return Run(seconds=seconds, max_rss=max_rss, written=usage.ru_oublock * 512, stdout=stdout,
-               stderr=stderr)
+               stderr=stderr, cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 def _time_rss(path: str) -> int | None:

@@ -46,6 +46,7 @@ from _measure import (  # a script beside its helpers, not a package
     run_measured,
     verdict,
 )
+from bench_drift import bench_drift  # the drift section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -353,7 +354,7 @@ def bench_layer0(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- main
 
-SECTIONS = {"ppl": bench_ppl, "rewrite": bench_rewrite, "layer0": bench_layer0}
+SECTIONS = {"ppl": bench_ppl, "rewrite": bench_rewrite, "layer0": bench_layer0, "drift": bench_drift}
 
 
 def markdown(rep: Report, info: dict[str, str], args: argparse.Namespace, load_end: str) -> str:

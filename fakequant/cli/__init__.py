@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placebo", default=None, metavar="PLACEBO",
                    help="a placebo twin of the candidate (`fakequant placebo`), scored in the same pass: adds the "
                         "floor and the candidate's excess over it")
+    p.add_argument("--drift", action="store_true",
+                   help="also capture every layer's output in the same pass and print its drift from the base, "
+                        "by layer (beside the placebo's when there is one)")
     _add_runtime_options(p)
 
     p = sub.add_parser("report", help="rebuild an experiment's Markdown and HTML from its report.json")

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from fakequant.report import drift as drift_report
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import compare
 from fakequant.runtime.perplexity import perplexity
@@ -49,7 +50,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base, cand = (stack.enter_context(load_model(Path(p), settings)) for p in (args.base, args.candidate))
         placebo = stack.enter_context(load_model(Path(args.placebo), settings)) if args.placebo else None
         result = compare(base, cand, Path(args.corpus), chunks=args.chunks, progress=_show_progress(args),
-                         placebo=placebo)
+                         placebo=placebo, drift=args.drift)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -75,6 +76,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{name:<31}: {value}")
     if result.placebo is not None and result.excess is not None:
         _print_floor_and_excess(result.placebo, result.excess)
+    if result.drift is not None:
+        print("\n" + "\n".join(drift_report.text_lines(result.drift)))
     if result.nonfinite:
         print(f"NON-FINITE {result.nonfinite}")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fakequant.errors import FakequantError
-from fakequant.report import document, html, markdown, plots, reading, text
+from fakequant.report import document, drift, html, markdown, plots, reading, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
 from fakequant.report.i18n import translator
 from fakequant.store.cache import atomic_output, write_json
@@ -62,7 +62,7 @@ def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> No
     """Draw the plots and write summary.md, summary.html and the plan's text files from a report.json document."""
     folder = Path(folder)
     artifacts, name = reading.d(doc.get("artifacts")), str(doc.get("experiment", "?"))
-    doc["plots"] = plots.draw_all(artifacts, folder)
+    doc["plots"] = plots.draw_all(artifacts, folder) + [p for p in [drift.draw(artifacts, folder)] if p]
     if Artifact.NUMERICAL in artifacts:
         write_json(folder / "numerical_analysis.json", artifacts[Artifact.NUMERICAL])
     _write_text(folder / "conversation_tests.txt", text.conversation_tests(name, artifacts.get(Artifact.CONVERSATIONS)))

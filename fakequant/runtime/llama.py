@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import importlib.metadata
 import os
 import sys
@@ -80,10 +81,11 @@ class Model:
     load_time_s: float
     llama: llama_cpp.Llama = field(repr=False)
     _batch: Any = field(default=None, repr=False)
+    _ctx: Any = field(default=None, repr=False)  # another context on the same weights (see callback_context)
 
     @property
     def ctx(self) -> Any:
-        return self.llama._ctx.ctx
+        return self._ctx if self._ctx is not None else self.llama._ctx.ctx
 
     @property
     def vocab(self) -> Any:
@@ -173,6 +175,28 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
         raise ModelRuntimeError(f"{path}: llama.cpp could not load it: {_last_error(since)} ({err})") from err
     load_time = time.perf_counter() - start
     return Model(path=path, settings=settings, load_time_s=load_time, llama=llama)
+
+
+@contextlib.contextmanager
+def callback_context(model: Model, callback: Any) -> Iterator[Model]:
+    """``model`` on a second llama.cpp context over the same loaded weights, with the same context parameters and
+    the scheduler's eval callback ``callback`` (a ``ggml_backend_sched_eval_callback``, kept referenced by the
+    caller): llama.cpp offers no way to set it on an existing context. The view must not be closed; the context is
+    freed on exit."""
+    params = type(model.llama.context_params).from_buffer_copy(model.llama.context_params)
+    params.cb_eval = callback
+    params.cb_eval_user_data = None
+    since = len(_LOG)
+    ctx = llama_cpp.llama_init_from_model(model.llama._model.model, params)
+    if not ctx:
+        raise ModelRuntimeError(f"{model.path}: llama.cpp could not create a second context: {_last_error(since)}")
+    view = dataclasses.replace(model, _batch=None, _ctx=ctx)
+    try:
+        yield view
+    finally:
+        if view._batch is not None:
+            view._batch.close()
+        llama_cpp.llama_free(ctx)
 
 
 # --- decoding ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ For sweeps, :meth:`BaseReference.build` scores the base model once and keeps wha
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 
 from fakequant.errors import ModelRuntimeError
 from fakequant.runtime.chunkstats import excess
+from fakequant.runtime.drift import DriftSeries, HiddenStates, LayerCapture, states_bytes, unavailable
 from fakequant.runtime.llama import Model, first_nonfinite
 from fakequant.runtime.perplexity import CorpusTokens, corpus_tokens, progress_bar, row_logsumexp, scored_logits
 
@@ -39,15 +41,24 @@ class _BaseChunk:
     nll: np.ndarray  # float64 [scored]
     top: np.ndarray  # int [scored]: argmax
     nonfinite: str | None
+    states: HiddenStates | None = None  # per-layer outputs at the scored positions, when drift is captured
 
 
-def _base_chunk(model: Model, ct: CorpusTokens, i: int) -> tuple[_BaseChunk, np.ndarray]:
-    logits, targets = scored_logits(model, ct, i)
+def _scored(model: Model, ct: CorpusTokens, i: int,
+            capture: LayerCapture | None) -> tuple[np.ndarray, np.ndarray, HiddenStates | None]:
+    if capture is None:
+        return (*scored_logits(model, ct, i), None)
+    return capture.scored(ct, i)
+
+
+def _base_chunk(model: Model, ct: CorpusTokens, i: int,
+                capture: LayerCapture | None = None) -> tuple[_BaseChunk, np.ndarray]:
+    logits, targets, states = _scored(model, ct, i, capture)
     mx, lse = row_logsumexp(logits)
     norm = mx.astype(np.float64) + lse
     nll = norm - logits[np.arange(len(targets)), targets]
     return _BaseChunk(logits=logits, norm=norm, nll=nll, top=logits.argmax(axis=1),
-                      nonfinite=first_nonfinite(logits, f"chunk {i + 1}")), targets
+                      nonfinite=first_nonfinite(logits, f"chunk {i + 1}"), states=states), targets
 
 
 class BaseReference:
@@ -63,6 +74,8 @@ class BaseReference:
     The base's scored logits take ``chunks x (n_ctx/2 - 1) x n_vocab x 4`` bytes (50 MB per 512-token chunk on a
     49152-token vocabulary). When that exceeds ``max_bytes``, nothing is kept and the base model (which must then
     stay loaded) is run again beside each candidate: still one pass over identical tokens, no logits on disk.
+    With ``drift``, each chunk also keeps the base's layer outputs at the scored positions (counted in
+    ``max_bytes``), for ``compare(..., drift=True)``.
     """
 
     def __init__(self, base: Model, ct: CorpusTokens, chunks: list[_BaseChunk] | None):
@@ -73,15 +86,16 @@ class BaseReference:
 
     @classmethod
     def build(cls, base: Model, corpus: Path, *, chunks: int | None = None, max_bytes: int = 2 << 30,
-              progress: bool = False) -> BaseReference:
+              progress: bool = False, drift: bool = False) -> BaseReference:
         ct = corpus_tokens(base, corpus, chunks=chunks)
-        per_chunk = (ct.n_ctx - 1 - ct.n_ctx // 2) * base.n_vocab * 4
+        per_chunk = (ct.n_ctx - 1 - ct.n_ctx // 2) * base.n_vocab * 4 + (states_bytes(base, ct) if drift else 0)
         if per_chunk * ct.n_chunk > max_bytes:
             return cls(base, ct, None)
         kept = []
-        with progress_bar(ct.n_chunk, f"base {base.path.name}", progress) as bar:
+        with contextlib.ExitStack() as stack, progress_bar(ct.n_chunk, f"base {base.path.name}", progress) as bar:
+            capture = stack.enter_context(LayerCapture(base)) if drift else None
             for i in range(ct.n_chunk):
-                kept.append(_base_chunk(base, ct, i)[0])
+                kept.append(_base_chunk(base, ct, i, capture)[0])
                 bar.update(1)
         return cls(base, ct, kept)
 
@@ -89,10 +103,14 @@ class BaseReference:
     def in_memory(self) -> bool:
         return self._chunks is not None
 
-    def chunk(self, i: int) -> _BaseChunk:
+    def chunk(self, i: int, capture: LayerCapture | None = None) -> _BaseChunk:
         if self._chunks is not None:
             return self._chunks[i]
-        return _base_chunk(self.model, self.corpus_tokens, i)[0]
+        return _base_chunk(self.model, self.corpus_tokens, i, capture)[0]
+
+    @property
+    def holds_states(self) -> bool:
+        return self._chunks is not None and all(c.states is not None for c in self._chunks)
 
 
 @dataclass
@@ -110,6 +128,7 @@ class PairedComparison:
     seconds: float
     placebo: dict[str, Any] | None = None  # the placebo twin against the base: the floor of these tensors
     excess: dict[str, Any] | None = None  # the candidate beyond the placebo, paired per chunk
+    drift: dict[str, Any] | None = None  # per-layer drift of the hidden state (runtime.drift), when asked
     # per scored token, for callers that want more than the summary (not in JSON)
     nll_base: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     nll_q: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -124,7 +143,8 @@ class PairedComparison:
     def to_json(self) -> dict[str, Any]:
         return {**self.stats, "per_chunk": self.per_chunk, "kld_hist": self.kld_hist, "settings": self.settings,
                 "base": self.base, "candidate": self.candidate, "corpus": self.corpus, "nonfinite": self.nonfinite,
-                "seconds": self.seconds, **({"placebo": self.placebo, "excess": self.excess} if self.placebo else {})}
+                "seconds": self.seconds, **({"placebo": self.placebo, "excess": self.excess} if self.placebo else {}),
+                **({"drift": self.drift} if self.drift is not None else {})}
 
 
 _KLD_ROWS = 8
@@ -208,13 +228,16 @@ def paired_stats(nll_q: np.ndarray, nll_b: np.ndarray, kld: np.ndarray, dp: np.n
 
 
 def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None = None, *,
-            chunks: int | None = None, progress: bool = False, placebo: Model | None = None) -> PairedComparison:
+            chunks: int | None = None, progress: bool = False, placebo: Model | None = None,
+            drift: bool = False) -> PairedComparison:
     """Paired comparison of ``candidate`` against ``base`` over identical tokens, in one pass, nothing on disk.
 
     ``base`` is a loaded model (scored chunk by chunk beside the candidate) or a :class:`BaseReference` built
     earlier (then ``corpus``/``chunks`` must be left out or match it). With a ``placebo`` (the same tensors nudged
     by one ulp), it is scored in the same pass against the same base: the result's ``placebo`` block is the floor
-    any change of those tensors produces, and ``excess`` is the candidate beyond it, paired per chunk."""
+    any change of those tensors produces, and ``excess`` is the candidate beyond it, paired per chunk. With
+    ``drift``, each model's layer outputs are captured at the scored positions in the same pass and the result's
+    ``drift`` block holds their per-layer drift from the base (:mod:`fakequant.runtime.drift`)."""
     if isinstance(base, BaseReference):
         ref = base
         if corpus is not None and Path(corpus) != ref.corpus_tokens.corpus:
@@ -225,14 +248,17 @@ def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None =
         base_model = ref.model
         ct = ref.corpus_tokens
         get_base = ref.chunk
+        base_held = ref.holds_states
     else:
         if corpus is None:
             raise ModelRuntimeError(f"{base.path}: compare() needs a corpus")
         base_model = base
         ct = corpus_tokens(base, corpus, chunks=chunks)
 
-        def get_base(i: int) -> _BaseChunk:
-            return _base_chunk(base_model, ct, i)[0]
+        def get_base(i: int, capture: LayerCapture | None = None) -> _BaseChunk:
+            return _base_chunk(base_model, ct, i, capture)[0]
+
+        base_held = False
 
     for other in (candidate, placebo):
         if other is None:
@@ -247,21 +273,40 @@ def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None =
     plac = _Series() if placebo is not None else None
     same_as_placebo: list[np.ndarray] = []
     nonfinite = None
+    series = DriftSeries() if drift else None
+    drift_block = None
     start = time.perf_counter()
-    with progress_bar(ct.n_chunk, f"compare {candidate.path.name}", progress) as bar:
+    with contextlib.ExitStack() as stack, progress_bar(ct.n_chunk, f"compare {candidate.path.name}", progress) as bar:
+        caps: dict[str, LayerCapture | None] = {"base": None, "candidate": None, "placebo": None}
+        if drift:
+            try:
+                for who, m in (("base", None if base_held else base_model), ("candidate", candidate),
+                               ("placebo", placebo)):
+                    caps[who] = stack.enter_context(LayerCapture(m)) if m is not None else None
+            except (OSError, ModelRuntimeError) as err:  # no drift, everything else as without it
+                caps = dict.fromkeys(caps)
+                series, drift_block = None, unavailable(f"the layer outputs could not be captured: {err}")
         for i in range(ct.n_chunk):
-            b = get_base(i)
-            q_logits, targets = scored_logits(candidate, ct, i)
+            b = get_base(i, caps["base"])
+            q_logits, targets, q_states = _scored(candidate, ct, i, caps["candidate"])
             nonfinite = nonfinite or (f"base: {b.nonfinite}" if b.nonfinite else None) or _nonfinite(
                 "candidate", q_logits, i)
             cand.add(_token_stats(b, q_logits, targets))
+            p_states = None
             if plac is not None:
-                p_logits, _ = scored_logits(placebo, ct, i)
+                p_logits, _, p_states = _scored(placebo, ct, i, caps["placebo"])
                 nonfinite = nonfinite or _nonfinite("placebo", p_logits, i)
                 plac.add(_token_stats(b, p_logits, targets))
                 same_as_placebo.append(q_logits.argmax(axis=1) == p_logits.argmax(axis=1))
+            if series is not None and q_states is not None:
+                b_states = b.states if b.states is not None else caps["base"].scored(ct, i)[2] if caps["base"] \
+                    else None
+                if b_states is not None:
+                    series.add(b_states, q_states, p_states)
             bar.update(1)
     seconds = time.perf_counter() - start
+    if series is not None:
+        drift_block = series.to_json()
     stats = cand.stats(ct)
     stats["tokens_per_s"] = ct.n_chunk * ct.n_ctx / seconds
     arrays = cand.arrays()
@@ -276,7 +321,7 @@ def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None =
         kld_hist={"log10_edges": KLD_HIST_EDGES.tolist(), "counts": counts.tolist()},
         settings=base_model.settings.to_json(), base=str(base_model.path), candidate=str(candidate.path),
         corpus=str(ct.corpus), nonfinite=nonfinite, seconds=seconds, placebo=placebo_block, excess=excess_block,
-        nll_base=arrays["nll_b"], nll_q=arrays["nll_q"], kld=arrays["kld"])
+        drift=drift_block, nll_base=arrays["nll_b"], nll_q=arrays["nll_q"], kld=arrays["kld"])
 
 
 def _nonfinite(who: str, logits: np.ndarray, i: int) -> str | None:

@@ -285,9 +285,10 @@ class Suite:
 
         key = (str(exp.model), str(exp.corpus), exp.chunks, exp.settings)
         if key not in self.refs:
-            if len(self.refs) >= 2:  # each holds ~50 MB of logits per chunk
+            if len(self.refs) >= 2:  # each holds ~50 MB of logits and ~18 MB of layer outputs per chunk
                 self.refs.pop(next(iter(self.refs)))
-            self.refs[key] = BaseReference.build(self.model(exp.model, exp.settings), exp.corpus, chunks=exp.chunks)
+            self.refs[key] = BaseReference.build(self.model(exp.model, exp.settings), exp.corpus, chunks=exp.chunks,
+                                                 drift=True)
         return self.refs[key]
 
     def close(self) -> None:

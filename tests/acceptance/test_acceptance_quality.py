@@ -30,7 +30,7 @@ def test_perplexity(fq_suite, experiment, candidate, outcome, quality_gate):
     ref = fq_suite.base_reference(experiment)
     placebo = fq_suite.placebo(experiment.name)
     cand = fq_suite.model(candidate.output, experiment.settings)
-    data = compare(ref, cand, placebo=fq_suite.model(placebo.output, experiment.settings)).to_json()
+    data = compare(ref, cand, placebo=fq_suite.model(placebo.output, experiment.settings), drift=True).to_json()
     data["placebo_numerical"] = placebo.to_json()  # the placebo's own size, shown beside its effect
     save_artifact(fq_suite.report_dir, experiment.name, Artifact.PERPLEXITY, data)
     outcome("perplexity", PERPLEXITY, *rules.perplexity(data, experiment.thresholds))
