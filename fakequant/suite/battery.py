@@ -28,7 +28,6 @@ from fakequant.suite.rules import Ruling
 from fakequant.suite.rules.conversation import battery_test
 from fakequant.suite.vocab import Status
 
-CHECK = "conversation[battery]"  # the check id the battery's outcome is recorded under
 Samples = list[list[dict[str, Any]]]  # chat.run_prompt's answers: one list per sample, one entry per turn
 
 

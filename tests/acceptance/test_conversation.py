@@ -66,7 +66,7 @@ def test_conversation_battery(fq_suite, experiment, candidate, outcome, quality_
         placebos.append(battery.cached_answers(twin, settings, judged, lambda t=twin: fq_suite.model(t, settings)))
     data = battery.evaluate(prompts, base, cand, placebos, seeds, thresholds)
     save_artifact(fq_suite.report_dir, experiment.name, Artifact.BATTERY, data)
-    outcome(battery.CHECK, CONVERSATION, *battery.ruling(data))
+    outcome("conversation[battery]", CONVERSATION, *battery.ruling(data))
 
 
 def _store_conversation(fq_suite, experiment, entry: dict) -> None:
