@@ -277,3 +277,22 @@ def test_control_naming_the_battery_is_caught_only_by_the_battery():
 
 def test_alpha_and_twins_come_from_the_thresholds():
     assert T.battery_placebos == 4 and math.isclose(T.conversation_alpha, 0.05)
+
+
+def test_report_section_shows_the_counts_the_p_value_and_the_broken_prompts():
+    from fakequant.report import battery as section
+    from fakequant.report.markdown import render
+    from fakequant.report.reading import DocContext
+
+    prompts = [bp for bp in load_battery() if len(bp.prompt.turns) == 1 and bp.prompt.contains == ("4",)]
+    base = {bp.id: samples("The answer is 4.") for bp in prompts}
+    cand = {bp.id: samples("The answer is 5.") for bp in prompts}
+    data = battery.evaluate(prompts, base, cand, [dict(base) for _ in range(4)], [0, 1, 2, 3], T)
+    status, reason, values = battery.ruling(data)
+    doc = {"artifacts": {Artifact.BATTERY: data}, "outcomes": [
+        {"check": "conversation[battery]", "category": "conversation", "status": str(status), "reason": reason}]}
+    for lang in ("en", "zh-TW"):
+        text = render(section.section(DocContext(doc, lang)))
+        assert f"{0.2 ** len(prompts):.3g}" in text and prompts[0].id in text and "The answer is 5." in text
+    assert "fewest breaks that would be significant | 2" in render(section.section(DocContext(doc, "en")))
+    assert section.section(DocContext({"artifacts": {}}, "en")) == []
