@@ -20,7 +20,8 @@ _TEXT = {
            "rule": "A regression is a candidate that breaks significantly more of the original's passing answers "
                    "than its placebo twins (p < {alpha}) and more than any twin."},
     "zh-TW": {"title": "對話題組", "prompts": "題數（原模型通過）", "cand": "候選模型答壞",
-              "twins": "安慰劑模型答壞（種子 {seeds}）", "p": "p 值（題內置換檢定）", "smallest": "達顯著所需最少答壞題數",
+              "twins": "安慰劑模型答壞（種子 {seeds}）", "p": "p 值（題內置換檢定）",
+              "smallest": "達顯著所需最少答壞題數",
               "none": "無：檢定力不足", "template": "對話模板", "status": "狀態", "broken": "答壞的題目", "id": "題目",
               "topic": "類別", "original": "原模型", "candidate": "候選模型", "checks": "候選模型未通過",
               "by_twins": "也答壞的安慰劑", "failed": "原模型未通過 {n} 題（不計入）：{ids}",

@@ -288,7 +288,7 @@ def test_report_section_shows_the_counts_the_p_value_and_the_broken_prompts():
     base = {bp.id: samples("The answer is 4.") for bp in prompts}
     cand = {bp.id: samples("The answer is 5.") for bp in prompts}
     data = battery.evaluate(prompts, base, cand, [dict(base) for _ in range(4)], [0, 1, 2, 3], T)
-    status, reason, values = battery.ruling(data)
+    status, reason, _ = battery.ruling(data)
     doc = {"artifacts": {Artifact.BATTERY: data}, "outcomes": [
         {"check": "conversation[battery]", "category": "conversation", "status": str(status), "reason": reason}]}
     for lang in ("en", "zh-TW"):
