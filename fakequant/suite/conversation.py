@@ -13,8 +13,10 @@ that a computer can make on both answers:
 
 A check is judged on both models: baseline passes and candidate fails → **regression** (fail); both fail → the
 model's **limitation** (xfail), not the quantization's. A greedy prompt has one deterministic answer per model and is
-judged on it, with no test of significance (see :func:`~fakequant.suite.rules.judge` for why); greedy runs also
-record exact match and the first diverging token. A sampled prompt (temperature > 0) is answered once per seed by
+judged on it; greedy runs also record exact match and the first diverging token. A greedy plan prompt the candidate
+breaks is answered by the placebo twins too (:func:`with_twins`) and is then a caution, not a stop
+(:func:`~fakequant.suite.rules.conversation.named_prompt`): the battery (:mod:`fakequant.suite.battery`) decides a
+conversation regression over many prompts. A sampled prompt (temperature > 0) is answered once per seed by
 each model and judged on the pass counts (see :func:`~fakequant.suite.rules.combine`); a count test that could not
 detect a regression from the baseline's count (e.g. 1 pass in 5) says so and is inconclusive.
 """

@@ -1,5 +1,6 @@
 """The conversation checks' rules: one answer per model (greedy) judged directly, several sampled answers per model
-judged on their pass counts, and the fluency of an answer. Pure functions, re-exported by :mod:`fakequant.suite.rules`.
+judged on their pass counts, the fluency of an answer, a broken plan prompt (a caution alone), and the battery's test
+over prompts against placebo twins (what stops an experiment for its conversations). Pure functions.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
     """One answer per model (a greedy prompt, or the fluency of one answer): regression only when the baseline
     manages what the candidate does not; both failing is the model's limit.
 
-    Greedy prompts are judged this way on purpose, with no test of significance: greedy decoding is deterministic, so
-    each model has exactly one answer and there is no sampling noise to test a difference against. A check the
-    original passes and the candidate fails is a regression (STOP) even when a single flipped token caused it: that
-    answer is what every user of the candidate gets, and one flip early in an answer changes everything after it.
-    The first diverging token is recorded so the report shows where the answers parted. A one-ulp nudge flips tokens
-    too (the placebo of SmolLM2's blk.0.ffn_norm changes the top token at 3.4% of positions), so such a STOP says
-    "this answer broke", not "the format is worse than noise"; sampled prompts are judged statistically
-    (:func:`combine`)."""
+    Greedy decoding is deterministic, so each model has exactly one answer to a greedy prompt and there is no
+    sampling noise to test one answer against. But a one-ulp nudge flips tokens too (the placebo of SmolLM2's
+    blk.0.ffn_norm changes the top token at 3.4% of positions), so one broken answer says "this answer broke", not
+    "the format is worse than noise": a plan prompt's broken greedy answer is a caution (:func:`named_prompt`), and
+    the battery's test over prompts against placebo twins decides (:func:`battery_test`); sampled prompts are judged
+    on pass counts (:func:`combine`)."""
     if candidate_ok:
         return Status.PASS
     return Status.LIMITATION if not baseline_ok else Status.FAIL
