@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from fakequant.report import drift, fmt, perplexity, plots
+from fakequant.report import battery, drift, fmt, perplexity, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Inline, Link, Para, Span, Table
 from fakequant.report.i18n import category_text, status_text, translator
 from fakequant.report.reading import (
@@ -344,8 +344,8 @@ def experiment_blocks(doc: dict[str, Any], lang: str = "en") -> list[Block]:
     blocks += [Heading(2, ctx.t("summary")), summary_table(ctx)]
     if ctx.noop and not ctx.a(Artifact.PERPLEXITY):
         blocks.append(ctx.absent())
-    for section in (reasons, checks, numerical, load_format, perplexity.section, drift.section, conversations, speed,
-                    provenance):
+    for section in (reasons, checks, numerical, load_format, perplexity.section, drift.section, conversations,
+                    battery.section, speed, provenance):
         blocks += section(ctx)
     return blocks
 

@@ -13,8 +13,10 @@ that a computer can make on both answers:
 
 A check is judged on both models: baseline passes and candidate fails → **regression** (fail); both fail → the
 model's **limitation** (xfail), not the quantization's. A greedy prompt has one deterministic answer per model and is
-judged on it, with no test of significance (see :func:`~fakequant.suite.rules.judge` for why); greedy runs also
-record exact match and the first diverging token. A sampled prompt (temperature > 0) is answered once per seed by
+judged on it; greedy runs also record exact match and the first diverging token. A greedy plan prompt the candidate
+breaks is answered by the placebo twins too (:func:`with_twins`) and is then a caution, not a stop
+(:func:`~fakequant.suite.rules.conversation.named_prompt`): the battery (:mod:`fakequant.suite.battery`) decides a
+conversation regression over many prompts. A sampled prompt (temperature > 0) is answered once per seed by
 each model and judged on the pass counts (see :func:`~fakequant.suite.rules.combine`); a count test that could not
 detect a regression from the baseline's count (e.g. 1 pass in 5) says so and is inconclusive.
 """
@@ -30,6 +32,7 @@ from typing import Any
 from fakequant.runtime.chat import questions
 from fakequant.suite.criteria import Prompt, Thresholds
 from fakequant.suite.rules import CheckResult, Ruling, combine, fluency_check, overall
+from fakequant.suite.rules.conversation import named_prompt
 from fakequant.suite.vocab import Status
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
@@ -201,10 +204,27 @@ def evaluate(prompt: Prompt, baseline_samples: Sequence[Sequence[dict[str, Any]]
     return entry
 
 
+def with_twins(entry: dict[str, Any], twin_entries: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """A plan prompt the candidate breaks, beside its placebo twins' answers (each judged by :func:`evaluate` as if
+    it were the candidate): how many of them broke it too, and the prompt's status by
+    :func:`~fakequant.suite.rules.conversation.named_prompt` (a greedy break alone is a CAUTION)."""
+    nonfinite = any(c["name"] == "finite_logits" and c["status"] == Status.FAIL for c in entry["checks"])
+    broke = [s for s, e in zip(seeds, twin_entries, strict=True) if e["status"] == Status.FAIL]
+    status = named_prompt(Status(entry["status"]), entry["greedy"], nonfinite)
+    return {**entry, "status": str(status),
+            "placebos": {"seeds": list(seeds), "twins": len(twin_entries), "broke": len(broke), "broke_seeds": broke,
+                         "candidate": [e["candidate"]["turns"] for e in twin_entries]}}
+
+
 def reason(entry: dict[str, Any]) -> str:
     """One line for the CheckOutcome: what failed (and on which model), or that all checks held."""
     checks = entry["checks"]
     bad = [c for c in checks if c["status"] == Status.FAIL]
+    twins = entry.get("placebos")
+    if bad and twins and entry["status"] == Status.CAUTION:
+        return (f"{entry['id']}: the candidate's greedy answer breaks {', '.join(c['name'] for c in bad)}; "
+                f"{twins['broke']} of {twins['twins']} placebo twins broke it too — one greedy answer is a caution, "
+                "the battery decides a regression — " + "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
     lim = [c for c in checks if c["status"] == Status.LIMITATION]
     match = "identical answer" if entry["exact_match"] else (
         f"diverges at token {entry['first_divergence']['index']}" if entry["first_divergence"] else "differs")
@@ -236,4 +256,7 @@ def ruling(entry: dict[str, Any]) -> Ruling:
     # every unsure check of this prompt is one the sampled test could not have failed (the original passes it too
     # rarely): the verdict reports it as unmeasurable rather than letting it hold up the other checks' decision
     values["no_power"] = bool(unsure) and all(c.get("power") is False for c in unsure)
+    if entry.get("placebos"):
+        values.update(placebo_breaks=entry["placebos"]["broke"], twins=entry["placebos"]["twins"],
+                      placebo_seeds=entry["placebos"]["seeds"])
     return Ruling(Status(entry["status"]), reason(entry), values)

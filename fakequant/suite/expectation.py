@@ -36,7 +36,7 @@ def nameable(checks: Iterable[str], prompt_ids: Iterable[str]) -> tuple[str, ...
         if category == MUST_PASS:
             keys += MUST_PASS_CHECKS
         elif category == CONVERSATION:
-            keys += [conversation_id(p) for p in prompt_ids]
+            keys += [*(conversation_id(p) for p in prompt_ids), conversation_id("battery")]
     return tuple(dict.fromkeys(keys))
 
 

@@ -40,7 +40,7 @@ class ExperimentState:
     started: bool = False
     build: Any = None  # quant.candidate.BuildResult
     build_error: str | None = None
-    placebo: Any = None  # quant.candidate.BuildResult of the placebo twin
+    placebos: dict[int, Any] = field(default_factory=dict)  # seed → quant.candidate.BuildResult of a placebo twin
 
 
 @dataclass
@@ -219,19 +219,20 @@ class Suite:
             save_artifact(self.report_dir, name, Artifact.NUMERICAL, state.build.to_json())
         return state.build
 
-    def placebo(self, name: str) -> Any:
-        """The placebo twin of the experiment's candidate: the same tensors nudged by one ulp in their own encoding
-        (candidate cache: one per model and tensor selection, shared by every format of that selection)."""
+    def placebo(self, name: str, seed: int = 0) -> Any:
+        """A placebo twin of the experiment's candidate: the same tensors nudged by one ulp in their own encoding,
+        in directions ``seed`` picks (candidate cache: one per model, tensor selection and seed, shared by every
+        format of that selection). The perplexity pass scores seed 0; the conversation battery seeds 0 … K-1."""
         from fakequant.quant.candidate import build_candidate
         from fakequant.quant.placebo import twin_of
 
         state = self.experiment(name)
-        if state.placebo is None:
+        if seed not in state.placebos:
             try:
-                state.placebo = build_candidate(state.exp.model, twin_of(state.exp.recipe))
+                state.placebos[seed] = build_candidate(state.exp.model, twin_of(state.exp.recipe, seed=seed))
             except FakequantError as err:
-                raise BuildFailed(f"{self.criteria_path}: {state.exp.source}: placebo: {err}") from None
-        return state.placebo
+                raise BuildFailed(f"{self.criteria_path}: {state.exp.source}: placebo {seed}: {err}") from None
+        return state.placebos[seed]
 
     # --- the originals
 

@@ -97,7 +97,7 @@ def expected_checks(experiment: Mapping[str, Any]) -> list[str] | None:
         return None
     ids: list[str] = []
     for check, category in CHECK_OF_TEST.values():
-        if category == CONVERSATION and category in checks:
+        if "{prompt}" in check and category in checks:
             ids += [check.format(prompt=p.get("id")) for p in prompts if isinstance(p, dict)]
         elif category == MUST_PASS or category in checks:
             ids.append(check)

@@ -45,6 +45,7 @@ class Artifact(StrEnum):
     LOAD = "load"
     PERPLEXITY = "perplexity_comparison"
     CONVERSATIONS = "conversations"
+    BATTERY = "conversation_battery"
     SPEED = "speed"
 
 
@@ -52,8 +53,8 @@ LANGS = ("en", "zh-TW")  # languages of the Markdown and HTML reports
 
 # The acceptance tests of one experiment, in the order they run: build first, the integrity and decision checks last.
 TEST_ORDER = ("test_must_pass_build", "test_must_pass_format", "test_must_pass_load", "test_must_pass_finite",
-              "test_numerical", "test_perplexity", "test_conversation", "test_speed", "test_original_unchanged",
-              "test_expected_decision")
+              "test_numerical", "test_perplexity", "test_conversation", "test_conversation_battery", "test_speed",
+              "test_original_unchanged", "test_expected_decision")
 # The check each acceptance test records: its outcome's id and category ("{prompt}": the prompt id of the test's
 # parameters). What a complete run of an experiment records, and what a test that crashed failed to record.
 CHECK_OF_TEST = {
@@ -61,7 +62,8 @@ CHECK_OF_TEST = {
     "test_must_pass_load": ("load", MUST_PASS), "test_must_pass_finite": ("finite", MUST_PASS),
     "test_original_unchanged": ("original_unchanged", MUST_PASS), "test_numerical": ("numerical", NUMERICAL),
     "test_perplexity": ("perplexity", PERPLEXITY), "test_conversation": ("conversation[{prompt}]", CONVERSATION),
+    "test_conversation_battery": ("conversation[battery]", CONVERSATION),
     "test_speed": ("speed", SPEED),
 }
-TEST_FILES = ("test_acceptance_must_pass.py", "test_acceptance_quality.py", "test_acceptance_speed.py",
-              "test_acceptance_decision.py")
+TEST_FILES = ("test_acceptance_must_pass.py", "test_acceptance_quality.py", "test_conversation.py",
+              "test_acceptance_speed.py", "test_acceptance_decision.py")

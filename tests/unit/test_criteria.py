@@ -247,7 +247,7 @@ def test_shipped_criteria_file_is_valid():
     assert {"layer5", "layer10", "layer15"} <= set(crit.experiments)
     controls = {n: e.expect for n, e in crit.experiments.items() if e.expect}
     # one positive control per family of checks, each naming the check it must fail
-    assert {"finite", "format", "perplexity", "conversation[math_en]"} <= {k for keys in controls.values()
+    assert {"finite", "format", "perplexity", "conversation[battery]"} <= {k for keys in controls.values()
                                                                           for k in keys}
     questions = {p.question for p in layer0.prompts}
     assert {"Hello, can you introduce yourself?", "你好，請介紹一下自己。", "2+2等於多少？", "What is 2+2?",

@@ -18,7 +18,7 @@ pytest_plugins = ["pytester"]
 def test_nameable_keys_are_the_checks_the_experiment_runs_and_can_fail():
     keys = nameable(("must_pass", "conversation", "speed"), ["math_en", "chat_zh"])
     assert keys == ("must_pass", "build", "format", "load", "finite", "original_unchanged", "conversation",
-                    "conversation[math_en]", "conversation[chat_zh]")  # no speed: it never fails
+                    "conversation[math_en]", "conversation[chat_zh]", "conversation[battery]")  # speed never fails
     assert nameable(("must_pass", "perplexity"), ["math_en"])[-1] == "perplexity"
 
 

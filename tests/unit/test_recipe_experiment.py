@@ -220,7 +220,8 @@ class FakeSuite:
         save_artifact(report_dir, exp.name, "experiment", experiment_record(exp))
         for check, category, status in [*((c, "must_pass", "pass") for c in MUST_PASS_CHECKS),
                                         ("perplexity", "perplexity", self.perplexity),
-                                        ("conversation[hi]", "conversation", "pass"), ("speed", "speed", "pass")]:
+                                        ("conversation[hi]", "conversation", "pass"),
+                                        ("conversation[battery]", "conversation", "pass"), ("speed", "speed", "pass")]:
             record_outcome(report_dir, CheckOutcome(exp.name, check, category, status, f"{check} measured"))
         return 0
 
@@ -248,7 +249,7 @@ def test_the_decision_is_read_back_from_what_the_suite_recorded(tmp_path: Path) 
     fake = FakeSuite(path)
     go = suite_decision("k", criteria_path=path, report_dir=reports, out_dir=out, expected=expected, runner=fake,
                         log=lambda _: None)
-    assert go["decision"] == "GO" and go["reasons"][0].startswith("all 8 checks pass")
+    assert go["decision"] == "GO" and go["reasons"][0].startswith("all 9 checks pass")
     assert go["report"] == str(reports / "recipe_k" / "summary.md")
     assert fake.calls[0][1] == tmp_path  # pytest runs where criteria.toml and tests/acceptance are
     fake.perplexity = "fail"

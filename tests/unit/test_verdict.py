@@ -14,7 +14,7 @@ from fakequant.suite.vocab import Artifact, Decision, Status
 MUST_PASS = [("build", "must_pass"), ("format", "must_pass"), ("load", "must_pass"), ("finite", "must_pass"),
              ("original_unchanged", "must_pass")]
 ALL_PASS = [*MUST_PASS, ("numerical", "numerical"), ("perplexity", "perplexity"),
-            ("conversation[intro]", "conversation"), ("speed", "speed")]
+            ("conversation[intro]", "conversation"), ("conversation[battery]", "conversation"), ("speed", "speed")]
 # the "experiment" artifact of an experiment with every check and one prompt, as the suite records it
 DEFINITION = {"name": "exp", "checks": ["must_pass", "numerical", "perplexity", "conversation", "speed"],
               "prompts": [{"id": "intro", "kind": "raw"}], "sweep": None}
@@ -37,7 +37,7 @@ def data(*changes: tuple[str, str, str], artifacts: dict | None = None, drop: tu
 def test_all_pass_is_go_and_says_so_with_the_perplexity_numbers():
     v = decide(data(("perplexity", "pass", "increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal")))
     assert v.decision == Decision.GO
-    assert v.headline == "all 9 checks pass; increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal"
+    assert v.headline == "all 10 checks pass; increase +0.12% (95% interval -0.06% .. +0.30%) < 1% ideal"
 
 
 @pytest.mark.parametrize("check", ["load", "perplexity", "numerical", "conversation[intro]"])
@@ -122,7 +122,8 @@ def test_no_outcomes_at_all_is_inconclusive_and_names_every_check():
     v = decide(ExperimentData("exp", [], {Artifact.EXPERIMENT: DEFINITION}))
     assert v.decision == Decision.INCONCLUSIVE
     assert v.reasons[0].startswith("not measured: build, format, load, finite, original_unchanged, numerical, "
-                                   "perplexity, conversation[intro], speed (no outcome recorded)")
+                                   "perplexity, conversation[intro], conversation[battery], speed (no outcome "
+                                   "recorded)")
 
 
 def test_without_the_experiment_s_definition_nothing_is_go():
@@ -137,7 +138,8 @@ def test_the_crash_of_the_issue_is_never_go():
     there, the checks are not."""
     prompts = [{"id": p} for p in ("a", "b", "c", "d", "e", "f")]
     kept = [o for o in data().outcomes if o.check not in ("format", "finite", "original_unchanged")
-            and o.category != "conversation"] + [outcome("conversation[a]", "conversation")]
+            and o.category != "conversation"] + [outcome("conversation[a]", "conversation"),
+                                                 outcome("conversation[battery]", "conversation")]
     v = decide(ExperimentData("exp", kept, {Artifact.EXPERIMENT: {**DEFINITION, "prompts": prompts}}))
     assert v.decision == Decision.INCONCLUSIVE
     assert v.reasons == ["not measured: format, finite, original_unchanged, conversation[b], conversation[c], "
@@ -273,6 +275,8 @@ def test_a_powerless_sampled_check_is_named_but_does_not_hold_up_the_decision():
     declared = {Artifact.EXPERIMENT: {"checks": ["must_pass", "conversation", "perplexity"],
                                       "prompts": [{"id": "chinese_intro"}, {"id": "robot"}]}}
     robot = CheckOutcome("e", "conversation[robot]", "conversation", Status.PASS, "robot: every check passes")
+    battery = CheckOutcome("e", "conversation[battery]", "conversation", Status.PASS, "no regression")
+    must.append(battery)
     verdict = decide(ExperimentData("e", [*must, blind, robot, ppl], declared))
     assert verdict.decision == Decision.GO
     assert "1 more could not be measured: conversation[chinese_intro]" in verdict.reasons[0]

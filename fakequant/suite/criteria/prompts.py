@@ -27,6 +27,8 @@ def parse_prompts(table: Mapping[str, Any], ctx: Context) -> dict[str, Prompt]:
         ctx.known(raw, PROMPT_KEYS, key)
         if not NAME_RE.fullmatch(pid):
             raise ctx.error(key, f"prompt id {pid!r} must be letters, digits and '_'")
+        if pid == "battery":  # conversation[battery] is the battery's check
+            raise ctx.error(key, "the prompt id 'battery' names the conversation battery's check; choose another")
         has_prompt, has_turns = "prompt" in raw, "turns" in raw
         if has_prompt == has_turns:
             raise ctx.error(key, "give exactly one of 'prompt' (raw completion) or 'turns' (chat)")

@@ -42,6 +42,9 @@ class Thresholds:
     # interleaved rounds, each timing the original twice and the candidate once; 6 puts every model in every position
     # equally often. n rounds reach p = 1/C(2n, n) at best: 4 give 0.014, below 0.05 / 3 metrics; 3 give 0.05
     speed_rounds: int = bounded(6, ge=4, why="fewer rounds cannot reach p < 0.05 / 3")
+    # placebo twins (seeds 0 … K-1) answering the conversation battery beside the candidate: with 4, two prompts that
+    # no twin breaks are already a significant regression (p = 1/25); the perplexity pass's twin is seed 0
+    battery_placebos: int = bounded(4, ge=1, why="the battery compares the candidate with its placebo twins")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
 """The conversation checks' rules: one answer per model (greedy) judged directly, several sampled answers per model
-judged on their pass counts, and the fluency of an answer. Pure functions, re-exported by :mod:`fakequant.suite.rules`.
+judged on their pass counts, the fluency of an answer, a broken plan prompt (a caution alone), and the battery's test
+over prompts against placebo twins (what stops an experiment for its conversations). Pure functions.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ def judge(baseline_ok: bool, candidate_ok: bool) -> Status:
     """One answer per model (a greedy prompt, or the fluency of one answer): regression only when the baseline
     manages what the candidate does not; both failing is the model's limit.
 
-    Greedy prompts are judged this way on purpose, with no test of significance: greedy decoding is deterministic, so
-    each model has exactly one answer and there is no sampling noise to test a difference against. A check the
-    original passes and the candidate fails is a regression (STOP) even when a single flipped token caused it: that
-    answer is what every user of the candidate gets, and one flip early in an answer changes everything after it.
-    The first diverging token is recorded so the report shows where the answers parted. A one-ulp nudge flips tokens
-    too (the placebo of SmolLM2's blk.0.ffn_norm changes the top token at 3.4% of positions), so such a STOP says
-    "this answer broke", not "the format is worse than noise"; sampled prompts are judged statistically
-    (:func:`combine`)."""
+    Greedy decoding is deterministic, so each model has exactly one answer to a greedy prompt and there is no
+    sampling noise to test one answer against. But a one-ulp nudge flips tokens too (the placebo of SmolLM2's
+    blk.0.ffn_norm changes the top token at 3.4% of positions), so one broken answer says "this answer broke", not
+    "the format is worse than noise": a plan prompt's broken greedy answer is a caution (:func:`named_prompt`), and
+    the battery's test over prompts against placebo twins decides (:func:`battery_test`); sampled prompts are judged
+    on pass counts (:func:`combine`)."""
     if candidate_ok:
         return Status.PASS
     return Status.LIMITATION if not baseline_ok else Status.FAIL
@@ -135,3 +134,96 @@ def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
     detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
               f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
     return ok, pb, pc, p, detail
+
+
+# ----------------------------------------------------------------------------------------- plan prompts, battery
+
+
+def named_prompt(status: Status, greedy: bool, nonfinite: bool) -> Status:
+    """A plan prompt's status: a greedy answer the candidate breaks is a CAUTION, never alone a STOP.
+
+    One greedy answer is one draw of where a perturbation flips a near-tied token: the placebo twins (one-ulp
+    nudges of the same tensors) flip tokens too, and one of six answers breaking cannot tell the format from that
+    noise (1 broken of 1 candidate + 8 placebos has p = 1/9 at best). The report says how many twins broke the same
+    prompt; STOP for a conversation comes from the battery's test over many prompts (:func:`battery_test`), or from a
+    sampled prompt's significant Fisher test, or from NaN/Inf logits (a must-pass matter)."""
+    if status is Status.FAIL and greedy and not nonfinite:
+        return Status.CAUTION
+    return status
+
+
+@dataclass(frozen=True)
+class BatteryTest:
+    """The battery's test over prompts: does the candidate break more of the original's passing answers than its
+    placebo twins do?
+
+    Per prompt the original passes, each of the K + 1 perturbed models (candidate, K twins) either keeps that pass or
+    breaks it (fails a check the original's answer passes). Null hypothesis: within each prompt the candidate is
+    exchangeable with the twins. Given that prompt's number of broken answers b (candidate included), the candidate
+    is then one of the b broken with probability b / (K + 1), independently over prompts; its break count is a sum of
+    those Bernoulli draws (a Poisson-binomial), and the p-value is its exact upper tail at the observed count: a
+    permutation test of the model labels within each prompt (stratified by prompt, so a prompt every model breaks
+    carries no evidence, and one no twin breaks carries the most).
+
+    Why not the other exact tests: permuting whole models (the candidate as one of K + 1 exchangeable models, ranked
+    by break count) needs no independence over prompts, but its smallest p-value is 1 / (K + 1) = 0.2 with K = 4, so
+    it can never find a regression; a binomial test against the twins' pooled rate treats that rate as known and
+    ignores how fragile each prompt is. The stratified test is exact and has power: with K = 4 and no twin breaking
+    them, 2 broken prompts give p = 1/25 = 0.04. Its independence over prompts fails when models differ in how
+    fragile they are as a whole (a twin that breaks many): so a regression also needs more breaks than every twin
+    has, which is the whole-model ranking's demand. ``smallest_significant`` is the power statement: the fewest
+    breaks (placed where the twins broke least) that would have been a regression; None when no count could."""
+
+    prompts: int  # the original's passing prompts: the answers that can break
+    candidate_breaks: int
+    placebo_breaks: tuple[int, ...]  # per twin
+    p_value: float
+    smallest_significant: int | None
+    alpha: float
+
+    @property
+    def regression(self) -> bool:
+        return self.p_value < self.alpha and self.candidate_breaks > max(self.placebo_breaks, default=0)
+
+    @property
+    def powerless(self) -> bool:
+        return self.smallest_significant is None
+
+    @property
+    def status(self) -> Status:
+        if self.regression:
+            return Status.FAIL
+        return Status.INCONCLUSIVE if self.powerless else Status.PASS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompts": self.prompts, "candidate_breaks": self.candidate_breaks,
+                "placebo_breaks": list(self.placebo_breaks), "twins": len(self.placebo_breaks),
+                "p_value": self.p_value, "smallest_significant": self.smallest_significant, "alpha": self.alpha,
+                "regression": self.regression, "power": not self.powerless, "status": str(self.status)}
+
+
+def _upper_tail(probs: Sequence[float], at_least: int) -> float:
+    """P(sum of independent Bernoulli(probs) >= at_least), exactly (dynamic programming over the count)."""
+    dist = [1.0]
+    for p in probs:
+        dist = [a * (1 - p) + b * p for a, b in zip([*dist, 0.0], [0.0, *dist], strict=True)]
+    return min(1.0, sum(dist[at_least:]))
+
+
+def battery_test(candidate: Sequence[bool], placebos: Sequence[Sequence[bool]], alpha: float) -> BatteryTest:
+    """``candidate[i]`` / ``placebos[j][i]``: whether that model broke the original's i-th passing prompt."""
+    n, k = len(candidate), len(placebos)
+    if k < 1 or any(len(p) != n for p in placebos):
+        raise ValueError(f"battery test: {k} twins with {[len(p) for p in placebos]} answers for {n} prompts")
+    twin_breaks = [sum(p[i] for p in placebos) for i in range(n)]  # per prompt
+    per_twin = tuple(sum(p) for p in placebos)
+    c = sum(candidate)
+    p_value = _upper_tail([(q + b) / (k + 1) for q, b in zip(twin_breaks, candidate, strict=True)], c)
+    floor = max(per_twin, default=0)
+    smallest = None
+    order = sorted(twin_breaks)  # the candidate's breaks placed where the twins broke least: the best case
+    for m in range(floor + 1, n + 1):
+        if _upper_tail([(q + (i < m)) / (k + 1) for i, q in enumerate(order)], m) < alpha:
+            smallest = m
+            break
+    return BatteryTest(n, c, per_twin, p_value, smallest, alpha)
