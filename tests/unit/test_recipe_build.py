@@ -85,8 +85,9 @@ def test_mixed_model_has_ggmls_bytes_and_nothing_else_changes(tiny64: Path, tmp_
     out = tmp_path / "mixed.gguf"
     built = build_mix(tiny64, mix, out)
     assert hashlib.sha256(tiny64.read_bytes()).hexdigest() == before  # the original is only read
-    assert {s.name: s.stored_type for s in built.tensors} == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
-                           "blk.1.ffn_gate.weight": "Q5_1", "blk.2.ffn_up.weight": "BF16"}  # file order
+    stored = {s.name: s.stored_type for s in built.tensors}
+    assert stored == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
+                      "blk.1.ffn_gate.weight": "Q5_1", "blk.2.ffn_up.weight": "BF16"}  # file order
     orig, mixed = GGUFReader(tiny64), GGUFReader(out)
     assert [t.name for t in orig.tensors] == [t.name for t in mixed.tensors]
     for t in orig.tensors:

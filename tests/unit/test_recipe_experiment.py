@@ -169,7 +169,7 @@ def test_recipe_option_collects_recipe_name_and_a_plain_run_does_not(pytester: p
 
 
 def test_a_recipe_without_a_pick_is_the_experiments_config_error(pytester: pytest.Pytester) -> None:
-    path = _plugin_project(pytester)
+    _plugin_project(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir=out", "--recipe", "k", "-k", "recipe_k")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*criteria.toml: recipes.k: no assignment picked for this recipe and model yet; "

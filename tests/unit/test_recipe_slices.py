@@ -5,6 +5,7 @@ and the tokens needed, and the selection bias's Welch interval is the textbook o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_the_slices_never_overlap_and_follow_one_another(base_recipe: MixRecipe,
     ranges = [s.tokens for s in slices.all()]
     assert [s.name for s in slices.all()] == (["calibration"] if imatrix else []) + ["selection", "evaluation"]
     assert ranges[0][0] == 0  # from the corpus's start, one after the other, no gap, no token twice
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert [e - s for s, e in ranges] == [n * n_ctx for n in ([cal] if imatrix else []) + [sel, ev]]
     tokens = [t for s, e in ranges for t in range(s // n_ctx, e // n_ctx)]  # chunk indices
     assert len(tokens) == len(set(tokens))
