@@ -98,7 +98,8 @@ def head(results: dict[str, Any], t: Callable[..., str], lang: str) -> list[Bloc
 
 
 def tries_section(results: dict[str, Any], t: Callable[..., str]) -> list[Block]:
-    blocks: list[Block] = [Heading(2, t("tries")), Para([t("tries_note", max=fmt.integer(results.get("max_tries")) or "?")])]
+    most = fmt.integer(results.get("max_tries")) or "?"
+    blocks: list[Block] = [Heading(2, t("tries")), Para([t("tries_note", max=most)])]
     rows: list[list[Cell]] = []
     for x in map(d, lst(results.get("tries"))):
         changed = [f"{g} → {o}" for g, o in d(x.get("assignment")).items() if o != KEEP]
