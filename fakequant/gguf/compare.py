@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fakequant.gguf.check import read_layout
-from fakequant.gguf.layout import ModelInfo
-from fakequant.gguf.write import PROVENANCE_PREFIX
+from fakequant.gguf.layout import ModelInfo, read_tensor_bytes
+from fakequant.gguf.write import PROVENANCE_PREFIX, Replacement
 
 
 class _Comparer:
@@ -95,4 +95,16 @@ def compare_layouts(a: ModelInfo, b: ModelInfo, changed: Collection[str], *,
                 problems.append(f"tensor {ta.name}: data differs but it was not meant to change")
         if end > b.file_size:
             problems.append(f"tensor data runs past the end of the file ({end} > {b.file_size} bytes)")
+    return problems
+
+
+def check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list[str]:
+    """Differences between each replaced tensor of ``written`` and the bytes and type it was given."""
+    problems = []
+    for r in replacements:
+        t = written.tensor(r.name)
+        with open(r.data_path, "rb") as fh:
+            want = os.pread(fh.fileno(), r.nbytes, r.offset)
+        if t.type_name != r.type_name or read_tensor_bytes(written, r.name) != want:
+            problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
     return problems

@@ -18,6 +18,9 @@ positive controls (format ``"control:<name>"``, :mod:`fakequant.quant.controls`)
 its own type, and for ``control:metadata`` one metadata value changed (the build's own verification allows that
 key; the format check does not).
 
+``Recipe.imatrix`` (a GGUF importance matrix, :mod:`fakequant.quant.importance`) goes to ggml's quantizer for each
+tensor it has an entry for, as ``llama-quantize --imatrix`` does; it is part of the cache key by its sha256.
+
 A mixed-precision model is a candidate too (format ``"mix"``): ``mix`` pairs each tensor with its own ggml format,
 each stored natively, the selection names exactly those tensors (so its placebo twin is the placebo of the same
 tensors), and it is built, cached and verified like any other candidate. It is the recipe's model
@@ -53,10 +56,11 @@ from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES, decode_values, e
 from fakequant.gguf.layout import ModelInfo, read_tensor_bytes, read_tensor_values
 from fakequant.gguf.write import Replacement
 from fakequant.quant import controls, formats, nudge, storage
+from fakequant.quant.importance import check_imatrix, importance_rows
 from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, is_pattern, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
-from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash, write_json
+from fakequant.store.cache import atomic_path, cache_dir, file_sha256, fsync_early, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_version
 
 ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
@@ -76,6 +80,7 @@ class Recipe:
     epsilon: float = 1e-8
     seed: int = 0  # placebo only: picks the nudges' directions
     mix: tuple[tuple[str, str], ...] = ()  # format "mix" only: (tensor name, ggml format) pairs
+    imatrix: str | None = None  # path of a GGUF importance matrix for ggml's quantizer (llama-quantize --imatrix)
 
     def validate(self) -> Recipe:
         """Raise RecipeError naming the bad field; return self when everything is valid."""
@@ -104,6 +109,8 @@ class Recipe:
             raise RecipeError(f"epsilon {eps!r}: must be a finite number > 0")
         if self.selection.is_empty():
             raise RecipeError("selection: names no tensors (give names, layers or kinds)")
+        if self.imatrix is not None:
+            check_imatrix(self.imatrix, self.format == MIX or self.format in storage.NATIVE_TYPES, self.format)
         return self
 
     def _validate_mix(self) -> None:
@@ -138,14 +145,18 @@ class Recipe:
                 "store": self.store, "epsilon": self.epsilon, "seed": self.seed}
         if self.format == MIX:  # only then: every other recipe keeps its JSON, so cached candidates keep their keys
             data["mix"] = [list(pair) for pair in self.mix]
+        if self.imatrix is not None:  # likewise
+            data["imatrix"] = {"path": self.imatrix, "sha256": file_sha256(Path(self.imatrix))}
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> Recipe:
         sel = data["selection"]
         mix = tuple((str(name), str(fmt)) for name, fmt in data.get("mix") or ())
+        imatrix = data["imatrix"]["path"] if data.get("imatrix") else None
         return cls(Selection(tuple(sel["names"]), sel["layers"], tuple(sel["kinds"])), data["format"],
-                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8), data.get("seed", 0), mix)
+                   data.get("group_size"), data.get("store"), data.get("epsilon", 1e-8), data.get("seed", 0), mix,
+                   imatrix)
 
     def per_tensor(self, names: Collection[str]) -> dict[str, Recipe]:
         """The recipe of each of ``names`` (in that order) for :func:`write_model`: this one for every tensor, or for
@@ -153,8 +164,8 @@ class Recipe:
         if self.format != MIX:
             return {name: self for name in names}
         own = dict(self.mix)
-        return {name: Recipe(Selection(names=(name,)), own[name], store="native", epsilon=self.epsilon)
-                for name in names}
+        return {name: Recipe(Selection(names=(name,)), own[name], store="native", epsilon=self.epsilon,
+                             imatrix=self.imatrix) for name in names}
 
 
 @dataclass
@@ -211,6 +222,7 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
     own = dict(recipe.mix)  # a mix's formats, tensor by tensor
     for name in names:
         t = info.tensor(name)
+        has_importance = importance_rows(recipe.imatrix, name, t.shape) is not None
         if t.type_name not in FLOAT_TYPES and t.type_name not in GGML_QUANT_TYPES:
             raise RecipeError(f"{info.path}: tensor {name} is {t.type_name}, not a float or quantized weight")
         control = controls.control_of(recipe.format)
@@ -221,9 +233,10 @@ def plan(info: ModelInfo, recipe: Recipe) -> list[str]:
         elif recipe.format == MIX:
             # a 1-D tensor has no native storage (it would keep the value rule): a mix holds matrices only
             problem = "is not a matrix; a mix stores only matrices, each in its ggml type" if len(t.shape) < 2 \
-                else formats.row_problem(own[name], t.n_per_row)
+                else formats.row_problem(own[name], t.n_per_row, importance=has_importance, tensor=name)
         else:
-            problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size)
+            problem = formats.row_problem(recipe.format, t.n_per_row, recipe.group_size, importance=has_importance,
+                                          tensor=name)
         if problem:
             raise RecipeError(f"{info.path}: tensor {name}: {problem}")
     return names
@@ -238,7 +251,10 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
     if dest is not None:
         return _build(info, names, recipe, check_destination(dest, source), sha)
 
-    key = stable_hash({"source_sha256": sha, "recipe": recipe.to_json(), "engine": ENGINE_VERSION,
+    keyed = recipe.to_json()
+    if recipe.imatrix is not None:  # by its content, wherever the file lies
+        keyed["imatrix"] = keyed["imatrix"]["sha256"]
+    key = stable_hash({"source_sha256": sha, "recipe": keyed, "engine": ENGINE_VERSION,
                        "llama_cpp_python": llama_cpp_version()})
     out = cache_dir("candidates") / f"{key}.gguf"
     numbers = out.with_suffix(".json")
@@ -290,13 +306,12 @@ def _fake_quantize(info: ModelInfo, name: str, recipe: Recipe,
         spill.write(read_tensor_bytes(info, name))
         return native, before, before.copy(), {}
     rows = before.reshape(-1, before.shape[-1])
-    after = np.empty_like(rows)
     step = max(1, _ROW_CHUNK_ELEMENTS // max(1, rows.shape[1]))  # row chunks (every format works row by row)
     if native is not None:
-        for start in range(0, rows.shape[0], step):
-            raw, after[start:start + step] = storage.encode_native(rows[start:start + step], recipe.format, native)
-            spill.write(raw)
+        weights = importance_rows(recipe.imatrix, name, t.shape)
+        after = storage.write_native(rows, recipe.format, native, weights, spill, step)
         return native, before, after.reshape(before.shape), {}
+    after = np.empty_like(rows)
     for start in range(0, rows.shape[0], step):
         after[start:start + step] = formats.round_trip(rows[start:start + step], recipe.format,
                                                        group_size=recipe.group_size)
@@ -356,7 +371,7 @@ def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, pro
             altered |= controls.metadata(control, info)
         same_size = gguf_write.write_gguf(info, tmp, provenance, replacements, altered)
         # Flush the copy to disk while it is being verified (both mostly wait on I/O; fsync releases the GIL).
-        syncer = threading.Thread(target=_fsync, args=(tmp,), daemon=True)
+        syncer = threading.Thread(target=fsync_early, args=(tmp,), daemon=True)
         syncer.start()
         try:
             # Re-open what was written and compare it with the original (walked with every bound and layout check;
@@ -364,7 +379,7 @@ def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, pro
             written = read_layout(tmp, check=False)
             problems = gguf_compare.compare_layouts(info, written, set(recipes), allow_type_change=True,
                                                     altered_keys=set(altered))
-            problems += _check_replaced(written, replacements)
+            problems += gguf_compare.check_replaced(written, replacements)
         finally:
             syncer.join()
         if problems:
@@ -372,28 +387,3 @@ def _write_model(info: ModelInfo, recipes: Mapping[str, Recipe], dest: Path, pro
             raise GGUFFormatError(f"{dest}: the written copy failed verification: {problems[0]}{more}")
         size = tmp.stat().st_size
     return Written(tensors=stats, same_size=same_size, output_bytes=size)
-
-
-def _fsync(path: Path) -> None:
-    """Early flush only: errors are left to atomic_path's own fsync, which reports them."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _check_replaced(written: ModelInfo, replacements: list[Replacement]) -> list[str]:
-    problems = []
-    for r in replacements:
-        t = written.tensor(r.name)
-        with open(r.data_path, "rb") as fh:
-            want = os.pread(fh.fileno(), r.nbytes, r.offset)
-        if t.type_name != r.type_name or read_tensor_bytes(written, r.name) != want:
-            problems.append(f"tensor {r.name}: written bytes differ from the fake-quantized values")
-    return problems

@@ -15,10 +15,12 @@ Integer formats (symmetric, no zero point, ties to even, scale kept in float32):
   NaN and ±inf do not enter the scale and pass through unchanged (they have no integer code); an all-zero row or
   group stays zero.
 
-ggml block formats (``q8_0`` ... ``q6_k``, ``mxfp4``): ggml's own quantizer and dequantizer
-(:mod:`fakequant.quant.ggml`), as ``llama-quantize`` without an importance matrix. Rows must be a multiple of
-the block size (32; 256 for K-quants). NaN/Inf inputs get whatever ggml does with them (for q8_0 a NaN turns its
-whole block of 32 into NaN; K-quants may turn a whole 256-row super-block into NaN); the analysis counts them.
+ggml block formats (``q8_0`` ... ``q6_k``, ``mxfp4``, and the i-quants ``iq4_nl`` ... ``iq1_s``): ggml's own
+quantizer and dequantizer (:mod:`fakequant.quant.ggml`), as ``llama-quantize``, with the tensor's importance
+(``--imatrix``) when one is given and without otherwise. Rows must be a multiple of the block size (32 for the
+legacy types, mxfp4 and iq4_nl; 256 for the K-quants and the other i-quants). Some i-quants need an importance
+matrix (:func:`imatrix_problem`). NaN/Inf inputs get whatever ggml does with them (for q8_0 a NaN turns its whole
+block of 32 into NaN; K-quants may turn a whole 256-row super-block into NaN); the analysis counts them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ FLOAT_FORMATS = {
     "fp8_e5m2": np.dtype(ml_dtypes.float8_e5m2),
 }
 INT_FORMATS = {"int8": 127, "int4": 7}  # format -> largest code
-GGML_FORMATS = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "mxfp4", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
+IQ_FORMATS = ("iq4_nl", "iq4_xs", "iq3_s", "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s")
+GGML_FORMATS = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "mxfp4", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", *IQ_FORMATS)
+# llama-quantize stops without an importance entry for these ("the result will be garbage"; its
+# tensor_requires_imatrix), except for the token embeddings and the output matrix, which it lets through unless
+# ggml itself asserts on the type (iq2_xxs, iq2_xs, iq1_s: ggml_quantize_requires_imatrix)
+LLAMA_QUANTIZE_NEEDS_IMATRIX = frozenset({"iq3_xxs", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_m", "iq1_s"})
+IMATRIX_EXEMPT_TENSORS = frozenset({"token_embd.weight", "per_layer_token_embd.weight", "output.weight"})
 FORMATS: tuple[str, ...] = (*FLOAT_FORMATS, *INT_FORMATS, *GGML_FORMATS)
 
 DEFAULT_GROUP_SIZE = 32
@@ -70,11 +78,23 @@ def effective_group_size(fmt: str, group_size: int | None) -> int | None:
     return group_size
 
 
-def row_problem(fmt: str, n_per_row: int, group_size: int | None = None) -> str | None:
-    """Why rows of ``n_per_row`` values cannot go through ``fmt``, or None when they can."""
+def imatrix_problem(fmt: str, tensor: str | None) -> str | None:
+    """Why tensor ``tensor`` (None: any tensor) cannot take ``fmt`` without an importance entry, or None."""
+    if fmt in GGML_FORMATS and ggml_quants.requires_imatrix(fmt):
+        return f"{fmt} needs an importance matrix (ggml refuses it without one)"
+    if fmt in LLAMA_QUANTIZE_NEEDS_IMATRIX and tensor not in IMATRIX_EXEMPT_TENSORS:
+        return f"{fmt} needs an importance matrix (llama-quantize refuses it without one)"
+    return None
+
+
+def row_problem(fmt: str, n_per_row: int, group_size: int | None = None, *, importance: bool = False,
+                tensor: str | None = None) -> str | None:
+    """Why rows of ``n_per_row`` values cannot go through ``fmt``, or None when they can. ``importance``: the tensor
+    (named ``tensor``, None when unknown) has an importance entry to quantize with."""
     fmt = check_format(fmt)
     if fmt in GGML_FORMATS:
-        return ggml_quants.row_problem(fmt, n_per_row)
+        return ggml_quants.row_problem(fmt, n_per_row, importance=True) \
+            or (None if importance else imatrix_problem(fmt, tensor))
     if fmt == "int4":
         group = effective_group_size(fmt, group_size)
         assert group is not None
@@ -84,13 +104,15 @@ def row_problem(fmt: str, n_per_row: int, group_size: int | None = None) -> str 
     return None
 
 
-def round_trip(values: np.ndarray, fmt: str, *, group_size: int | None = None) -> np.ndarray:
-    """Round ``values`` (float32, rows × n_per_row; a 1-D array is one row) through ``fmt`` and back to float32."""
+def round_trip(values: np.ndarray, fmt: str, *, group_size: int | None = None,
+               importance: np.ndarray | None = None) -> np.ndarray:
+    """Round ``values`` (float32, rows × n_per_row; a 1-D array is one row) through ``fmt`` and back to float32;
+    ``importance`` (one value per column) goes to a ggml format's quantizer, the other formats have no use for it."""
     fmt = check_format(fmt)
     group = effective_group_size(fmt, group_size)
     values = np.asarray(values, dtype=np.float32)
     rows = values.reshape(1, -1) if values.ndim == 1 else values.reshape(-1, values.shape[-1])
-    problem = row_problem(fmt, rows.shape[1], group)
+    problem = row_problem(fmt, rows.shape[1], group, importance=importance is not None)
     if problem:
         raise RecipeError(problem)
     if fmt in FLOAT_FORMATS:
@@ -101,7 +123,7 @@ def round_trip(values: np.ndarray, fmt: str, *, group_size: int | None = None) -
         assert group is not None
         out = _int_round_trip(rows, group, INT_FORMATS[fmt])
     else:
-        out = ggml_quants.round_trip(rows, fmt)
+        out = ggml_quants.round_trip(rows, fmt, importance)
     return out.reshape(values.shape)
 
 

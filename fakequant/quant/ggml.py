@@ -1,11 +1,13 @@
 """ggml's own quantizers and dequantizers, called through ctypes in the libggml-base that llama-cpp-python installed.
 
-Quantizing goes through ``ggml_quantize_chunk`` with no importance matrix, the very call ``llama-quantize`` makes
-for each tensor (llama.cpp ``src/llama-quant.cpp``), so a round trip here produces the bytes ``llama-quantize``
-would write. Dequantizing uses ``ggml_get_type_traits(type)->to_float``, the function llama.cpp itself uses.
+Quantizing goes through ``ggml_quantize_chunk``, the very call ``llama-quantize`` makes for each tensor (llama.cpp
+``src/llama-quant.cpp``), with the tensor's importance (one weight per column, the same for every row: what
+llama-quantize hands ggml from ``--imatrix``, see :mod:`fakequant.recipe.imatrix`) or none, so a round trip here
+produces the bytes ``llama-quantize`` would write. Dequantizing uses ``ggml_get_type_traits(type)->to_float``, the
+function llama.cpp itself uses.
 
 ggml aborts the whole process on a failed assertion, so every precondition (row length a multiple of the block
-size, no importance matrix required) is checked here first and reported as a :class:`RecipeError`.
+size, an importance matrix where the type needs one) is checked here first and reported as a :class:`RecipeError`.
 """
 
 from __future__ import annotations
@@ -81,37 +83,49 @@ def row_bytes(type_name: str, n_per_row: int) -> int:
 
 
 def requires_imatrix(type_name: str) -> bool:
+    """Whether ggml itself refuses to quantize ``type_name`` without importance (it asserts: iq2_xxs, iq2_xs,
+    iq1_s). llama-quantize refuses a few more, see :func:`fakequant.quant.formats.imatrix_problem`."""
     return bool(_lib().ggml_quantize_requires_imatrix(int(ggml_type(type_name))))
 
 
-def row_problem(type_name: str, n_per_row: int) -> str | None:
-    """Why rows of ``n_per_row`` values cannot be quantized to ``type_name`` without an imatrix, or None."""
+def row_problem(type_name: str, n_per_row: int, *, importance: bool = False) -> str | None:
+    """Why rows of ``n_per_row`` values cannot be quantized to ``type_name`` (with an importance array when
+    ``importance``), or None."""
     blck = block_size(type_name)
     if n_per_row % blck:
         what = f"{type_name.lower()} needs rows whose length is a multiple of {blck}, this row has {n_per_row}"
         if blck == 256:
             what += " (llama-quantize would fall back to another type for such a tensor, e.g. q5_0 for q4_k)"
         return what
-    if requires_imatrix(type_name):
-        return f"{type_name.lower()} needs an importance matrix, which fakequant does not support"
+    if not importance and requires_imatrix(type_name):
+        return f"{type_name.lower()} needs an importance matrix (ggml refuses it without one)"
     return None
 
 
-def quantize_rows(rows: np.ndarray, type_name: str) -> np.ndarray:
-    """float32 (nrows × n_per_row) -> the ggml blocks, uint8 (nrows × row_bytes), exactly as llama-quantize."""
+def quantize_rows(rows: np.ndarray, type_name: str, importance: np.ndarray | None = None) -> np.ndarray:
+    """float32 (nrows × n_per_row) -> the ggml blocks, uint8 (nrows × row_bytes), exactly as llama-quantize.
+
+    ``importance``: float32, one value per column (n_per_row), the same for every row, as llama-quantize passes a
+    2-D tensor's imatrix entry; None quantizes without."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if rows.ndim != 2:
         raise ValueError(f"quantize_rows: expected a 2-D array, got shape {rows.shape}")
     nrows, n_per_row = rows.shape
-    problem = row_problem(type_name, n_per_row)
+    problem = row_problem(type_name, n_per_row, importance=importance is not None)
     if problem:
         raise RecipeError(problem)
+    weights = None
+    if importance is not None:
+        importance = np.ascontiguousarray(importance, dtype=np.float32)
+        if importance.shape != (n_per_row,):
+            raise ValueError(f"quantize_rows: importance of shape {importance.shape} for rows of {n_per_row}")
+        weights = importance.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
     qtype = int(ggml_type(type_name))
     out = np.empty((nrows, row_bytes(type_name, n_per_row)), dtype=np.uint8)
     if nrows == 0:
         return out
     written = _lib().ggml_quantize_chunk(qtype, rows.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                         out.ctypes.data, 0, nrows, n_per_row, None)
+                                         out.ctypes.data, 0, nrows, n_per_row, weights)
     if written != out.nbytes:
         raise RuntimeError(f"ggml_quantize_chunk({type_name}) wrote {written} bytes, expected {out.nbytes}")
     return out
@@ -134,7 +148,7 @@ def dequantize_rows(blocks: np.ndarray, type_name: str, n_per_row: int) -> np.nd
     return out
 
 
-def round_trip(rows: np.ndarray, type_name: str) -> np.ndarray:
-    """Quantize float32 rows to ``type_name`` with ggml and dequantize them again."""
+def round_trip(rows: np.ndarray, type_name: str, importance: np.ndarray | None = None) -> np.ndarray:
+    """Quantize float32 rows to ``type_name`` with ggml (and ``importance``) and dequantize them again."""
     rows = np.asarray(rows, dtype=np.float32)
-    return dequantize_rows(quantize_rows(rows, type_name), type_name, rows.shape[1])
+    return dequantize_rows(quantize_rows(rows, type_name, importance), type_name, rows.shape[1])

@@ -3,9 +3,10 @@
 Compute like the real thing: llama.cpp picks a matmul kernel by the weight's ggml type, and only the quantized
 kernels quantize the activations too. A quantized matrix stored as F32 therefore runs another computation, a
 confound as large as a format's own effect. So a tensor of two or more dimensions is stored in the format's own
-ggml type where one exists ("native"): ``bf16`` -> BF16, ``fp16`` -> F16, ``q8_0`` ... ``q6_k`` and ``mxfp4`` ->
-that block type, written by ggml's quantizer (:func:`fakequant.quant.ggml.quantize_rows`, the call
-``llama-quantize`` makes), with the dequantized blocks as the values the statistics see. A tensor already in the
+ggml type where one exists ("native"): ``bf16`` -> BF16, ``fp16`` -> F16, ``q8_0`` ... ``q6_k``, ``mxfp4`` and the
+i-quants -> that block type, written by ggml's quantizer (:func:`fakequant.quant.ggml.quantize_rows`, the call
+``llama-quantize`` makes, with the tensor's importance when there is one), with the dequantized blocks as the values
+the statistics see. A tensor already in the
 target type keeps its bytes, as ``llama-quantize`` copies it.
 
 1-D tensors (norms, biases), which llama.cpp never quantizes, and every tensor of a format without a ggml type
@@ -16,6 +17,8 @@ target type keeps its bytes, as ``llama-quantize`` copies it.
 """
 
 from __future__ import annotations
+
+from typing import IO
 
 import numpy as np
 
@@ -60,10 +63,30 @@ def value_type(after: np.ndarray, source_type: str, store: str | None, fmt: str,
     return "F32"
 
 
-def encode_native(rows: np.ndarray, fmt: str, stored: str) -> tuple[bytes, np.ndarray]:
-    """float32 rows -> (the bytes of ``stored``, the values those bytes hold), for ``stored = NATIVE_TYPES[fmt]``."""
+def encode_native(rows: np.ndarray, fmt: str, stored: str,
+                  importance: np.ndarray | None = None) -> tuple[bytes, np.ndarray]:
+    """float32 rows -> (the bytes of ``stored``, the values those bytes hold), for ``stored = NATIVE_TYPES[fmt]``;
+    ``importance`` (one value per column) goes to ggml's quantizer, float types have no use for it."""
     if stored in FLOAT_TYPES:
         after = formats.round_trip(rows, fmt)  # exact in ``stored`` by construction
         return encode_values(after, stored), after
-    blocks = ggml_quants.quantize_rows(rows, fmt)
+    blocks = ggml_quants.quantize_rows(rows, fmt, importance)
     return blocks.tobytes(), ggml_quants.dequantize_rows(blocks, stored, rows.shape[1])
+
+
+def write_native(rows: np.ndarray, fmt: str, stored: str, importance: np.ndarray | None, out: IO[bytes],
+                 step: int) -> np.ndarray:
+    """:func:`encode_native` over ``rows`` in chunks of ``step`` rows, the bytes appended to ``out``; return the
+    stored values. ``importance``: None, or one row per expert (the rows split evenly among them, in order); a chunk
+    never spans two experts, each has its own array."""
+    after = np.empty_like(rows)
+    experts = 1 if importance is None else len(importance)
+    per_expert = rows.shape[0] // experts
+    for e in range(experts):
+        end = (e + 1) * per_expert
+        for start in range(e * per_expert, end, step):
+            stop = min(start + step, end)
+            raw, after[start:stop] = encode_native(rows[start:stop], fmt, stored,
+                                                   None if importance is None else importance[e])
+            out.write(raw)
+    return after

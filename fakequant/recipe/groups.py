@@ -4,21 +4,25 @@ group's rows allow.
 Only matrices that llama-quantize quantizes can change (its ``tensor_allows_quantization``: two or more
 dimensions, a name ending in ``weight``, no norms, no MoE router); anything else keeps its type in its output
 whatever the command says, so a recipe must not change it either. A group's options are ``keep`` (every tensor in
-its source type: cost 0) and each of the recipe's formats that every one of its tensors' row lengths allows,
-except one that would store every tensor in the type it already has (that is ``keep`` again) and one that would not
-make the group smaller: a change never lowers the loss measured against the original, so such an option is never
-better than keeping (no smaller, no cheaper), and measuring it would be wasted.
+its source type: cost 0) and each of the recipe's formats that every one of its tensors allows (row lengths of whole
+blocks: 32 for the legacy types, mxfp4 and iq4_nl, 256 for the K-quants and the other i-quants; an i-quant that
+llama-quantize refuses without an importance matrix only where each tensor has an entry in ``imatrix``), except one
+that would store every tensor in the type it already has (that is ``keep`` again) and one that would not make the
+group smaller: a change never lowers the loss measured against the original, so such an option is never better than
+keeping (no smaller, no cheaper), and measuring it would be wasted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from os import PathLike
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES
 from fakequant.gguf.layout import ModelInfo, TensorInfo, align
 from fakequant.quant import formats as formats_mod
+from fakequant.quant.importance import importance_rows
 from fakequant.quant.select import Selection, kind_of, layer_of, select_tensors
 from fakequant.quant.storage import NATIVE_TYPES
 from fakequant.recipe.size import is_matrix, type_nbytes
@@ -67,8 +71,9 @@ def group_name(tensor: str, grouping: str) -> str:
 
 
 def plan_groups(info: ModelInfo, selection: Selection, candidates: Sequence[str], grouping: str, *,
-                source: str) -> list[Group]:
-    """The groups ``selection`` makes on ``info`` (in file order of their first tensor); RecipeError, starting with
+                source: str, imatrix: str | PathLike[str] | None = None) -> list[Group]:
+    """The groups ``selection`` makes on ``info`` (in file order of their first tensor), each with the formats its
+    rows allow (quantized with the importance matrix file ``imatrix`` when given); RecipeError, starting with
     ``source``, when it selects nothing that can change."""
     names = select_tensors([t.name for t in info.tensors], selection, source=source)
     chosen = [info.tensor(n) for n in names if quantizable(info.tensor(n))]
@@ -81,14 +86,18 @@ def plan_groups(info: ModelInfo, selection: Selection, candidates: Sequence[str]
     members: dict[str, list[TensorInfo]] = {}
     for t in chosen:
         members.setdefault(group_name(t.name, grouping), []).append(t)
-    groups = [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f))) for name, ts in members.items()]
+    path = None if imatrix is None else str(imatrix)
+    groups = [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f, path)))
+              for name, ts in members.items()]
     return [replace(g, formats=tuple(f for f in g.formats if g.nbytes(f) < g.nbytes(KEEP))) for g in groups]
 
 
-def _allows(tensors: Sequence[TensorInfo], fmt: str) -> bool:
+def _allows(tensors: Sequence[TensorInfo], fmt: str, imatrix: str | None) -> bool:
     if all(t.type_name == NATIVE_TYPES[fmt] for t in tensors):
         return False  # the same as keep
-    return all(formats_mod.row_problem(fmt, t.n_per_row) is None for t in tensors)
+    return all(formats_mod.row_problem(fmt, t.n_per_row, tensor=t.name,
+                                       importance=importance_rows(imatrix, t.name, t.shape) is not None) is None
+               for t in tensors)
 
 
 def cells(groups: Sequence[Group]) -> list[tuple[str, str]]:

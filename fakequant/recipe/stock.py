@@ -1,7 +1,9 @@
-"""llama.cpp's stock mixes of a model, written by the built ``llama-quantize`` (no importance matrix): what a user
-gets without fakequant, and what a recipe of the same file size has to beat.
+"""llama.cpp's stock mixes of a model, written by the built ``llama-quantize``: what a user gets without fakequant,
+and what a recipe of the same file size has to beat. Each mix comes plain (no importance matrix) or with one
+(``--imatrix FILE``, as every published K-quant and i-quant GGUF is made; :mod:`fakequant.recipe.imatrix`).
 
-Each mix is cached under ``$FAKEQUANT_HOME/stock/`` keyed by the source's sha256, the mix and the llama.cpp version.
+Each mix is cached under ``$FAKEQUANT_HOME/stock/`` keyed by the source's sha256, the mix, the imatrix's sha256
+(when one is used) and the llama.cpp version.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from fakequant.store.tools import llama_cpp_version, tool_path
 
 # the mixes llama-quantize offers that a Q4-class source is usually compared with, smallest first
 STOCK_MIXES = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+# with an importance matrix, also the i-quant mixes published beside them (IQ2_M and IQ3_M need one to be any good;
+# llama-quantize refuses IQ2_M's iq2_xs/iq2_s tensors without one), smallest first by their nominal bits per weight
+IMATRIX_MIXES = ("IQ2_M", "Q2_K", "IQ3_M", "Q3_K_M", "IQ4_XS", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
 
 
 @dataclass(frozen=True)
@@ -24,28 +29,43 @@ class StockMix:
     name: str
     path: Path
     argv: tuple[str, ...]  # the command that wrote it (the tool's path as given)
+    imatrix: Path | None = None  # the importance matrix it was made with, if any
 
     @property
     def command(self) -> str:
         return " ".join(["llama-quantize", *self.argv[1:]])
 
+    @property
+    def label(self) -> str:
+        """``Q4_K_M`` or ``Q4_K_M+imatrix``."""
+        return f"{self.name}+imatrix" if self.imatrix is not None else self.name
 
-def stock_mix(source: Path, mix: str, *, threads: int | None = None) -> StockMix:
-    """``source`` quantized by ``llama-quantize --allow-requantize SRC DST MIX`` (built once, then cached)."""
+
+def stock_mix(source: Path, mix: str, *, threads: int | None = None, imatrix: Path | None = None) -> StockMix:
+    """``source`` quantized by ``llama-quantize --allow-requantize [--imatrix FILE] SRC DST MIX`` (built once, then
+    cached)."""
     tool = tool_path("llama-quantize")
     if tool is None:
         raise RecipeError("llama-quantize is not built: run `make tools` (stock mixes are written by it)")
     source = Path(source)
-    key = stable_hash({"source": file_sha256(source), "mix": mix, "llama_cpp": llama_cpp_version()})
-    out = cache_dir("stock") / f"{source.stem}-{mix}-{key}.gguf"
-    argv = (str(tool), "--allow-requantize", str(source), str(out), mix, str(threads or os.cpu_count() or 1))
+    what = {"source": file_sha256(source), "mix": mix, "llama_cpp": llama_cpp_version()}
+    if imatrix is not None:
+        imatrix = Path(imatrix)
+        if not imatrix.is_file():
+            raise RecipeError(f"{imatrix}: no such importance matrix file")
+        what["imatrix"] = file_sha256(imatrix)
+    key = stable_hash(what)
+    out = cache_dir("stock") / f"{source.stem}-{mix}{'-imatrix' if imatrix else ''}-{key}.gguf"
+    flags = ("--allow-requantize", *(("--imatrix", str(imatrix)) if imatrix is not None else ()))
+    tail = (mix, str(threads or os.cpu_count() or 1))
     with locked(out):
         if not out.exists():
             tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-            proc = subprocess.run([*argv[:3], str(tmp), *argv[4:]], capture_output=True, text=True)
+            proc = subprocess.run([str(tool), *flags, str(source), str(tmp), *tail], capture_output=True, text=True)
             if proc.returncode != 0 or not tmp.exists():
                 tmp.unlink(missing_ok=True)
                 last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                raise RecipeError(f"{source}: llama-quantize {mix} failed (exit {proc.returncode}): {last[0]}")
+                label = f"{mix} --imatrix {imatrix}" if imatrix else mix
+                raise RecipeError(f"{source}: llama-quantize {label} failed (exit {proc.returncode}): {last[0]}")
             os.replace(tmp, out)
-    return StockMix(mix, out, argv)
+    return StockMix(mix, out, (str(tool), *flags, str(source), str(out), *tail), imatrix)

@@ -177,3 +177,18 @@ def file_sha256(path: Path) -> str:
                             lambda: {"path": str(path), "size": st.st_size, "sha256": sha256_file(path)})
         _SHA256[key] = str(entry["sha256"])
     return _SHA256[key]
+
+
+def fsync_early(path: Path) -> None:
+    """Flush ``path`` to disk while other work goes on (fsync releases the GIL). Early flush only: errors are left
+    to atomic_path's own fsync, which reports them."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fakequant.errors import RecipeError
-from fakequant.quant.formats import FLOAT_FORMATS, FORMATS, GGML_FORMATS, check_format, round_trip
+from fakequant.quant import formats
+from fakequant.quant.formats import FLOAT_FORMATS, FORMATS, GGML_FORMATS, IQ_FORMATS, check_format, round_trip
 
 FAST = settings(max_examples=60, deadline=None)
 rows_f32 = hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.sampled_from([32, 64, 96])),
@@ -41,7 +42,8 @@ def _one(x: float, fmt: str) -> float:
 
 def test_format_list_is_the_documented_one() -> None:
     assert FORMATS == ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4", "q8_0", "q4_0", "q4_1", "q5_0",
-                       "q5_1", "mxfp4", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
+                       "q5_1", "mxfp4", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "iq3_s",
+                       "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s")
 
 
 def test_unknown_format_suggests_close_names() -> None:
@@ -193,7 +195,11 @@ def test_group_size_validation() -> None:
 # Bound on |x - rt(x)| relative to the largest magnitude in the row (generous: the formats' step / 2 plus scale
 # rounding; a broken quantizer misses these by orders of magnitude).
 GGML_BOUND = {"q8_0": 0.01, "q4_0": 0.13, "q4_1": 0.1, "q5_0": 0.07, "q5_1": 0.05, "mxfp4": 0.34, "q2_k": 0.6,
-              "q3_k": 0.3, "q4_k": 0.15, "q5_k": 0.08, "q6_k": 0.04}
+              "q3_k": 0.3, "q4_k": 0.15, "q5_k": 0.08, "q6_k": 0.04,
+              # i-quants, 1.5× the worst of 300 seeds (uniform importance where one is needed, none otherwise):
+              # codebooks, coarse below 4 bits; iq3_s without importance is as rough as iq3_xxs with it
+              "iq4_nl": 0.15, "iq4_xs": 0.15, "iq3_s": 0.6, "iq3_xxs": 0.55, "iq2_s": 0.66, "iq2_xs": 0.8,
+              "iq2_xxs": 0.9, "iq1_m": 1.04, "iq1_s": 1.22}
 
 
 @pytest.mark.parametrize("fmt", GGML_FORMATS)
@@ -204,17 +210,47 @@ GGML_BOUND = {"q8_0": 0.01, "q4_0": 0.13, "q4_1": 0.1, "q5_0": 0.07, "q5_1": 0.0
 @given(seed=st.integers(0, 2**32 - 1), scale=st.floats(1.0, 1e3), rows=st.integers(1, 3))
 def test_ggml_formats_error_bound(fmt: str, seed: int, scale: float, rows: int) -> None:
     x = (scale * np.random.default_rng(seed).standard_normal((rows, 256))).astype(np.float32)
-    out = round_trip(x, fmt)
+    imp = np.ones(256, np.float32) if formats.imatrix_problem(fmt, None) else None  # the i-quants that need one
+    out = round_trip(x, fmt, importance=imp)
     assert out.shape == x.shape and out.dtype == np.float32
     amax = np.abs(x).max(axis=1, keepdims=True)
     assert np.all(np.abs(x - out) <= GGML_BOUND[fmt] * amax)
-    assert np.array_equal(round_trip(np.zeros((1, 256), np.float32), fmt), np.zeros((1, 256)))
+    assert np.array_equal(round_trip(np.zeros((1, 256), np.float32), fmt, importance=imp), np.zeros((1, 256)))
 
 
 @pytest.mark.parametrize("fmt", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"])
 def test_k_quants_refuse_rows_not_multiple_of_256(fmt: str) -> None:
     with pytest.raises(RecipeError, match=r"multiple of 256, this row has 576.*fall back"):
         round_trip(np.ones((2, 576), np.float32), fmt)
+
+
+@pytest.mark.parametrize("fmt", [f for f in IQ_FORMATS if f != "iq4_nl"])
+def test_i_quants_need_whole_256_blocks_iq4_nl_32(fmt: str) -> None:
+    # the default model's rows: 576 (hidden size) allows iq4_nl only, 1536 (ffn_down) every i-quant
+    assert "multiple of 256, this row has 576" in formats.row_problem(fmt, 576, importance=True)
+    assert formats.row_problem(fmt, 1536, importance=True) is None
+    assert formats.row_problem("iq4_nl", 576) is None and "multiple of 32" in formats.row_problem("iq4_nl", 48)
+
+
+def test_which_i_quants_need_an_importance_matrix() -> None:
+    need = {f for f in GGML_FORMATS if formats.imatrix_problem(f, "blk.0.ffn_down.weight")}
+    assert need == {"iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"}  # llama-quantize's rule
+    # llama-quantize lets token_embd / output through without one, unless ggml itself asserts on the type
+    assert {f for f in need if formats.imatrix_problem(f, "output.weight")} == {"iq2_xs", "iq2_xxs", "iq1_s"}
+    assert "needs an importance matrix" in formats.row_problem("iq2_s", 256, tensor="blk.0.attn_q.weight")
+    assert formats.row_problem("iq2_s", 256, tensor="blk.0.attn_q.weight", importance=True) is None
+    with pytest.raises(RecipeError, match="iq2_xxs needs an importance matrix"):  # before ggml would abort
+        round_trip(np.ones((1, 256), np.float32), "iq2_xxs")
+
+
+def test_importance_changes_the_quantization() -> None:
+    x = np.random.default_rng(5).standard_normal((4, 256)).astype(np.float32)
+    weights = np.linspace(0.01, 10, 256, dtype=np.float32)
+    for fmt in ("q4_0", "q4_k", "iq4_xs"):
+        plain, weighted = round_trip(x, fmt), round_trip(x, fmt, importance=weights)
+        assert not np.array_equal(plain, weighted), fmt
+        # the weighted error is what the importance asks to keep small
+        assert (weights * (weighted - x) ** 2).sum() < (weights * (plain - x) ** 2).sum(), fmt
 
 
 def test_block_formats_refuse_partial_blocks() -> None:

@@ -16,7 +16,8 @@ from fakequant.errors import RecipeError
 from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant import ggml as ggml_quants
 from fakequant.quant.candidate import Recipe, build_candidate
-from fakequant.quant.formats import round_trip
+from fakequant.quant.formats import imatrix_problem, round_trip
+from fakequant.quant.importance import write_imatrix
 from fakequant.quant.select import Selection
 from fakequant.quant.storage import NATIVE_TYPES
 
@@ -44,18 +45,33 @@ def _tensor(reader: GGUFReader, name: str) -> tuple[str, np.ndarray, np.ndarray]
     return t.tensor_type.name, raw, values
 
 
-def _expected_bytes(values: np.ndarray, fmt: str) -> np.ndarray:
+def _expected_bytes(values: np.ndarray, fmt: str, importance: np.ndarray | None = None) -> np.ndarray:
     if fmt == "bf16":
         return values.astype(ml_dtypes.bfloat16).view(np.uint8).reshape(-1)
     if fmt == "fp16":
         return values.astype(np.float16).view(np.uint8).reshape(-1)
-    return ggml_quants.quantize_rows(values, fmt).reshape(-1)
+    return ggml_quants.quantize_rows(values, fmt, importance).reshape(-1)
+
+
+def _imatrix(path: Path, names: tuple[str, ...], n: int = 256) -> tuple[Path, dict[str, np.ndarray]]:
+    """A GGUF importance matrix with one entry per name (sums over 5 tokens) and what llama-quantize reads from it."""
+    rng = np.random.default_rng(3)
+    sums = {name: (rng.random(n) * 5).astype(np.float32) for name in names}
+    write_imatrix(path, {name: (s, [5.0]) for name, s in sums.items()})
+    return path, {name: (s / np.float32(5)).astype(np.float32) for name, s in sums.items()}
 
 
 @pytest.mark.parametrize("fmt", sorted(NATIVE_TYPES))
 def test_every_ggml_format_is_stored_natively(tiny256: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"{fmt}.gguf"
-    result = build_candidate(tiny256, Recipe(Selection(names=(*MATRICES, NORM)), fmt), out)
+    if imatrix_problem(fmt, None):  # an i-quant that needs an importance matrix: the matrices get one
+        imatrix, importance = _imatrix(tmp_path / "imatrix.gguf", MATRICES)
+        with pytest.raises(RecipeError, match=rf"tensor {NORM}: {fmt} needs an importance matrix"):
+            build_candidate(tiny256, Recipe(Selection(names=(*MATRICES, NORM)), fmt, imatrix=str(imatrix)), out)
+        result = build_candidate(tiny256, Recipe(Selection(names=MATRICES), fmt, imatrix=str(imatrix)), out)
+    else:
+        importance = {}
+        result = build_candidate(tiny256, Recipe(Selection(names=(*MATRICES, NORM)), fmt), out)
     stats = {t.name: t for t in result.tensors}
     orig, cand = GGUFReader(tiny256), GGUFReader(out)
     for name in MATRICES:
@@ -66,14 +82,48 @@ def test_every_ggml_format_is_stored_natively(tiny256: Path, tmp_path: Path, fmt
         if src_type == stored_type:  # llama-quantize keeps a tensor already in the target type as it is
             assert np.array_equal(raw, src_raw) and stats[name].noop, name
         else:
-            assert np.array_equal(raw, _expected_bytes(before, fmt)), f"{name}: {fmt} bytes differ"
+            assert np.array_equal(raw, _expected_bytes(before, fmt, importance.get(name))), f"{name}: {fmt} bytes"
             assert stats[name].changed == int(np.count_nonzero(after != before)) > 0, name
+    if importance:
+        return
     # a norm is never quantized by llama.cpp: it keeps its F32 storage with the format's values
     norm = stats[NORM]
     assert (norm.source_type, norm.stored_type) == ("F32", "F32")
     _, _, before = _tensor(orig, NORM)
     _, _, after = _tensor(cand, NORM)
     assert np.array_equal(after, round_trip(before, fmt))
+
+
+def test_imatrix_is_part_of_the_candidate_and_its_key(tiny256: Path, tmp_path: Path) -> None:
+    sel = Selection(names=MATRICES)
+    a, _ = _imatrix(tmp_path / "a.gguf", MATRICES)
+    b = tmp_path / "b.gguf"
+    write_imatrix(b, {name: (np.ones(256, np.float32), [1.0]) for name in MATRICES})
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(a.read_bytes())
+    plain = build_candidate(tiny256, Recipe(sel, "q4_k"))
+    with_a = build_candidate(tiny256, Recipe(sel, "q4_k", imatrix=str(a)))
+    with_b = build_candidate(tiny256, Recipe(sel, "q4_k", imatrix=str(b)))
+    same = build_candidate(tiny256, Recipe(sel, "q4_k", imatrix=str(copy)))  # same content elsewhere: reused
+    assert len({plain.output, with_a.output, with_b.output}) == 3 and same.output == with_a.output and same.reused
+    assert plain.output.read_bytes() != with_a.output.read_bytes() != with_b.output.read_bytes()
+    recipe = Recipe(sel, "q4_k", imatrix=str(a))
+    assert Recipe.from_json(recipe.to_json()) == recipe and recipe.to_json()["imatrix"]["sha256"]
+    # a tensor without an entry is quantized without importance, as llama-quantize does
+    one = tmp_path / "one.gguf"
+    write_imatrix(one, {MATRICES[0]: (np.ones(256, np.float32), [1.0])})
+    partial = build_candidate(tiny256, Recipe(sel, "q4_k", imatrix=str(one)), tmp_path / "partial.gguf")
+    assert _tensor(GGUFReader(partial.output), MATRICES[1])[1].tobytes() == \
+        _tensor(GGUFReader(plain.output), MATRICES[1])[1].tobytes()
+    for bad, match in ((Recipe(sel, "q4_k", imatrix=str(tmp_path / "none.gguf")), "no such importance matrix"),
+                       (Recipe(sel, "int4", imatrix=str(a)), "only formats with a ggml type"),
+                       (Recipe(sel, "placebo", imatrix=str(a)), "only formats with a ggml type")):
+        with pytest.raises(RecipeError, match=match):
+            build_candidate(tiny256, bad)
+    wrong = tmp_path / "wrong.gguf"  # an imatrix of another model: entries of another row length
+    write_imatrix(wrong, {name: (np.ones(64, np.float32), [1.0]) for name in MATRICES})
+    with pytest.raises(RecipeError, match=r"importance of 64 values for rows of 256"):
+        build_candidate(tiny256, Recipe(sel, "q4_k", imatrix=str(wrong)))
 
 
 def test_forced_and_explicit_storage(tiny256: Path, tmp_path: Path) -> None:
