@@ -2,9 +2,9 @@
 
 A cell is measured like a sweep cell's perplexity check, without the rest of the suite: the group's tensors stored
 natively in the format (the kernels a real quantization runs, with the recipe's importance matrix when it has one)
-and the group's placebo (one ulp of the same tensors in their own encoding) are scored in one pass against the base,
-over the same chunks, the recipe's selection slice (:mod:`fakequant.recipe.slices`); the excess is the candidate's
-per-chunk KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group.
+and the group's placebo (one ulp of the same tensors in their own encoding) are scored against the base over the
+same chunks, the recipe's selection slice (:mod:`fakequant.recipe.slices`); the excess is the candidate's per-chunk
+KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group, scored once.
 
 Each result is cached under ``$FAKEQUANT_HOME/recipe-cells/`` keyed by everything it depends on: model and corpus
 sha256, runtime settings (not the thread count, which does not change logits), the selection slice, the importance
@@ -16,6 +16,7 @@ caches do not share entries.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,9 +25,11 @@ from typing import Any
 from fakequant.quant.candidate import ENGINE_VERSION, Recipe, build_candidate
 from fakequant.quant.placebo import build_placebo
 from fakequant.quant.select import Selection
-from fakequant.recipe.build import with_imatrix
+from fakequant.recipe.build import imatrix_path
 from fakequant.recipe.groups import Group
+from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.slices import Slice
+from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import BaseReference, compare
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
@@ -76,7 +79,7 @@ def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, co
                         "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_version()})
 
 
-def imatrix_sha(imatrix: Any) -> str | None:
+def imatrix_sha(imatrix: Imatrix | None) -> str | None:
     return None if imatrix is None else str(imatrix.sha256)
 
 
@@ -95,7 +98,7 @@ def _store(key: str, cell: CellCost) -> None:
 
 
 def _lookup(recipe: MixRecipe, groups: Sequence[Group], where: Slice,
-            imatrix: Any) -> tuple[dict[tuple[str, str], CellCost], dict[str, list[tuple[str, str]]]]:
+            imatrix: Imatrix | None) -> tuple[dict[tuple[str, str], CellCost], dict[str, list[tuple[str, str]]]]:
     """The cached cells, and per group the (format, cache key) of each cell not cached yet."""
     model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(where.corpus)
     out: dict[tuple[str, str], CellCost] = {}
@@ -120,7 +123,7 @@ class Measured:
 
 
 def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], BaseReference], where: Slice, *,
-                  imatrix: Any = None, log: Callable[[str], None] = print) -> Measured:
+                  imatrix: Imatrix | None = None, log: Callable[[str], None] = print) -> Measured:
     """Every (group, format) cell of ``groups`` on the slice ``where``: from the cache, else measured against the
     base reference ``ref()`` returns (built on ``where``; asked for only when a cell has to be measured), each
     candidate quantized with ``imatrix`` when given."""
@@ -134,22 +137,24 @@ def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], 
             continue
         names = tuple(t.name for t in g.tensors)
         placebo = build_placebo(recipe.model, Selection(names=names))
+        # the placebo is scored once for all the group's formats: its logits are the same in every pass, so the
+        # excess paired per chunk is that of a pass scoring both together
         with load_model(placebo.output, recipe.settings) as plac:
-            for fmt, key in todo[g.name]:
-                cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native",
-                                                            **with_imatrix(imatrix)))
-                with load_model(cand.output, recipe.settings) as model:
-                    result = compare(ref(), model, placebo=plac)
-                excess = result.excess or {}
-                ci = excess.get("kld_mean_ci")
-                cell = CellCost(group=g.name, format=fmt, tensors=len(names), kld_mean=float(result.kld_mean),
-                                placebo_kld_mean=float((result.placebo or {})["kld_mean"]),
-                                excess_kld_mean=float(excess["kld_mean"]),
-                                excess_kld_mean_ci=(float(ci[0]), float(ci[1])) if ci else None,
-                                ln_ppl_ratio=float(result.ln_ppl_ratio), chunks=int(excess["chunks"]))
-                _store(key, cell)
-                out[(g.name, fmt)] = cell
-                done += 1
-                log(f"  [{done}/{total}] {g.name} → {fmt}: excess KLD {cell.excess_kld_mean:+.3g} "
-                    f"(floor {cell.placebo_kld_mean:.3g}, total {cell.kld_mean:.3g})")
+            floor = compare(ref(), plac)
+        for fmt, key in todo[g.name]:
+            cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native",
+                                                        imatrix=imatrix_path(imatrix)))
+            with load_model(cand.output, recipe.settings) as model:
+                result = compare(ref(), model)
+            more = excess(result.per_chunk, floor.per_chunk, same_top_p=math.nan)
+            ci = more["kld_mean_ci"]
+            cell = CellCost(group=g.name, format=fmt, tensors=len(names), kld_mean=float(result.kld_mean),
+                            placebo_kld_mean=float(floor.kld_mean), excess_kld_mean=float(more["kld_mean"]),
+                            excess_kld_mean_ci=(float(ci[0]), float(ci[1])) if ci else None,
+                            ln_ppl_ratio=float(result.ln_ppl_ratio), chunks=int(more["chunks"]))
+            _store(key, cell)
+            out[(g.name, fmt)] = cell
+            done += 1
+            log(f"  [{done}/{total}] {g.name} → {fmt}: excess KLD {cell.excess_kld_mean:+.3g} "
+                f"(floor {cell.placebo_kld_mean:.3g}, total {cell.kld_mean:.3g})")
     return Measured(out, measured=done, cached=len(out) - done, seconds=time.perf_counter() - start)

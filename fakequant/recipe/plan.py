@@ -19,14 +19,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
 from fakequant.gguf.layout import ModelInfo, align
 from fakequant.gguf.write import build_header
-from fakequant.recipe.build import SHA_PLACEHOLDER, mix_provenance, mix_recipe
+from fakequant.recipe.build import SHA_PLACEHOLDER, imatrix_path, mix_provenance, mix_recipe
 from fakequant.recipe.groups import KEEP, Group, cells, plan_groups
+from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.size import bits_per_weight, is_matrix, matrix_bytes, predict_file_size
 from fakequant.recipe.solve import Infeasible, Option, solve
 from fakequant.store.textfile import parse_user_file
@@ -45,7 +45,7 @@ class Plan:
     recipe: MixRecipe
     info: ModelInfo
     groups: tuple[Group, ...]
-    imatrix: Any = None  # the importance matrix every quantized tensor is built with (recipe/build.py), or None
+    imatrix: Imatrix | None = None  # the importance matrix the tensors are quantized with (recipe/build.py)
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -105,12 +105,12 @@ class Plan:
         return mix_provenance(mix_recipe(formats, self.imatrix), SHA_PLACEHOLDER) if formats else {}
 
 
-def plan_recipe(recipe: MixRecipe, info: ModelInfo | None = None, imatrix: Any = None) -> Plan:
+def plan_recipe(recipe: MixRecipe, info: ModelInfo | None = None, imatrix: Imatrix | None = None) -> Plan:
     """``recipe``'s groups on its model (read from ``recipe.model`` unless given); ``imatrix``: the importance matrix
     the recipe's model is built with."""
     info = info if info is not None else read_layout(recipe.model)
     groups = plan_groups(info, recipe.selection, recipe.formats, recipe.group,
-                         source=f"{recipe.source} (model {info.path.name})")
+                         source=f"{recipe.source} (model {info.path.name})", imatrix=imatrix_path(imatrix))
     return Plan(recipe, info, tuple(groups), imatrix)
 
 

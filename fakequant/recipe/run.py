@@ -35,16 +35,17 @@ from typing import Any
 
 from fakequant.errors import FakequantError, RecipeError
 from fakequant.recipe.bias import selection_bias
-from fakequant.recipe.build import build_mix, mix_recipe, with_imatrix
+from fakequant.recipe.build import build_mix, mix_recipe
 from fakequant.recipe.command import quantize_command
 from fakequant.recipe.decision import Runner, suite_decision
 from fakequant.recipe.experiment import experiment_name, record_pick
 from fakequant.recipe.groups import KEEP
+from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.measure import CellCost, measure_cells
 from fakequant.recipe.plan import MIB, Choice, Plan, cell_key, choose, plan_recipe
 from fakequant.recipe.size import bits_per_weight
 from fakequant.recipe.slices import Slices, recipe_slices, reference
-from fakequant.recipe.stock import STOCK_MIXES, stock_mix
+from fakequant.recipe.stock import IMATRIX_MIXES, STOCK_MIXES, stock_mix
 from fakequant.runtime.chunkstats import chunk_interval
 from fakequant.runtime.llama import Model, load_model
 from fakequant.runtime.paired import BaseReference, compare
@@ -54,6 +55,7 @@ from fakequant.suite.criteria.types import MixRecipe
 from fakequant.suite.vocab import Decision
 
 TYPES_FILE = "tensor_types.txt"
+IMATRIX_FILE = "imatrix.gguf"  # the importance matrix, beside the report: the emitted command reads it
 PASSING = (str(Decision.GO), str(Decision.CAUTION))
 
 
@@ -168,7 +170,7 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
             return {**row, **({"note": f"the same model as {first}"} if first else {}),
                     "file_bytes": built.output_bytes, "bpw": choice.bpw, "assignment": choice.assignment,
                     "predicted": predicted, "additivity": additivity(predicted, scored["selection"]),
-                    "path": str(built.output), "command": _command_text(target, choice), **_public(scored)}
+                    "path": str(built.output), "command": _command_text(target, choice), **scored}
 
         own = f"recipe ({plan.budget})"
         tries, chosen = _tries(recipe, plan, costs, recipe_row, own, imatrix, run_suite=run_suite,
@@ -184,9 +186,10 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
                 models.append({"name": name, "kind": "recipe", "vs": mix, "budget_bytes": target.limit,
                                "note": f"infeasible: {err}"})
     scoring_s = time.perf_counter() - scoring - sum(t.get("wall_s", 0.0) for t in tries)
+    _paired_with_stock(models)
     chosen_row = next((m for m in models if m["name"] == chosen), None)
     chosen_types = {} if chosen_row is None else _types(plan, chosen_row.get("assignment", {}))
-    command = quantize_command(plan.info, chosen_types, **with_imatrix(imatrix))
+    command = quantize_command(plan.info, chosen_types, imatrix=None if imatrix is None else Path(IMATRIX_FILE))
     passed = next((t["attempt"] for t in tries if t.get("decision") in PASSING), None)
     results = {
         "recipe": recipe.name, "description": recipe.description, "model": str(recipe.model),
@@ -208,31 +211,39 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
     write_recipe_report(results, out_dir)
     with atomic_output(out_dir / TYPES_FILE, "w") as fh:
         fh.write(command.tensor_types())
+    if imatrix is not None:
+        with atomic_output(out_dir / IMATRIX_FILE, "wb") as fh:
+            fh.write(imatrix.path.read_bytes())
     return results
 
 
-def _stock_models(recipe: MixRecipe, stock: Sequence[str], imatrix: Any, score: _Scorer,
+def _stock_models(recipe: MixRecipe, stock: Sequence[str], imatrix: Imatrix | None, score: _Scorer,
                   log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Each stock mix, plain and (with an importance matrix) with it, scored on the evaluation slice (the plain
-    ones also on the selection slice: the control of the selection bias); and per mix the smaller file size, the
-    budget of the recipe set beside it."""
+    ones also on the selection slice: the control of the selection bias); with the default list and an importance
+    matrix, also the i-quant mixes that are published only with one. Returns the rows and, per mix, the smaller
+    file size of its variants: the budget of the recipe set beside it."""
     models: list[dict[str, Any]] = []
     sizes: dict[str, int] = {}
-    for mix in stock:
-        for variant, extra in (("plain", {}), ("imatrix", with_imatrix(imatrix))):
-            if variant == "imatrix" and imatrix is None:
-                continue
-            name = mix if variant == "plain" else f"{mix} (imatrix)"
-            row: dict[str, Any] = {"name": name, "kind": "stock", "mix": mix, "variant": variant}
-            try:
-                m = stock_mix(recipe.model, mix, threads=recipe.settings.threads, **extra)
-            except FakequantError as err:
-                models.append({**row, "note": str(err)})
-                continue
-            size = m.path.stat().st_size
-            sizes[mix] = min(size, sizes.get(mix, size))
-            scored, _ = score(name, m.path, bias=variant == "plain")
-            models.append({**row, "file_bytes": size, "bpw": _bpw(m.path), "command": m.command, **_public(scored)})
+    with_imatrix = [] if imatrix is None else [
+        *stock, *(m for m in IMATRIX_MIXES if m not in STOCK_MIXES and tuple(stock) == STOCK_MIXES)]
+    order = [*dict.fromkeys([*stock, *with_imatrix])]
+    variants = [(mix, None) for mix in stock] + [(mix, imatrix) for mix in with_imatrix]
+    for mix, im in sorted(variants, key=lambda v: (order.index(v[0]), v[1] is not None)):
+        variant = "plain" if im is None else "imatrix"
+        row: dict[str, Any] = {"name": mix if im is None else f"{mix}+imatrix", "kind": "stock", "mix": mix,
+                               "variant": variant}
+        try:
+            m = stock_mix(recipe.model, mix, threads=recipe.settings.threads,
+                          imatrix=None if im is None else im.path)
+        except FakequantError as err:
+            models.append({**row, "note": str(err)})
+            continue
+        size = m.path.stat().st_size
+        sizes[mix] = min(size, sizes.get(mix, size))
+        scored, _ = score(m.label, m.path, bias=im is None)
+        models.append({**row, "name": m.label, "file_bytes": size, "bpw": _bpw(m.path), "command": m.command,
+                       **scored})
     log(f"stock mixes: {sum('note' not in m for m in models)} built and scored")
     return models, sizes
 
@@ -280,9 +291,24 @@ def _tries(recipe: MixRecipe, plan: Plan, costs: dict[str, float], recipe_row: C
     return tries, names[0] if names else own
 
 
-def _imatrix_json(imatrix: Any) -> dict[str, Any]:
+def _imatrix_json(imatrix: Imatrix) -> dict[str, Any]:
     return {"path": str(imatrix.path), "sha256": imatrix.sha256, "chunks": imatrix.chunks,
-            "tokens": list(imatrix.tokens)}
+            "tokens": list(imatrix.tokens), "command": imatrix.command}
+
+
+def _paired_with_stock(models: list[dict[str, Any]]) -> None:
+    """Each recipe row at a stock mix's size gets ``vs_stock``: per variant of that mix, the recipe's mean KLD minus
+    the mix's, paired per chunk (the same evaluation chunks), with its 95% interval."""
+    for row in models:
+        if row.get("kind") != "recipe" or not row.get("vs") or "per_chunk_kld" not in row:
+            continue
+        row["vs_stock"] = []
+        for other in models:
+            if other.get("kind") == "stock" and other.get("mix") == row["vs"] and "per_chunk_kld" in other:
+                diff = chunk_interval([a - b for a, b in zip(row["per_chunk_kld"], other["per_chunk_kld"],
+                                                              strict=True)])
+                row["vs_stock"].append({"name": other["name"], "kld_mean": other["kld_mean"],
+                                        "difference": diff.mean, "difference_ci": diff.ci()})
 
 
 def _types(plan: Plan, assignment: dict[str, str]) -> dict[str, str]:
@@ -294,10 +320,6 @@ def _group(plan: Plan, name: str) -> Any:
     return next(g for g in plan.groups if g.name == name)
 
 
-def _public(scored: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in scored.items() if k != "per_chunk_kld"}
-
-
 def _bpw(path: Path) -> float:
     from fakequant.gguf.check import read_layout
 
@@ -305,6 +327,7 @@ def _bpw(path: Path) -> float:
 
 
 def _command_text(plan: Plan, choice: Choice | None, command: Any = None) -> str:
-    command = command or quantize_command(plan.info, choice.types if choice else {}, **with_imatrix(plan.imatrix))
+    command = command or quantize_command(plan.info, choice.types if choice else {},
+                                          imatrix=None if plan.imatrix is None else Path(IMATRIX_FILE))
     argv = command.argv(Path(plan.info.path.name), Path(f"{plan.recipe.name}.gguf"), Path(TYPES_FILE))
     return " ".join(argv)
