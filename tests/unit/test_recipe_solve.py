@@ -228,3 +228,33 @@ def test_costs_file_mistakes(tmp_path: Path, text: str, words: str) -> None:
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
     path.write_text(json.dumps({"a|q4_0": 1, "b|q8_0": -0.5}))
     assert load_costs(path) == {"a|q4_0": 1.0, "b|q8_0": -0.5}
+
+
+def test_with_an_importance_matrix_the_predicted_size_is_the_built_file(tmp_path: Path) -> None:
+    """The importance matrix is named in the candidate recipe, so in the header: the plan predicts it, the builder
+    writes it, the sizes match to the byte, and the matrix changed the quantized bytes."""
+    import numpy as np
+
+    from fakequant.gguf.check import read_layout
+    from fakequant.gguf.layout import read_tensor_bytes
+    from fakequant.quant.importance import write_imatrix
+    from fakequant.recipe.imatrix import Imatrix
+    from fakequant.store.cache import file_sha256
+
+    recipe = _recipe(tmp_path, "budget_mib = 2")
+    rng = np.random.default_rng(0)
+    info = read_layout(recipe.model)
+    path = write_imatrix(tmp_path / "imatrix.gguf", {
+        t.name: (rng.uniform(0.1, 10, t.n_per_row).astype(np.float32), [4.0])
+        for t in info.tensors if t.name.endswith(("attn_q.weight", "ffn_down.weight"))})
+    imatrix = Imatrix(path, file_sha256(path), 1, 512, (0, 512), "llama-imatrix ...")
+    plain, weighted = plan_recipe(recipe), plan_recipe(recipe, imatrix=imatrix)
+    costs = {cell_key(g, f): -1.0 if f == "q4_k" else 1.0 for g, f in weighted.cells}  # every group to q4_k
+    choice = choose(weighted, costs)
+    assert set(choice.assignment.values()) <= {"q4_k", KEEP} and "q4_k" in choice.assignment.values()
+    assert choice.file_bytes != choose(plain, costs).file_bytes  # the imatrix's path is in the provenance
+    built = build_mix(recipe.model, choice.formats, tmp_path / "weighted.gguf", imatrix=imatrix)
+    assert built.output_bytes == choice.file_bytes == (tmp_path / "weighted.gguf").stat().st_size
+    other = build_mix(recipe.model, choice.formats, tmp_path / "plain.gguf")
+    name = "blk.0.attn_q.weight"
+    assert read_tensor_bytes(read_layout(built.output), name) != read_tensor_bytes(read_layout(other.output), name)
