@@ -199,8 +199,9 @@ def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK
         "cells": [c.to_json() | {"bytes": _group(plan, g).nbytes(f)} for (g, f), c in measured.cells.items()],
         "models": models, "chosen": chosen, "passed": passed, "max_tries": recipe.max_tries, "tries": tries,
         "command": _command_text(plan, None, command), "tensor_types": command.tensor_types(),
-        "decision": next((t for t in reversed(tries) if t.get("attempt") == (passed or len(tries))),
-                         {"decision": None, "reasons": ["the suite was not run (run_suite=False)"]}),
+        # the try that passed, else the first one decided (the model the tables lead with)
+        "decision": next((t for t in tries if t.get("attempt") == passed), None)
+        or next((t for t in tries if t.get("decision")), tries[0] if tries else {"decision": None, "reasons": []}),
         "suite_chunks": recipe.chunks,
         "timing": {"imatrix_wall_s": round(imatrix_s, 1), "cells_measured": measured.measured,
                    "cells_cached": measured.cached, "cells_wall_s": round(measured.seconds, 1),
