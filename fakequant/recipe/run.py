@@ -284,7 +284,8 @@ def _tries(recipe: MixRecipe, plan: Plan, costs: dict[str, float], recipe_row: C
         kept = Path(report_dir) / experiment_name(recipe.name)
         if kept.is_dir():  # the next try overwrites the suite's report: each try keeps its own copy
             shutil.copytree(kept, out_dir / f"try-{attempt}", dirs_exist_ok=True)
-            entry["report"] = str(out_dir / f"try-{attempt}" / "summary.md")
+            if (out_dir / f"try-{attempt}" / "summary.md").is_file():
+                entry["report"] = str(out_dir / f"try-{attempt}" / "summary.md")
         log(f"try {attempt}: {decision['decision']}")
         if decision["decision"] in PASSING:
             return tries, name

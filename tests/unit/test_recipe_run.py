@@ -113,6 +113,7 @@ evaluation_chunks = 2
                          "criteria.toml", report_dir=tmp_path / "reports", runner=suite)
     assert dict(tested[0].recipe.mix) == {t.name: "q2_k" for t in ffn_down}  # the suite tests the chosen mix
     assert results["decision"]["decision"] == "GO"
+    # the stand-in writes no summary.md, so no copy of it is named: the suite's own path stays
     assert results["decision"]["report"] == str(tmp_path / "reports" / "recipe_k" / "summary.md")
     cells = {c["format"]: c for c in results["cells"]}
     assert cells["q2_k"]["excess_kld_mean"] > cells["q4_k"]["excess_kld_mean"]  # 2 bits cost more than 4
