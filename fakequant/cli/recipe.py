@@ -57,8 +57,20 @@ def summary_lines(results: dict) -> list[str]:
             check = f"  measured {ratio} ({'agrees' if a['agrees'] else 'misses'})"
         lines.append(f"{m['name']:28}  {m['file_bytes'] / MIB:8.2f} MiB  KLD {m['kld_mean']:.5f}  "
                      f"Δ ln PPL {m['ln_ppl_ratio']:+.5f}{check}")
+    for sl in results.get("slices") or []:
+        lines.append(f"{sl['name']} slice: chunks {sl['first_chunk']}–{sl['first_chunk'] + sl['chunks'] - 1} of "
+                     f"{Path(sl['corpus']).name}, tokens [{sl['tokens'][0]}, {sl['tokens'][1]})")
+    for m in rows:
+        bias = m.get("bias")
+        if bias and m.get("kind") == "recipe":
+            lines.append(f"selection bias {m['name']}: KLD {bias['selection_kld_mean']:.5f} on the selection "
+                         f"chunks, {bias['evaluation_kld_mean']:.5f} on the evaluation chunks")
+    for t in results.get("tries") or []:
+        lines.append(f"try {t['attempt']}: {t.get('name')}: {t.get('decision')} — {'; '.join(t.get('reasons') or [])}")
     decision = results.get("decision") or {}
-    lines.append(f"decision: {decision.get('decision')} — {'; '.join(decision.get('reasons') or [])}")
+    passed = results.get("passed")
+    lines.append(f"decision: {decision.get('decision')} — {'; '.join(decision.get('reasons') or [])}"
+                 + ("" if passed or not results.get("tries") else " (no try passed the suite)"))
     return lines
 
 

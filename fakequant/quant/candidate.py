@@ -3,8 +3,8 @@
 :func:`build_candidate` takes a source GGUF and a :class:`Recipe` (which tensors, which format), rounds each
 selected tensor through the format and back, writes a new GGUF through :mod:`fakequant.gguf.write` (atomic, verified
 against the original) and returns a :class:`BuildResult` whose ``to_json()`` is ``numerical_analysis.json``.
-The writer underneath, :func:`write_model`, takes one recipe per tensor: a mixed-precision model
-(:mod:`fakequant.recipe.build`) is written by the same code, each tensor in its own ggml type.
+The writer underneath, :func:`write_model`, takes one recipe per tensor, so a mixed-precision model is written by
+the same code, each tensor in its own ggml type.
 
 Storage of the fake-quantized values (:mod:`fakequant.quant.storage`): a matrix goes into the format's own ggml
 type where it has one (BF16, F16, Q8_0 ... Q6_K, MXFP4: the bytes llama-quantize writes), so llama.cpp runs the
@@ -23,8 +23,9 @@ tensor it has an entry for, as ``llama-quantize --imatrix`` does; it is part of 
 
 A mixed-precision model is a candidate too (format ``"mix"``): ``mix`` pairs each tensor with its own ggml format,
 each stored natively, the selection names exactly those tensors (so its placebo twin is the placebo of the same
-tensors), and it is built, cached and verified like any other candidate; its data section is byte for byte that of
-:func:`fakequant.recipe.build.build_mixed` for the same formats (only the provenance keys differ).
+tensors), and it is built, cached and verified like any other candidate. It is the recipe's model
+(:mod:`fakequant.recipe.build` writes it through :func:`build_candidate`, and the recipe's size accounting predicts
+its header from :func:`provenance`).
 
 Without a destination the candidate goes to a content-addressed cache (``candidates/<hash>.gguf`` with its numbers
 in ``<hash>.json`` beside it), keyed by the source's sha256, the recipe, :data:`ENGINE_VERSION` and the installed
@@ -159,7 +160,7 @@ class Recipe:
 
     def per_tensor(self, names: Collection[str]) -> dict[str, Recipe]:
         """The recipe of each of ``names`` (in that order) for :func:`write_model`: this one for every tensor, or for
-        a mix each tensor's own native one (the recipe :func:`fakequant.recipe.build.build_mixed` writes it with)."""
+        a mix each tensor's own native one."""
         if self.format != MIX:
             return {name: self for name in names}
         own = dict(self.mix)

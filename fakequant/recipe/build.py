@@ -1,56 +1,57 @@
-"""The mixed-precision model: a real GGUF in which each chosen tensor is stored in its own native ggml type.
+"""The recipe's model: a real GGUF in which each chosen tensor is stored in its own native ggml type, written once, by
+the candidate builder.
 
-Each tensor goes through the candidate writer (:func:`fakequant.quant.candidate.write_model`) with its own
-``store = "native"`` recipe: dequantized with ggml, quantized with ``ggml_quantize_chunk`` and no importance matrix,
-the call llama-quantize makes, so the bytes are those of :mod:`fakequant.recipe.command`'s command. The write is
-atomic and verified against the original, which is only ever read; the provenance keys name the recipe, its
-assignment and the source's sha256.
+An assignment becomes the mixed form of :class:`~fakequant.quant.candidate.Recipe` (format ``"mix"``: each tensor
+with its ggml format, quantized with ``ggml_quantize_chunk``, with the recipe's importance matrix when it has one, the
+call llama-quantize makes), and :func:`~fakequant.quant.candidate.build_candidate` writes it: atomic, verified
+against the original (only ever read), cached in ``candidates/`` under the recipe's content. The suite tests the same
+recipe, so it opens the very file the recipe built, and the plan predicts that file's size from the same provenance
+(:func:`mix_provenance`), to the byte.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from fakequant import __version__
 from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
+from fakequant.quant import candidate
 from fakequant.quant import formats as formats_mod
-from fakequant.quant.candidate import ENGINE_VERSION, Recipe, check_destination, write_model
+from fakequant.quant.candidate import MIX, BuildResult, Recipe, build_candidate
+from fakequant.quant.importance import importance_rows
 from fakequant.quant.select import Selection
-from fakequant.quant.stats import TensorStats
 from fakequant.quant.storage import NATIVE_TYPES
 from fakequant.recipe.groups import quantizable
-from fakequant.store.cache import file_sha256
+from fakequant.recipe.imatrix import Imatrix
 
-MIX_KEY = "fakequant.mix"  # {"recipe": name, "assignment": {group: format or "keep"}}
-
-
-def provenance(recipe: str, assignment: Mapping[str, str], sha: str) -> dict[str, str]:
-    return {MIX_KEY: json.dumps({"recipe": recipe, "assignment": dict(assignment)}, sort_keys=True),
-            "fakequant.source_sha256": sha, "fakequant.version": f"{__version__}+engine{ENGINE_VERSION}"}
+SHA_PLACEHOLDER = "0" * 64  # a sha256 in hex: the header's length does not depend on the source's actual hash
 
 
-@dataclass
-class MixedModel:
-    output: Path
-    source: Path
-    source_sha256: str
-    types: dict[str, str]  # changed tensor -> its ggml type, in file order
-    tensors: list[TensorStats]  # numbers of each changed tensor: before vs stored
-    output_bytes: int
-    same_size: bool  # every tensor kept its size, so the data section was copied as it is
+def imatrix_path(imatrix: Imatrix | None) -> str | None:
+    """The importance matrix as a candidate recipe names it: its file's path."""
+    return None if imatrix is None else str(imatrix.path)
 
 
-def build_mixed(source: Path, formats: Mapping[str, str], dest: Path, *, recipe: str,
-                assignment: Mapping[str, str]) -> MixedModel:
-    """Write ``source`` to ``dest`` with each tensor ``formats`` names (tensor -> format, e.g. ``"q4_k"``) stored in
-    that format's ggml type; ``recipe`` and ``assignment`` (group -> option) go into the provenance."""
+def mix_recipe(formats: Mapping[str, str], imatrix: Imatrix | None = None) -> Recipe:
+    """The candidate recipe of an assignment: each tensor ``formats`` names (in file order) in its format, quantized
+    with ``imatrix`` where it has an entry for the tensor."""
+    names = tuple(formats)
+    return Recipe(Selection(names=names), MIX, mix=tuple(formats.items()), imatrix=imatrix_path(imatrix)).validate()
+
+
+def mix_provenance(recipe: Recipe, sha: str = SHA_PLACEHOLDER) -> dict[str, str]:
+    """The provenance keys the candidate builder writes for ``recipe`` (``sha``: the source's sha256)."""
+    return candidate.provenance(recipe, sha)
+
+
+def build_mix(source: Path, formats: Mapping[str, str], dest: Path | None = None, *,
+              imatrix: Imatrix | None = None) -> BuildResult:
+    """``source`` with each tensor ``formats`` names (tensor -> format, e.g. ``"q4_k"``) stored in that format's
+    ggml type: into the candidate cache, or to ``dest``. RecipeError (one line) for a tensor that is not there, one
+    llama-quantize would not quantize, a format without a ggml type or rows the format cannot cut."""
     source = Path(source)
     info = read_layout(source)
-    dest = check_destination(dest, source)
     present = {t.name for t in info.tensors}
     for name, fmt in formats.items():
         if name not in present:
@@ -61,13 +62,12 @@ def build_mixed(source: Path, formats: Mapping[str, str], dest: Path, *, recipe:
                               "quantizes; it keeps its type")
         if fmt not in NATIVE_TYPES:
             raise RecipeError(f"{source}: tensor {name}: format {fmt!r} has no ggml type ({', '.join(NATIVE_TYPES)})")
-        problem = formats_mod.row_problem(fmt, t.n_per_row)
+        problem = formats_mod.row_problem(fmt, t.n_per_row, tensor=name,
+                                          importance=tensor_has_importance(imatrix, name, t.shape))
         if problem:
             raise RecipeError(f"{source}: tensor {name}: {problem}")
-    sha = file_sha256(source)
-    recipes = {t.name: Recipe(Selection(names=(t.name,)), formats[t.name], store="native")
-               for t in info.tensors if t.name in formats}
-    written = write_model(info, recipes, dest, provenance(recipe, assignment, sha))
-    return MixedModel(output=dest, source=source, source_sha256=sha,
-                      types={s.name: s.stored_type for s in written.tensors}, tensors=written.tensors,
-                      output_bytes=written.output_bytes, same_size=written.same_size)
+    return build_candidate(source, mix_recipe(formats, imatrix), dest)
+
+
+def tensor_has_importance(imatrix: Imatrix | None, name: str, shape: tuple[int, ...]) -> bool:
+    return importance_rows(imatrix_path(imatrix), name, shape) is not None

@@ -1,4 +1,4 @@
-"""The llama-quantize command that writes the same tensors as :func:`fakequant.recipe.build.build_mixed`.
+"""The llama-quantize command that writes the same tensors as :func:`fakequant.recipe.build.build_mix`.
 
 ``llama-quantize --allow-requantize [--imatrix FILE] --pure --tensor-type-file TYPES SRC DST BASE``, where TYPES pins
 tensors to types, one ``^name$=type`` per line (a regex each: anchored, so that ``output.weight`` does not also pin

@@ -1,19 +1,22 @@
 """The cost of each (group, format) cell of a recipe: its excess mean KLD over the group's placebo, with the interval.
 
 A cell is measured like a sweep cell's perplexity check, without the rest of the suite: the group's tensors stored
-natively in the format (the kernels a real quantization runs) and the group's placebo (one ulp of the same tensors in
-their own encoding) are scored in one pass against the base, over the same chunks; the excess is the candidate's
-per-chunk KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group.
+natively in the format (the kernels a real quantization runs, with the recipe's importance matrix when it has one)
+and the group's placebo (one ulp of the same tensors in their own encoding) are scored against the base over the
+same chunks, the recipe's selection slice (:mod:`fakequant.recipe.slices`); the excess is the candidate's per-chunk
+KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group, scored once.
 
 Each result is cached under ``$FAKEQUANT_HOME/recipe-cells/`` keyed by everything it depends on: model and corpus
-sha256, runtime settings (not the thread count, which does not change logits), chunks, the group's tensors, the
-format, the engine and the llama-cpp-python version. A recipe cell is not a sweep cell: a sweep cell also runs the
-numerical and must-pass checks with the suite's thresholds, so the two caches do not share entries.
+sha256, runtime settings (not the thread count, which does not change logits), the selection slice, the importance
+matrix's sha256, the group's tensors, the format, the engine and the llama-cpp-python version. A recipe cell is not
+a sweep cell: a sweep cell also runs the numerical and must-pass checks with the suite's thresholds, so the two
+caches do not share entries.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,14 +25,18 @@ from typing import Any
 from fakequant.quant.candidate import ENGINE_VERSION, Recipe, build_candidate
 from fakequant.quant.placebo import build_placebo
 from fakequant.quant.select import Selection
+from fakequant.recipe.build import imatrix_path
 from fakequant.recipe.groups import Group
+from fakequant.recipe.imatrix import Imatrix
+from fakequant.recipe.slices import Slice
+from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import BaseReference, compare
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria.types import MixRecipe
 
-CELL_VERSION = 1  # bump when what a cell records changes
+CELL_VERSION = 2  # bump when what a cell records changes
 
 
 @dataclass(frozen=True)
@@ -62,12 +69,18 @@ class CellCost:
         return cls(**{**data, "excess_kld_mean_ci": tuple(ci) if ci else None})
 
 
-def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, corpus_sha: str) -> str:
+def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, corpus_sha: str, where: Slice,
+                   imatrix_sha: str | None) -> str:
     settings = recipe.settings.to_json()
     settings.pop("n_threads", None)  # logits were measured bitwise identical across thread counts
     return stable_hash({"v": CELL_VERSION, "model": model_sha, "corpus": corpus_sha, "settings": settings,
-                        "chunks": recipe.chunks, "tensors": sorted(t.name for t in group.tensors), "format": fmt,
+                        "first_chunk": where.first_chunk, "chunks": where.chunks, "imatrix": imatrix_sha,
+                        "tensors": sorted(t.name for t in group.tensors), "format": fmt,
                         "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_version()})
+
+
+def imatrix_sha(imatrix: Imatrix | None) -> str | None:
+    return None if imatrix is None else str(imatrix.sha256)
 
 
 def _load(key: str) -> CellCost | None:
@@ -84,29 +97,21 @@ def _store(key: str, cell: CellCost) -> None:
         write_json(path, {**cell.to_json(), "cached": False})
 
 
-def _lookup(recipe: MixRecipe, groups: Sequence[Group]) -> tuple[dict[tuple[str, str], CellCost],
-                                                                   dict[str, list[tuple[str, str]]]]:
+def _lookup(recipe: MixRecipe, groups: Sequence[Group], where: Slice,
+            imatrix: Imatrix | None) -> tuple[dict[tuple[str, str], CellCost], dict[str, list[tuple[str, str]]]]:
     """The cached cells, and per group the (format, cache key) of each cell not cached yet."""
-    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(recipe.corpus)
+    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(where.corpus)
     out: dict[tuple[str, str], CellCost] = {}
     todo: dict[str, list[tuple[str, str]]] = {}
     for g in groups:
         for fmt in g.formats:
-            key = cell_cache_key(recipe, g, fmt, model_sha, corpus_sha)
+            key = cell_cache_key(recipe, g, fmt, model_sha, corpus_sha, where, imatrix_sha(imatrix))
             hit = _load(key)
             if hit is not None:
                 out[(g.name, fmt)] = hit
             else:
                 todo.setdefault(g.name, []).append((fmt, key))
     return out, todo
-
-
-def cached_cells(recipe: MixRecipe, groups: Sequence[Group]) -> tuple[dict[tuple[str, str], CellCost],
-                                                                       list[tuple[str, str]]]:
-    """The cells already measured, by (group, format), and the (group, format) of those that are not; measures
-    nothing (the suite reads a recipe's choice from the cache: measuring is ``fakequant recipe NAME``'s job)."""
-    out, todo = _lookup(recipe, groups)
-    return out, [(group, fmt) for group, cells in todo.items() for fmt, _ in cells]
 
 
 @dataclass
@@ -117,12 +122,13 @@ class Measured:
     seconds: float
 
 
-def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], BaseReference], *,
-                  log: Callable[[str], None] = print) -> Measured:
-    """Every (group, format) cell of ``groups``: from the cache, else measured against the base reference ``ref()``
-    returns (asked for only when a cell has to be measured)."""
+def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], BaseReference], where: Slice, *,
+                  imatrix: Imatrix | None = None, log: Callable[[str], None] = print) -> Measured:
+    """Every (group, format) cell of ``groups`` on the slice ``where``: from the cache, else measured against the
+    base reference ``ref()`` returns (built on ``where``; asked for only when a cell has to be measured), each
+    candidate quantized with ``imatrix`` when given."""
     start = time.perf_counter()
-    out, todo = _lookup(recipe, groups)
+    out, todo = _lookup(recipe, groups, where, imatrix)
     total = sum(len(v) for v in todo.values())
     log(f"recipe {recipe.name}: {len(out) + total} cells, {len(out)} cached, {total} to measure")
     done = 0
@@ -131,21 +137,24 @@ def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], 
             continue
         names = tuple(t.name for t in g.tensors)
         placebo = build_placebo(recipe.model, Selection(names=names))
+        # the placebo is scored once for all the group's formats: its logits are the same in every pass, so the
+        # excess paired per chunk is that of a pass scoring both together
         with load_model(placebo.output, recipe.settings) as plac:
-            for fmt, key in todo[g.name]:
-                cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native"))
-                with load_model(cand.output, recipe.settings) as model:
-                    result = compare(ref(), model, placebo=plac)
-                excess = result.excess or {}
-                ci = excess.get("kld_mean_ci")
-                cell = CellCost(group=g.name, format=fmt, tensors=len(names), kld_mean=float(result.kld_mean),
-                                placebo_kld_mean=float((result.placebo or {})["kld_mean"]),
-                                excess_kld_mean=float(excess["kld_mean"]),
-                                excess_kld_mean_ci=(float(ci[0]), float(ci[1])) if ci else None,
-                                ln_ppl_ratio=float(result.ln_ppl_ratio), chunks=int(excess["chunks"]))
-                _store(key, cell)
-                out[(g.name, fmt)] = cell
-                done += 1
-                log(f"  [{done}/{total}] {g.name} → {fmt}: excess KLD {cell.excess_kld_mean:+.3g} "
-                    f"(floor {cell.placebo_kld_mean:.3g}, total {cell.kld_mean:.3g})")
+            floor = compare(ref(), plac)
+        for fmt, key in todo[g.name]:
+            cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native",
+                                                        imatrix=imatrix_path(imatrix)))
+            with load_model(cand.output, recipe.settings) as model:
+                result = compare(ref(), model)
+            more = excess(result.per_chunk, floor.per_chunk, same_top_p=math.nan)
+            ci = more["kld_mean_ci"]
+            cell = CellCost(group=g.name, format=fmt, tensors=len(names), kld_mean=float(result.kld_mean),
+                            placebo_kld_mean=float(floor.kld_mean), excess_kld_mean=float(more["kld_mean"]),
+                            excess_kld_mean_ci=(float(ci[0]), float(ci[1])) if ci else None,
+                            ln_ppl_ratio=float(result.ln_ppl_ratio), chunks=int(more["chunks"]))
+            _store(key, cell)
+            out[(g.name, fmt)] = cell
+            done += 1
+            log(f"  [{done}/{total}] {g.name} → {fmt}: excess KLD {cell.excess_kld_mean:+.3g} "
+                f"(floor {cell.placebo_kld_mean:.3g}, total {cell.kld_mean:.3g})")
     return Measured(out, measured=done, cached=len(out) - done, seconds=time.perf_counter() - start)

@@ -5,7 +5,7 @@ The budget is linear in the options, so the knapsack sees it exactly:
 
 - ``budget_mib``: the file. A tensor's bytes count rounded up to the alignment (every tensor starts at a multiple of
   it and the file ends at one); the header counts as fixed, at its largest over the assignments (the provenance
-  names each group's option, so its length moves by a few bytes with them);
+  is the candidate recipe, which names each changed tensor and its format, so its length moves with them);
 - ``budget_bpw``: the weight matrices' bytes, limited to ``budget_bpw / 8`` bytes per value.
 
 Costs come per cell, ``"<group>|<format>"`` (e.g. ``"blk.5.attn_q|q4_0"``: the excess mean KLD of that group in
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +24,16 @@ from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
 from fakequant.gguf.layout import ModelInfo, align
 from fakequant.gguf.write import build_header
-from fakequant.recipe.build import provenance
+from fakequant.recipe.build import SHA_PLACEHOLDER, imatrix_path, mix_provenance, mix_recipe
 from fakequant.recipe.groups import KEEP, Group, cells, plan_groups
+from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.size import bits_per_weight, is_matrix, matrix_bytes, predict_file_size
 from fakequant.recipe.solve import Infeasible, Option, solve
 from fakequant.store.textfile import parse_user_file
 from fakequant.suite.criteria.types import MixRecipe
 
 MIB = 1 << 20
-SHA_PLACEHOLDER = "0" * 64  # a sha256 in hex: the header's length does not depend on the source's actual hash
+__all__ = ["MIB", "SHA_PLACEHOLDER", "Choice", "Plan", "cell_key", "choose", "load_costs", "plan_recipe"]
 
 
 def cell_key(group: str, fmt: str) -> str:
@@ -44,6 +45,7 @@ class Plan:
     recipe: MixRecipe
     info: ModelInfo
     groups: tuple[Group, ...]
+    imatrix: Imatrix | None = None  # the importance matrix the tensors are quantized with (recipe/build.py)
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -85,19 +87,31 @@ class Plan:
         inside = {t.name for g in self.groups for t in g.tensors}
         if self.recipe.budget_bpw is not None:
             return sum(t.nbytes for t in self.info.tensors if is_matrix(t) and t.name not in inside)
-        widest = {g.name: max(g.options, key=len) for g in self.groups}
-        header = build_header(self.info, provenance(self.recipe.name, widest, SHA_PLACEHOLDER), {},
-                              [t.offset for t in self.info.tensors])
+        header = build_header(self.info, self.provenance(self.widest), {}, [t.offset for t in self.info.tensors])
         return len(header) + sum(align(t.nbytes, self.info.alignment) for t in self.info.tensors
                                  if t.name not in inside)
 
 
-def plan_recipe(recipe: MixRecipe, info: ModelInfo | None = None) -> Plan:
-    """``recipe``'s groups on its model (read from ``recipe.model`` unless given)."""
+    @property
+    def widest(self) -> dict[str, str]:
+        """The formats of the longest provenance: every group changed, each to its format of the longest name (a
+        kept group's tensors are not named in it at all)."""
+        widest = {name: max(g.formats, key=len) for g in self.groups if g.formats
+                  for name in g.types(max(g.formats, key=len))}
+        return {t.name: widest[t.name] for t in self.info.tensors if t.name in widest}
+
+    def provenance(self, formats: dict[str, str]) -> dict[str, str]:
+        """The provenance keys of the model in which the tensors ``formats`` names have those formats."""
+        return mix_provenance(mix_recipe(formats, self.imatrix), SHA_PLACEHOLDER) if formats else {}
+
+
+def plan_recipe(recipe: MixRecipe, info: ModelInfo | None = None, imatrix: Imatrix | None = None) -> Plan:
+    """``recipe``'s groups on its model (read from ``recipe.model`` unless given); ``imatrix``: the importance matrix
+    the recipe's model is built with."""
     info = info if info is not None else read_layout(recipe.model)
     groups = plan_groups(info, recipe.selection, recipe.formats, recipe.group,
-                         source=f"{recipe.source} (model {info.path.name})")
-    return Plan(recipe, info, tuple(groups))
+                         source=f"{recipe.source} (model {info.path.name})", imatrix=imatrix_path(imatrix))
+    return Plan(recipe, info, tuple(groups), imatrix)
 
 
 @dataclass(frozen=True)
@@ -106,13 +120,14 @@ class Choice:
     formats: dict[str, str]  # changed tensor -> format, in file order
     types: dict[str, str]  # changed tensor -> ggml type, in file order
     cost: float  # sum of the chosen cells' costs: the predicted total
-    file_bytes: int  # the size of the file build_mixed writes for it
+    file_bytes: int  # the size of the file the candidate builder writes for it
     bpw: float  # bits per weight over the weight matrices
 
 
-def choose(plan: Plan, costs: Mapping[str, float]) -> Choice:
-    """The assignment of least total cost within the budget; RecipeError naming the budget and the smallest
-    achievable size when none fits, or the first cell without a cost."""
+def choose(plan: Plan, costs: Mapping[str, float], exclude: Sequence[Mapping[str, str]] = ()) -> Choice:
+    """The assignment of least total cost within the budget, other than those in ``exclude`` (assignments tried
+    already); RecipeError naming the budget and the smallest achievable size when none fits, or saying that every
+    assignment within it was tried, or naming the first cell without a cost."""
     where = plan.recipe.source
     options: dict[str, list[Option]] = {}
     for g in plan.groups:
@@ -124,8 +139,11 @@ def choose(plan: Plan, costs: Mapping[str, float]) -> Choice:
             options[g.name].append(Option(fmt, plan.size(g, fmt), float(costs[key])))
     fixed = plan.fixed
     try:
-        solution = solve(options, plan.limit - fixed)
+        solution = solve(options, plan.limit - fixed, exclude)
     except Infeasible as err:
+        if err.exhausted:
+            raise RecipeError(f"{where}: every assignment within {plan.budget} was tried already "
+                              f"({err.exhausted})") from None
         least = fixed + err.smallest
         what = "file size" if plan.recipe.budget_mib is not None else "average over the weight matrices"
         raise RecipeError(f"{where}: {plan.budget} is below the smallest {what} this recipe can reach, "
@@ -139,8 +157,9 @@ def choose(plan: Plan, costs: Mapping[str, float]) -> Choice:
     order = [t.name for t in plan.info.tensors if t.name in types]
     return Choice(assignment=solution.choice, formats={n: formats[n] for n in order},
                   types={n: types[n] for n in order}, cost=solution.cost,
-                  file_bytes=predict_file_size(plan.info, types,
-                                               provenance(plan.recipe.name, solution.choice, SHA_PLACEHOLDER)),
+                  # every group kept: the recipe's model is the original file itself
+                  file_bytes=predict_file_size(plan.info, types, plan.provenance({n: formats[n] for n in order}))
+                  if types else plan.info.file_size,
                   bpw=bits_per_weight(plan.info, types))
 
 

@@ -1,17 +1,21 @@
-"""``fakequant recipe NAME``: from measured cells to a real mixed model, checked against its prediction and set beside
-llama.cpp's stock mixes.
+"""``fakequant recipe NAME``: from measured cells to a real mixed model that passes its own suite, set beside
+llama.cpp's stock mixes made with and without an importance matrix.
 
-1. every (group, format) cell's excess mean KLD over its placebo (:mod:`fakequant.recipe.measure`, cached);
-2. the assignment of least predicted loss within the recipe's budget, and within each stock mix's file size
-   (:func:`fakequant.recipe.plan.choose`, an exact integer program);
-3. each assignment built as a real GGUF in native ggml types (:func:`fakequant.recipe.build.build_mixed`);
-4. the stock mixes written by ``llama-quantize`` (:mod:`fakequant.recipe.stock`);
-5. every model scored against the original in one process, on the same tokens (one base reference), with 95%
-   intervals over chunks;
-6. the additivity check: each recipe model's measured KLD against its prediction;
-7. the decision: the model chosen within the recipe's own budget goes through the suite like any experiment
-   (``pytest --recipe NAME -k recipe_NAME``: must-pass, perplexity, conversations, speed;
-   :mod:`fakequant.recipe.decision`).
+1. the three slices of text (:mod:`fakequant.recipe.slices`): calibration, selection, evaluation;
+2. the importance matrix of the model on the calibration slice (``imatrix = true``, :mod:`fakequant.recipe.imatrix`),
+   used by every cell, every recipe model and one variant of each stock mix;
+3. every (group, format) cell's excess mean KLD over its placebo on the selection slice (:mod:`.measure`, cached);
+4. the assignment of least predicted loss within the recipe's budget, and within each stock mix's file size
+   (:func:`fakequant.recipe.plan.choose`, an exact integer program), each built once by the candidate builder
+   (:mod:`fakequant.recipe.build`);
+5. the stock mixes written by ``llama-quantize``, plain and with the same importance matrix (:mod:`.stock`);
+6. every model scored against the original in one process on the evaluation slice (one base reference, the same
+   tokens for all), with 95% intervals over chunks; the recipe's models, and the plain stock mixes as the control,
+   also on the selection slice: the selection bias (:mod:`.bias`) and the additivity check (each recipe model's
+   measured KLD on the selection chunks against its prediction from the cells measured there);
+7. the decision: the assignment chosen within the recipe's own budget goes through the suite like any experiment
+   (``pytest --recipe NAME -k recipe_NAME``: must-pass, perplexity, conversations, speed; :mod:`.decision`); after a
+   STOP or INCONCLUSIVE that assignment is excluded (a no-good cut) and the next best goes, up to ``max_tries``.
 
 The prediction is the largest placebo floor among the changed groups plus the sum of the chosen cells' excess: the
 floor is what any change at that position costs (activation re-quantization flips, shared, not additive), the excess
@@ -22,6 +26,7 @@ were measured on the same chunks, so their errors are correlated.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,25 +34,29 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import FakequantError, RecipeError
-from fakequant.quant.candidate import ENGINE_VERSION, Recipe
-from fakequant.recipe.build import build_mixed
+from fakequant.recipe.bias import selection_bias
+from fakequant.recipe.build import build_mix, mix_recipe
 from fakequant.recipe.command import quantize_command
 from fakequant.recipe.decision import Runner, suite_decision
-from fakequant.recipe.experiment import mix_recipe
+from fakequant.recipe.experiment import experiment_name, record_pick
 from fakequant.recipe.groups import KEEP
+from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.measure import CellCost, measure_cells
 from fakequant.recipe.plan import MIB, Choice, Plan, cell_key, choose, plan_recipe
 from fakequant.recipe.size import bits_per_weight
-from fakequant.recipe.stock import STOCK_MIXES, StockMix, stock_mix
+from fakequant.recipe.slices import Slices, recipe_slices, reference
+from fakequant.recipe.stock import IMATRIX_MIXES, STOCK_MIXES, stock_mix
 from fakequant.runtime.chunkstats import chunk_interval
-from fakequant.runtime.llama import load_model
+from fakequant.runtime.llama import Model, load_model
 from fakequant.runtime.paired import BaseReference, compare
-from fakequant.store.cache import atomic_output, cache_dir, file_sha256, locked, stable_hash
-from fakequant.store.tools import llama_cpp_version
+from fakequant.store.cache import atomic_output
 from fakequant.suite import rules
 from fakequant.suite.criteria.types import MixRecipe
+from fakequant.suite.vocab import Decision
 
 TYPES_FILE = "tensor_types.txt"
+IMATRIX_FILE = "imatrix.gguf"  # the importance matrix, beside the report: the emitted command reads it
+PASSING = (str(Decision.GO), str(Decision.CAUTION))
 
 
 def predict(choice: Choice, cells: dict[tuple[str, str], CellCost]) -> dict[str, Any]:
@@ -74,18 +83,6 @@ def additivity(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str,
     return {"agrees": overlap, "ratio": ratio, "miss": 0.0 if overlap else m - predicted["kld_mean"]}
 
 
-def _mixed(plan: Plan, choice: Choice) -> tuple[Path, int]:
-    """The mixed model of ``choice`` (cached: keyed by source, assignment, engine and llama.cpp version)."""
-    model = plan.info.path
-    key = stable_hash({"source": file_sha256(model), "types": choice.types, "recipe": plan.recipe.name,
-                       "assignment": choice.assignment, "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_version()})
-    out = cache_dir("mixes") / f"{plan.recipe.name}-{key}.gguf"
-    with locked(out):
-        if not out.exists():
-            build_mixed(model, choice.formats, out, recipe=plan.recipe.name, assignment=choice.assignment)
-    return out, out.stat().st_size
-
-
 def _score(ref: BaseReference, path: Path, recipe: MixRecipe) -> dict[str, Any]:
     with load_model(path, recipe.settings) as model:
         result = compare(ref, model)
@@ -94,108 +91,235 @@ def _score(ref: BaseReference, path: Path, recipe: MixRecipe) -> dict[str, Any]:
     ln = rules.ln_ppl_interval(comparison)
     return {"kld_mean": float(result.kld_mean), "kld_mean_ci": kld.ci(), "ln_ppl_ratio": float(result.ln_ppl_ratio),
             "ln_ppl_ratio_ci": None if ln.low is None else [ln.low, ln.high],
-            "same_top_p": float(result.same_top_p), "nonfinite": result.nonfinite, "comparison": comparison}
+            "same_top_p": float(result.same_top_p), "per_chunk_kld": list(result.per_chunk["kld_mean"])}
+
+
+class _Scorer:
+    """Scores models on the evaluation slice and, where the selection bias is asked for, the selection slice; a
+    model several budgets choose is built and scored once."""
+
+    def __init__(self, recipe: MixRecipe, base: Model, slices: Slices, selection: Callable[[], BaseReference],
+                 log: Callable[[str], None]):
+        self.recipe, self.slices, self.selection, self.log = recipe, slices, selection, log
+        self.evaluation = reference(base, slices.evaluation, slices, log=log)
+        self.seen: dict[tuple[Path, bool], tuple[str, dict[str, Any]]] = {}
+
+    def __call__(self, name: str, path: Path, *, bias: bool) -> tuple[dict[str, Any], str | None]:
+        """The scores of the model at ``path`` and the name it was first scored under (None: this call's)."""
+        if (path, bias) in self.seen:
+            first, scores = self.seen[(path, bias)]
+            return scores, first
+        self.log(f"scoring {name}")
+        scores = _score(self.evaluation, path, self.recipe)
+        if bias:
+            on_selection = _score(self.selection(), path, self.recipe)
+            scores["selection"] = {k: on_selection[k] for k in ("kld_mean", "kld_mean_ci", "ln_ppl_ratio")}
+            scores["bias"] = selection_bias(on_selection["per_chunk_kld"], scores["per_chunk_kld"])
+        self.seen[(path, bias)] = (name, scores)
+        return scores, None
 
 
 def run_recipe(recipe: MixRecipe, out_dir: Path, *, stock: Sequence[str] = STOCK_MIXES,
                log: Callable[[str], None] = print, run_suite: bool = True, criteria_path: Path | None = None,
                report_dir: Path | None = None, runner: Runner | None = None) -> dict[str, Any]:
-    """Measure, solve, build, score and report ``recipe``; with ``run_suite``, the chosen mixed model then goes
-    through the suite (``criteria_path``: the file ``recipe`` was read from; ``report_dir``: where the suite writes
-    experiments' reports) and its decision goes into the results. Returns the results :mod:`fakequant.report.recipe`
-    writes (also into ``out_dir``)."""
+    """Slice, calibrate, measure, solve, build, score and report ``recipe``; with ``run_suite``, the chosen mixed
+    model then goes through the suite (``criteria_path``: the file ``recipe`` was read from; ``report_dir``: where
+    the suite writes experiments' reports), the next best after each STOP or INCONCLUSIVE, and the decisions go into
+    the results. Returns the results :mod:`fakequant.report.recipe` writes (also into ``out_dir``)."""
     from fakequant.report.recipe import write_recipe_report
 
     if run_suite and (criteria_path is None or report_dir is None):
         raise ValueError("run_recipe: running the suite needs criteria_path and report_dir")
     start = time.perf_counter()
-    plan = plan_recipe(recipe)
+    slices = recipe_slices(recipe)
+    imatrix, imatrix_s = None, 0.0
+    if recipe.imatrix:
+        from fakequant.recipe.imatrix import compute_imatrix
+
+        assert slices.calibration is not None
+        imatrix = compute_imatrix(recipe.model, recipe.corpus, chunks=slices.calibration.chunks,
+                                  settings=recipe.settings, log=log)
+        imatrix_s = time.perf_counter() - start
+    plan = plan_recipe(recipe, imatrix=imatrix)
     with load_model(recipe.model, recipe.settings) as base:
         refs: list[BaseReference] = []
 
-        def ref() -> BaseReference:
+        def selection_ref() -> BaseReference:
             if not refs:
-                refs.append(BaseReference.build(base, recipe.corpus, chunks=recipe.chunks))
+                refs.append(reference(base, slices.selection, slices, log=log))
             return refs[0]
 
-        measured = measure_cells(recipe, plan.groups, ref, log=log)
+        measured = measure_cells(recipe, plan.groups, selection_ref, slices.selection, imatrix=imatrix, log=log)
         costs = {cell_key(g, f): c.cost for (g, f), c in measured.cells.items()}
         scoring = time.perf_counter()
-        models: list[dict[str, Any]] = []
-        mixes: list[StockMix] = []
-        for mix in stock:
-            try:
-                mixes.append(stock_mix(recipe.model, mix, threads=recipe.settings.threads))
-            except FakequantError as err:
-                models.append({"name": mix, "kind": "stock", "note": str(err)})
-        targets: list[tuple[str, str | None, Plan]] = [(f"recipe ({plan.budget})", None, plan)]
-        for m in mixes:
-            size = m.path.stat().st_size
-            targets.append((f"recipe @ {m.name} size", m.name,
-                            Plan(replace(recipe, budget_mib=size / MIB, budget_bpw=None), plan.info, plan.groups)))
-        chosen_types: dict[str, str] = {}
-        scores: dict[Path, tuple[str, dict[str, Any]]] = {}  # budgets that choose the same model score it once
-        expected: Recipe | None = None  # the mix the suite should test: the choice within the recipe's own budget
-        for m in mixes:
-            log(f"scoring {m.name} (llama-quantize)")
-            models.append({"name": m.name, "kind": "stock", "file_bytes": m.path.stat().st_size,
-                           "bpw": _bpw(m.path), "command": m.command, **_public(_score(ref(), m.path, recipe))})
-        for name, vs, target in targets:
+        score = _Scorer(recipe, base, slices, selection_ref, log)
+        models, sizes = _stock_models(recipe, stock, imatrix, score, log)
+
+        def recipe_row(name: str, vs: str | None, target: Plan, choice: Choice) -> dict[str, Any]:
             row: dict[str, Any] = {"name": name, "kind": "recipe", "vs": vs, "budget_bytes": target.limit}
-            try:
-                choice = choose(target, costs)
-            except RecipeError as err:
-                models.append({**row, "note": f"infeasible: {err}"})
-                continue
-            path, size = _mixed(target, choice)
-            if path in scores:
-                row["note"] = f"the same model as {scores[path][0]}"
-            else:
-                log(f"scoring {name}: {size / MIB:.2f} MiB")
-                scores[path] = (name, _score(ref(), path, recipe))
-            scored = scores[path][1]
+            if not choice.formats:  # every group kept: the model is the original
+                return {**row, "file_bytes": choice.file_bytes, "bpw": choice.bpw, "assignment": choice.assignment,
+                        "note": "every group keeps its type: the original model", "kld_mean": 0.0,
+                        "kld_mean_ci": [0.0, 0.0], "ln_ppl_ratio": 0.0, "same_top_p": 1.0}
+            built = build_mix(recipe.model, choice.formats, imatrix=imatrix)
+            if built.output_bytes != choice.file_bytes:  # the plan's accounting and the builder disagree
+                raise RecipeError(f"{built.output}: {built.output_bytes} bytes, the plan predicted "
+                                  f"{choice.file_bytes}")
+            scored, first = score(name, built.output, bias=True)
             predicted = predict(choice, measured.cells)
-            row |= {"file_bytes": size, "bpw": choice.bpw, "assignment": choice.assignment, "predicted": predicted,
-                    "additivity": additivity(predicted, scored), "path": str(path),
-                    "command": _command_text(target, choice), **_public(scored)}
-            if vs is None:
-                chosen_types = choice.types
-                expected = mix_recipe(choice) if choice.formats else None
-            models.append(row)
-    scoring_s = time.perf_counter() - scoring
-    decision: dict[str, Any] = {"decision": None, "reasons": ["the suite was not run (run_suite=False)"]}
-    if run_suite:
-        assert criteria_path is not None and report_dir is not None
-        suite_start = time.perf_counter()
-        decision = suite_decision(recipe.name, criteria_path=criteria_path, report_dir=report_dir, out_dir=out_dir,
-                                  expected=expected, runner=runner, log=log)
-        decision["wall_s"] = round(time.perf_counter() - suite_start, 1)
-    command = quantize_command(plan.info, chosen_types)
+            return {**row, **({"note": f"the same model as {first}"} if first else {}),
+                    "file_bytes": built.output_bytes, "bpw": choice.bpw, "assignment": choice.assignment,
+                    "predicted": predicted, "additivity": additivity(predicted, scored["selection"]),
+                    "path": str(built.output), "command": _command_text(target, choice), **scored}
+
+        own = f"recipe ({plan.budget})"
+        tries, chosen = _tries(recipe, plan, costs, recipe_row, own, imatrix, run_suite=run_suite,
+                               criteria_path=criteria_path, report_dir=report_dir, out_dir=out_dir, runner=runner,
+                               log=log)
+        models += [t.pop("model") for t in tries if "model" in t]
+        for mix, size in sizes.items():
+            target = Plan(replace(recipe, budget_mib=size / MIB, budget_bpw=None), plan.info, plan.groups, imatrix)
+            name = f"recipe @ {mix} size"
+            try:
+                models.append(recipe_row(name, mix, target, choose(target, costs)))
+            except RecipeError as err:
+                models.append({"name": name, "kind": "recipe", "vs": mix, "budget_bytes": target.limit,
+                               "note": f"infeasible: {err}"})
+    scoring_s = time.perf_counter() - scoring - sum(t.get("wall_s", 0.0) for t in tries)
+    _paired_with_stock(models)
+    chosen_row = next((m for m in models if m["name"] == chosen), None)
+    chosen_types = {} if chosen_row is None else _types(plan, chosen_row.get("assignment", {}))
+    command = quantize_command(plan.info, chosen_types, imatrix=None if imatrix is None else Path(IMATRIX_FILE))
+    passed = next((t["attempt"] for t in tries if t.get("decision") in PASSING), None)
     results = {
         "recipe": recipe.name, "description": recipe.description, "model": str(recipe.model),
-        "model_bytes": plan.info.path.stat().st_size, "corpus": str(recipe.corpus), "chunks": recipe.chunks,
-        "n_ctx": recipe.settings.n_ctx, "budget": plan.budget,
+        "model_bytes": plan.info.path.stat().st_size, "corpus": str(recipe.corpus),
+        "n_ctx": recipe.settings.n_ctx, "budget": plan.budget, "slices": slices.to_json(),
+        "imatrix": None if imatrix is None else _imatrix_json(imatrix),
         "cells": [c.to_json() | {"bytes": _group(plan, g).nbytes(f)} for (g, f), c in measured.cells.items()],
-        "models": models, "chosen": targets[0][0],
+        "models": models, "chosen": chosen, "passed": passed, "max_tries": recipe.max_tries, "tries": tries,
         "command": _command_text(plan, None, command), "tensor_types": command.tensor_types(),
-        "decision": decision,
-        "timing": {"cells_measured": measured.measured, "cells_cached": measured.cached,
-                   "cells_wall_s": round(measured.seconds, 1),
+        # the try that passed, else the first one decided (the model the tables lead with)
+        "decision": next((t for t in tries if t.get("attempt") == passed), None)
+        or next((t for t in tries if t.get("decision")), tries[0] if tries else {"decision": None, "reasons": []}),
+        "suite_chunks": recipe.chunks,
+        "timing": {"imatrix_wall_s": round(imatrix_s, 1), "cells_measured": measured.measured,
+                   "cells_cached": measured.cached, "cells_wall_s": round(measured.seconds, 1),
                    "scoring_wall_s": round(scoring_s, 1),
+                   "suite_wall_s": round(sum(t.get("wall_s", 0.0) for t in tries), 1),
                    "wall_s": round(time.perf_counter() - start, 1)},
     }
     write_recipe_report(results, out_dir)
     with atomic_output(out_dir / TYPES_FILE, "w") as fh:
         fh.write(command.tensor_types())
+    if imatrix is not None:
+        with atomic_output(out_dir / IMATRIX_FILE, "wb") as fh:
+            fh.write(imatrix.path.read_bytes())
     return results
+
+
+def _stock_models(recipe: MixRecipe, stock: Sequence[str], imatrix: Imatrix | None, score: _Scorer,
+                  log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each stock mix, plain and (with an importance matrix) with it, scored on the evaluation slice (the plain
+    ones also on the selection slice: the control of the selection bias); with the default list and an importance
+    matrix, also the i-quant mixes that are published only with one. Returns the rows and, per mix, the smaller
+    file size of its variants: the budget of the recipe set beside it."""
+    models: list[dict[str, Any]] = []
+    sizes: dict[str, int] = {}
+    with_imatrix = [] if imatrix is None else [
+        *stock, *(m for m in IMATRIX_MIXES if m not in STOCK_MIXES and tuple(stock) == STOCK_MIXES)]
+    order = [*dict.fromkeys([*stock, *with_imatrix])]
+    variants = [(mix, None) for mix in stock] + [(mix, imatrix) for mix in with_imatrix]
+    for mix, im in sorted(variants, key=lambda v: (order.index(v[0]), v[1] is not None)):
+        variant = "plain" if im is None else "imatrix"
+        row: dict[str, Any] = {"name": mix if im is None else f"{mix}+imatrix", "kind": "stock", "mix": mix,
+                               "variant": variant}
+        try:
+            m = stock_mix(recipe.model, mix, threads=recipe.settings.threads,
+                          imatrix=None if im is None else im.path)
+        except FakequantError as err:
+            models.append({**row, "note": str(err)})
+            continue
+        size = m.path.stat().st_size
+        sizes[mix] = min(size, sizes.get(mix, size))
+        scored, _ = score(m.label, m.path, bias=im is None)
+        models.append({**row, "name": m.label, "file_bytes": size, "bpw": _bpw(m.path), "command": m.command,
+                       **scored})
+    log(f"stock mixes: {sum('note' not in m for m in models)} built and scored")
+    return models, sizes
+
+
+def _tries(recipe: MixRecipe, plan: Plan, costs: dict[str, float], recipe_row: Callable[..., dict[str, Any]],
+           own: str, imatrix: Any, *, run_suite: bool, criteria_path: Path | None, report_dir: Path | None,
+           out_dir: Path, runner: Runner | None, log: Callable[[str], None]) -> tuple[list[dict[str, Any]], str]:
+    """The assignments within the recipe's own budget, best first, each through the suite until one passes (GO or
+    CAUTION) or ``max_tries`` are spent; returns the tries (each with its model row under ``"model"``) and the name
+    of the model the report leads with: the one that passed, else the first."""
+    tries: list[dict[str, Any]] = []
+    tried: list[dict[str, str]] = []
+    names: list[str] = []
+    for attempt in range(1, recipe.max_tries + 1):
+        name = own if attempt == 1 else f"{own}, try {attempt}"
+        try:
+            choice = choose(plan, costs, exclude=tried)
+        except RecipeError as err:
+            tries.append({"attempt": attempt, "name": None, "decision": None, "reasons": [str(err)]})
+            break
+        row = recipe_row(name, None, plan, choice)
+        names.append(name)
+        entry: dict[str, Any] = {"attempt": attempt, "name": name, "assignment": choice.assignment, "model": row}
+        tries.append(entry)
+        if not choice.formats or not run_suite:
+            entry |= {"decision": None, "reasons": ["every group keeps its type: nothing to test" if not
+                                                    choice.formats else "the suite was not run (run_suite=False)"]}
+            break
+        assert criteria_path is not None and report_dir is not None
+        candidate = mix_recipe(choice.formats, imatrix)
+        record_pick(recipe, choice, candidate, attempt)
+        log(f"try {attempt} of {recipe.max_tries}: {name} through the suite")
+        suite_start = time.perf_counter()
+        decision = suite_decision(recipe.name, criteria_path=criteria_path, report_dir=report_dir,
+                                  out_dir=out_dir, expected=candidate, runner=runner, log=log)
+        entry |= decision | {"wall_s": round(time.perf_counter() - suite_start, 1)}
+        kept = Path(report_dir) / experiment_name(recipe.name)
+        if kept.is_dir():  # the next try overwrites the suite's report: each try keeps its own copy
+            shutil.copytree(kept, out_dir / f"try-{attempt}", dirs_exist_ok=True)
+            if (out_dir / f"try-{attempt}" / "summary.md").is_file():
+                entry["report"] = str(out_dir / f"try-{attempt}" / "summary.md")
+        log(f"try {attempt}: {decision['decision']}")
+        if decision["decision"] in PASSING:
+            return tries, name
+        tried.append(choice.assignment)
+    return tries, names[0] if names else own
+
+
+def _imatrix_json(imatrix: Imatrix) -> dict[str, Any]:
+    return {"path": str(imatrix.path), "sha256": imatrix.sha256, "chunks": imatrix.chunks,
+            "tokens": list(imatrix.tokens), "command": imatrix.command}
+
+
+def _paired_with_stock(models: list[dict[str, Any]]) -> None:
+    """Each recipe row at a stock mix's size gets ``vs_stock``: per variant of that mix, the recipe's mean KLD minus
+    the mix's, paired per chunk (the same evaluation chunks), with its 95% interval."""
+    for row in models:
+        if row.get("kind") != "recipe" or not row.get("vs") or "per_chunk_kld" not in row:
+            continue
+        row["vs_stock"] = []
+        for other in models:
+            if other.get("kind") == "stock" and other.get("mix") == row["vs"] and "per_chunk_kld" in other:
+                diff = chunk_interval([a - b for a, b in zip(row["per_chunk_kld"], other["per_chunk_kld"],
+                                                              strict=True)])
+                row["vs_stock"].append({"name": other["name"], "kld_mean": other["kld_mean"],
+                                        "difference": diff.mean, "difference_ci": diff.ci()})
+
+
+def _types(plan: Plan, assignment: dict[str, str]) -> dict[str, str]:
+    types = {n: t for g in plan.groups for n, t in g.types(assignment.get(g.name, KEEP)).items()}
+    return {t.name: types[t.name] for t in plan.info.tensors if t.name in types}
 
 
 def _group(plan: Plan, name: str) -> Any:
     return next(g for g in plan.groups if g.name == name)
-
-
-def _public(scored: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in scored.items() if k not in ("comparison", "nonfinite")}
 
 
 def _bpw(path: Path) -> float:
@@ -205,6 +329,7 @@ def _bpw(path: Path) -> float:
 
 
 def _command_text(plan: Plan, choice: Choice | None, command: Any = None) -> str:
-    command = command or quantize_command(plan.info, choice.types if choice else {})
+    command = command or quantize_command(plan.info, choice.types if choice else {},
+                                          imatrix=None if plan.imatrix is None else Path(IMATRIX_FILE))
     argv = command.argv(Path(plan.info.path.name), Path(f"{plan.recipe.name}.gguf"), Path(TYPES_FILE))
     return " ".join(argv)

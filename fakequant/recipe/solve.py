@@ -7,6 +7,10 @@ measured as better than keeping the tensor, within noise). Sizes are integers (b
 chosen options: the solver works in floating point, and a combination that its tolerances let past the limit is
 ruled out (that combination only) and the program solved again. The optimum is exact up to the solver's absolute
 gap, 1e-6 of the largest |cost|.
+
+A combination is ruled out by a no-good cut: the sum of its options' variables at most (number of groups - 1), so
+any other combination, which differs in at least one group, still satisfies it. The same cut excludes the
+assignments a caller has already tried (``exclude``), so the next solve gives the next best.
 """
 
 from __future__ import annotations
@@ -38,20 +42,25 @@ class Solution:
 
 
 class Infeasible(RecipeError):
-    """Even the smallest option of every group exceeds the limit."""
+    """Even the smallest option of every group exceeds the limit, or (``exhausted``: the number of excluded
+    assignments) every assignment that fits was excluded."""
 
-    def __init__(self, limit: int, smallest: int) -> None:
-        super().__init__(f"limit {limit} is below the smallest total size {smallest}")
+    def __init__(self, limit: int, smallest: int, exhausted: int = 0) -> None:
+        super().__init__(f"every assignment within limit {limit} is among the {exhausted} excluded" if exhausted
+                         else f"limit {limit} is below the smallest total size {smallest}")
         self.limit = limit
         self.smallest = smallest
+        self.exhausted = exhausted
 
 
 def smallest_size(groups: Mapping[str, Sequence[Option]]) -> int:
     return sum(min(o.size for o in options) for options in groups.values())
 
 
-def solve(groups: Mapping[str, Sequence[Option]], limit: int) -> Solution:
-    """The options (one per group) of least total cost whose sizes add up to at most ``limit``."""
+def solve(groups: Mapping[str, Sequence[Option]], limit: int,
+          exclude: Sequence[Mapping[str, str]] = ()) -> Solution:
+    """The options (one per group) of least total cost whose sizes add up to at most ``limit``, other than the
+    assignments (group -> label) in ``exclude``; Infeasible when nothing else fits."""
     for name, options in groups.items():
         if not options:
             raise RecipeError(f"group {name!r} has no option")
@@ -77,10 +86,24 @@ def solve(groups: Mapping[str, Sequence[Option]], limit: int) -> Solution:
     for i in range(len(groups)):
         one_each[i, starts[i]:starts[i + 1]] = 1.0
     constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(sizes[None, :], -np.inf, limit)]
+    index = {(name, o.label): int(starts[i]) + k for i, (name, options) in enumerate(groups.items())
+             for k, o in enumerate(options)}
+
+    def no_good(picks: Sequence[int]) -> LinearConstraint:
+        cut = np.zeros(len(flat))
+        cut[list(picks)] = 1.0
+        return LinearConstraint(cut[None, :], -np.inf, len(groups) - 1)
+
+    for tried in exclude:
+        if set(tried) != set(groups) or any((name, label) not in index for name, label in tried.items()):
+            raise RecipeError(f"an excluded assignment {dict(tried)} is not one option for each group")
+        constraints.append(no_good([index[(name, label)] for name, label in tried.items()]))
     for _ in range(_RETRIES):
         result = milp(costs / scale, integrality=np.ones(len(flat)), bounds=Bounds(0, 1), constraints=constraints,
                       options={"mip_rel_gap": 0.0})
         if result.x is None:
+            if exclude and result.status == 2:  # infeasible: every fitting assignment was excluded
+                raise Infeasible(limit, smallest, exhausted=len(exclude))
             raise RecipeError(f"the integer program found no solution within {limit} ({result.message})")
         picks = [int(starts[i] + np.argmax(result.x[starts[i]:starts[i + 1]])) for i in range(len(groups))]
         size = sum(flat[j].size for j in picks)
@@ -88,7 +111,5 @@ def solve(groups: Mapping[str, Sequence[Option]], limit: int) -> Solution:
             return Solution({name: flat[j].label for name, j in zip(groups, picks, strict=True)}, size,
                             sum(flat[j].cost for j in picks))
         # the solver's tolerances let this combination past the limit: rule out exactly it and solve again
-        cut = np.zeros(len(flat))
-        cut[picks] = 1.0
-        constraints.append(LinearConstraint(cut[None, :], -np.inf, len(groups) - 1))
+        constraints.append(no_good(picks))
     raise RecipeError(f"the integer program kept exceeding the limit {limit} after {_RETRIES} tries")

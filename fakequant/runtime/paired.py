@@ -85,9 +85,9 @@ class BaseReference:
         self._chunks = chunks
 
     @classmethod
-    def build(cls, base: Model, corpus: Path, *, chunks: int | None = None, max_bytes: int = 2 << 30,
-              progress: bool = False, drift: bool = False) -> BaseReference:
-        ct = corpus_tokens(base, corpus, chunks=chunks)
+    def build(cls, base: Model, corpus: Path, *, chunks: int | None = None, first_chunk: int = 0,
+              max_bytes: int = 2 << 30, progress: bool = False, drift: bool = False) -> BaseReference:
+        ct = corpus_tokens(base, corpus, chunks=chunks, first_chunk=first_chunk)
         per_chunk = (ct.n_ctx - 1 - ct.n_ctx // 2) * base.n_vocab * 4 + (states_bytes(base, ct) if drift else 0)
         if per_chunk * ct.n_chunk > max_bytes:
             return cls(base, ct, None)

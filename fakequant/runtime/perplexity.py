@@ -41,6 +41,7 @@ class CorpusTokens:
     n_chunk: int
     corpus_tokens: int | None
     corpus: Path
+    first_chunk: int = 0  # the corpus's chunk that ``tokens`` starts at
 
 
 def read_corpus(corpus: Path) -> str:
@@ -58,8 +59,9 @@ def read_corpus(corpus: Path) -> str:
     return text[:-1] if text.endswith("\n") else text  # llama.cpp's -f drops one trailing newline
 
 
-def corpus_tokens(model: Model, corpus: Path, *, chunks: int | None = None) -> CorpusTokens:
-    """Tokenize ``corpus`` like llama-perplexity and pick the chunks to evaluate.
+def corpus_tokens(model: Model, corpus: Path, *, chunks: int | None = None, first_chunk: int = 0) -> CorpusTokens:
+    """Tokenize ``corpus`` like llama-perplexity and pick the chunks to evaluate: ``chunks`` of them (all by
+    default) from chunk ``first_chunk`` on (0: llama-perplexity's own).
 
     With ``chunks`` given, only a prefix of the text long enough for them is tokenized (a 6 MB corpus takes seconds
     to tokenize whole); a safety margin of tokens before the cut is discarded, so the tokens equal those of the
@@ -74,7 +76,7 @@ def corpus_tokens(model: Model, corpus: Path, *, chunks: int | None = None) -> C
         tokens = model.tokenize(text)
         total = len(tokens)
     else:
-        need = max(chunks, 2) * n_ctx + margin
+        need = max(first_chunk + chunks, 2) * n_ctx + margin
         length = need * 8
         while True:
             tokens = model.tokenize(text[:length])
@@ -88,10 +90,14 @@ def corpus_tokens(model: Model, corpus: Path, *, chunks: int | None = None) -> C
     if available < 2 * n_ctx:
         raise CorpusError(f"{corpus}: tokenizes to {available} tokens; perplexity with a context of {n_ctx} needs "
                           f"at least {2 * n_ctx} (2 x ctx)")
-    n_chunk_max = (total // n_ctx) if total is not None else chunks
+    n_chunk_max = (total // n_ctx - first_chunk) if total is not None else chunks
     n_chunk = n_chunk_max if chunks is None else min(chunks, n_chunk_max)
-    arr = np.asarray(tokens[:n_chunk * n_ctx], dtype=np.int32)
-    return CorpusTokens(tokens=arr, n_ctx=n_ctx, n_chunk=n_chunk, corpus_tokens=total, corpus=Path(corpus))
+    if n_chunk < 1:
+        raise CorpusError(f"{corpus}: tokenizes to {available} tokens; chunk {first_chunk + 1} of {n_ctx} tokens "
+                          f"needs at least {(first_chunk + 1) * n_ctx}")
+    arr = np.asarray(tokens[first_chunk * n_ctx:(first_chunk + n_chunk) * n_ctx], dtype=np.int32)
+    return CorpusTokens(tokens=arr, n_ctx=n_ctx, n_chunk=n_chunk, corpus_tokens=total, corpus=Path(corpus),
+                        first_chunk=first_chunk)
 
 
 def _chunk_tokens(model: Model, ct: CorpusTokens, i: int) -> np.ndarray:

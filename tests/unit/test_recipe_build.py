@@ -17,7 +17,7 @@ from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
 from fakequant.quant import ggml as ggml_quants
 from fakequant.quant.select import Selection
-from fakequant.recipe.build import MIX_KEY, build_mixed
+from fakequant.recipe.build import build_mix
 from fakequant.recipe.groups import KEEP, cells, plan_groups
 
 
@@ -83,10 +83,11 @@ def test_mixed_model_has_ggmls_bytes_and_nothing_else_changes(tiny64: Path, tmp_
            "blk.2.ffn_up.weight": "bf16"}
     before = hashlib.sha256(tiny64.read_bytes()).hexdigest()
     out = tmp_path / "mixed.gguf"
-    built = build_mixed(tiny64, mix, out, recipe="r", assignment={"g": "q4_0"})
+    built = build_mix(tiny64, mix, out)
     assert hashlib.sha256(tiny64.read_bytes()).hexdigest() == before  # the original is only read
-    assert built.types == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
-                           "blk.1.ffn_gate.weight": "Q5_1", "blk.2.ffn_up.weight": "BF16"}  # file order
+    stored = {s.name: s.stored_type for s in built.tensors}
+    assert stored == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0",
+                      "blk.1.ffn_gate.weight": "Q5_1", "blk.2.ffn_up.weight": "BF16"}  # file order
     orig, mixed = GGUFReader(tiny64), GGUFReader(out)
     assert [t.name for t in orig.tensors] == [t.name for t in mixed.tensors]
     for t in orig.tensors:
@@ -98,8 +99,8 @@ def test_mixed_model_has_ggmls_bytes_and_nothing_else_changes(tiny64: Path, tmp_
             assert new_raw == values.astype(ml_dtypes.bfloat16).tobytes(), t.name
         else:
             assert new_raw == ggml_quants.quantize_rows(values, mix[t.name]).tobytes(), t.name
-    meta = json.loads(str(bytes(mixed.fields[MIX_KEY].parts[-1]), "utf-8"))
-    assert meta == {"recipe": "r", "assignment": {"g": "q4_0"}}
+    meta = json.loads(str(bytes(mixed.fields["fakequant.recipe"].parts[-1]), "utf-8"))
+    assert meta["format"] == "mix" and dict(map(tuple, meta["mix"])) == mix  # the candidate recipe it was built from
     assert str(bytes(mixed.fields["fakequant.source_sha256"].parts[-1]), "utf-8") == before
 
 
@@ -109,7 +110,7 @@ def test_mixed_model_refusals(tiny64: Path, tmp_path: Path) -> None:
                        ({"blk.0.attn_q.weight": "int8"}, "format 'int8' has no ggml type"),
                        ({"blk.9.attn_q.weight": "q4_0"}, "no tensor 'blk.9.attn_q.weight'")):
         with pytest.raises(RecipeError, match=words):
-            build_mixed(tiny64, mix, tmp_path / "x.gguf", recipe="r", assignment={})
+            build_mix(tiny64, mix, tmp_path / "x.gguf")
         assert not (tmp_path / "x.gguf").exists()
     with pytest.raises(RecipeError, match="is the source model itself"):
-        build_mixed(tiny64, {"blk.0.attn_q.weight": "q4_0"}, tiny64, recipe="r", assignment={})
+        build_mix(tiny64, {"blk.0.attn_q.weight": "q4_0"}, tiny64)

@@ -15,7 +15,7 @@ from fakequant.errors import RecipeError
 from fakequant.gguf.check import read_layout
 from fakequant.gguf.layout import read_tensor_bytes
 from fakequant.gguf.synthetic import write_tiny_gguf
-from fakequant.recipe.build import build_mixed
+from fakequant.recipe.build import build_mix
 from fakequant.recipe.command import FALLBACK_BASE, pattern, quantize_command
 from fakequant.recipe.size import is_matrix
 
@@ -79,9 +79,9 @@ def test_command_reproduces_the_mixed_model_byte_for_byte(tmp_path: Path, quanti
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     src, tool = quantize_reference
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
-    ours = build_mixed(src, MIX, tmp_path / "ours.gguf", recipe="test", assignment={"all": "mixed"})
+    ours = build_mix(src, MIX, tmp_path / "ours.gguf")
     info = read_layout(src)
-    command = quantize_command(info, ours.types)
+    command = quantize_command(info, {s.name: s.stored_type for s in ours.tensors})
     pins = dict(command.pins)
     assert command.base == "Q5_0" and pins["token_embd.weight"] == "Q8_0" and pins["blk.29.ffn_up.weight"] == "Q4_1"
     assert "blk.0.attn_k.weight" not in pins

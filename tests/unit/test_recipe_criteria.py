@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def write(tmp_path: Path, body: str) -> Path:
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     (tmp_path / "c.txt").write_text("text")
+    (tmp_path / "other.txt").write_text("other text")
     path = tmp_path / "criteria.toml"
     path.write_text('[defaults]\nmodel = "m.gguf"\ncorpus = "c.txt"\n' + textwrap.dedent(body), encoding="utf-8")
     return path
@@ -43,6 +44,11 @@ formats = ["bf16"]
 budget_bpw = 5
 chunks = 3
 settings = { n_ctx = 256 }
+imatrix = false
+selection_chunks = 6
+evaluation_chunks = 5
+evaluation_corpus = "other.txt"
+max_tries = 1
 """
 
 
@@ -59,6 +65,12 @@ def test_recipe_tables_become_typed_recipes(tmp_path: Path) -> None:
     assert per_kind.group == "kind" and (per_kind.budget_mib, per_kind.budget_bpw) == (None, 5.0)
     assert per_kind.chunks == 3 and per_kind.settings.n_ctx == 256
     assert per_kind.to_json()["formats"] == ["bf16"] and per_kind.to_json()["budget_bpw"] == 5.0
+    # the text slices and the tries: the defaults, and every key set
+    assert (mix.imatrix, mix.calibration_chunks, mix.selection_chunks, mix.evaluation_chunks, mix.evaluation_corpus,
+            mix.max_tries) == (True, 8, 4, 8, None, 3)
+    assert (per_kind.imatrix, per_kind.selection_chunks, per_kind.evaluation_chunks, per_kind.evaluation_corpus,
+            per_kind.max_tries) == (False, 6, 5, tmp_path / "other.txt", 1)
+    assert per_kind.to_json()["evaluation_corpus"] == str(tmp_path / "other.txt")
 
 
 @pytest.mark.parametrize(("body", "key", "words"), [
@@ -83,6 +95,20 @@ def test_recipe_tables_become_typed_recipes(tmp_path: Path) -> None:
     ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget = 80\n", "recipes.bad.budget", "did you mean"),
     ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nchunks = 0\n", "recipes.bad.chunks", "must be >= 1"),
     ("layers = 'x'\nformats = ['q4_0']\nbudget_mib = 80\n", "recipes.bad.layers", "must look like"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nimatrix = 'yes'\n", "recipes.bad.imatrix",
+     "true or false"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nselection_chunks = 1\n",
+     "recipes.bad.selection_chunks", "must be >= 2"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nevaluation_chunks = 2.5\n",
+     "recipes.bad.evaluation_chunks", "must be an integer"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\ncalibration_chunks = 0\n",
+     "recipes.bad.calibration_chunks", "must be >= 1"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nmax_tries = 0\n", "recipes.bad.max_tries",
+     "must be >= 1 (tries through the suite)"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nimatrix = false\ncalibration_chunks = 4\n",
+     "recipes.bad.calibration_chunks", "imatrix = false"),
+    ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nevaluation_corpus = 'nope.txt'\n",
+     "recipes.bad.evaluation_corpus", "does not exist"),
     ("kinds = ['attn_q']\nformats = ['q4_0']\nbudget_mib = 80\nmodel = 'nope.gguf'\n", "recipes.bad.model",
      "does not exist"),
 ])

@@ -1,7 +1,6 @@
-"""A recipe's chosen mixed model as the suite experiment recipe_<name>: built from the cached cells (never measured
-here), collected only with `pytest --recipe NAME`, and its decision read back by `fakequant recipe NAME`.
-
-The cell cache is faked: cell JSONs written under a temporary FAKEQUANT_HOME with the real cache key, on a tiny GGUF.
+"""A recipe's pick as the suite experiment recipe_<name>: the assignment `fakequant recipe NAME` recorded last (never
+measured or solved here), collected only with `pytest --recipe NAME`, and its decision read back by `fakequant recipe
+NAME`. Picks are recorded under a temporary FAKEQUANT_HOME, on a tiny GGUF, from costs given here.
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ import pytest
 from fakequant.errors import RecipeError
 from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant.placebo import twin_of
+from fakequant.recipe.build import mix_recipe
 from fakequant.recipe.decision import suite_command, suite_decision
-from fakequant.recipe.experiment import recipe_experiment
-from fakequant.recipe.measure import CellCost, cell_cache_key
-from fakequant.recipe.plan import plan_recipe
-from fakequant.store.cache import cache_dir, file_sha256, write_json
+from fakequant.recipe.experiment import recipe_experiment, record_pick
+from fakequant.recipe.plan import Choice, cell_key, choose, plan_recipe
 from fakequant.suite.criteria import MixRecipe, load_criteria
 from fakequant.suite.outcomes import CheckOutcome, load_experiment, record_outcome, save_artifact
 from fakequant.suite.session import Suite, experiment_record
@@ -74,27 +72,21 @@ def recipe_of(path: Path) -> MixRecipe:
     return load_criteria(path).recipes["k"]
 
 
-def write_cells(recipe: MixRecipe, costs: dict[tuple[str, str], float]) -> list[Path]:
-    """The cells `fakequant recipe` would have cached, with the real cache key."""
-    model_sha, corpus_sha = file_sha256(recipe.model), file_sha256(recipe.corpus)
-    paths = []
-    for g in plan_recipe(recipe).groups:
-        for fmt in g.formats:
-            cost = costs[(g.name, fmt)]
-            cell = CellCost(g.name, fmt, len(g.tensors), cost + 0.002, 0.002, cost, (cost / 2, cost * 1.5), 0.001, 3)
-            path = cache_dir("recipe-cells") / f"{cell_cache_key(recipe, g, fmt, model_sha, corpus_sha)}.json"
-            write_json(path, cell.to_json())
-            paths.append(path)
-    return paths
+def write_pick(recipe: MixRecipe, costs: dict[tuple[str, str], float] = COSTS,
+               exclude: tuple[dict[str, str], ...] = (), attempt: int = 1) -> Choice:
+    """What `fakequant recipe` records before each try: the best assignment for ``costs`` not in ``exclude``."""
+    choice = choose(plan_recipe(recipe), {cell_key(g, f): c for (g, f), c in costs.items()}, exclude=exclude)
+    record_pick(recipe, choice, mix_recipe(choice.formats), attempt)
+    return choice
 
 
-def test_the_experiment_is_the_mix_chosen_from_the_cached_cells(tmp_path: Path) -> None:
+def test_the_experiment_is_the_pick_recorded_last(tmp_path: Path) -> None:
     recipe = recipe_of(project(tmp_path))
-    write_cells(recipe, COSTS)
+    first = write_pick(recipe)
     exp = recipe_experiment(recipe)
     assert exp.name == "recipe_k" and exp.source == "recipes.k" and exp.markers == ("recipe_k",)
     assert exp.checks == ("must_pass", "perplexity", "conversation", "speed")  # not numerical
-    assert exp.recipe.format == "mix"
+    assert exp.recipe.format == "mix" and exp.recipe == mix_recipe(first.formats)
     want = {**{f"blk.{i}.attn_q.weight": "q4_0" for i in LAYERS},
             **{f"blk.{i}.ffn_gate.weight": "q8_0" for i in LAYERS}}
     assert dict(exp.recipe.mix) == want
@@ -104,27 +96,34 @@ def test_the_experiment_is_the_mix_chosen_from_the_cached_cells(tmp_path: Path) 
         (recipe.thresholds, recipe.settings, recipe.chunks, recipe.prompts, recipe.model, recipe.corpus)
     assert exp.thresholds.ppl_increase_ideal == 0.02 and exp.settings.n_ctx == 128 and exp.chunks == 3
     assert [p.id for p in exp.prompts] == ["hi"]
-    assert exp.description.startswith("two kinds (the mix chosen within its budget: 2 group(s) changed, 0 kept")
-    # the choice follows the cached costs: make the q8_0 cell dear and ffn_gate→q4_0 alone wins
-    write_cells(recipe, {**COSTS, ("ffn_gate", "q8_0"): 1.0})
-    assert dict(recipe_experiment(recipe).recipe.mix) == {f"blk.{i}.ffn_gate.weight": "q4_0" for i in LAYERS}
+    assert exp.description.startswith("two kinds (try 1, the best assignment within its budget not tried before: "
+                                      "2 group(s) changed, 0 kept")
+    # the second try excludes the first: ffn_gate→q4_0 alone, the only other fit, is what the suite tests next
+    write_pick(recipe, exclude=(first.assignment,), attempt=2)
+    second = recipe_experiment(recipe)
+    assert dict(second.recipe.mix) == {f"blk.{i}.ffn_gate.weight": "q4_0" for i in LAYERS}
+    assert second.description.startswith("two kinds (try 2,")
 
 
-def test_a_cell_not_measured_yet_says_to_run_fakequant_recipe_first(tmp_path: Path) -> None:
+def test_without_a_pick_for_this_very_recipe_it_says_to_run_fakequant_recipe_first(tmp_path: Path) -> None:
     recipe = recipe_of(project(tmp_path))
-    write_cells(recipe, COSTS)[1].unlink()
     with pytest.raises(RecipeError) as err:
         recipe_experiment(recipe)
-    assert str(err.value) == ("recipes.k: 1 of 3 cells not measured yet (first: ffn_gate|q4_0); run "
+    assert str(err.value) == ("recipes.k: no assignment picked for this recipe and model yet; run "
                               "`fakequant recipe k` first")
+    write_pick(recipe)
+    with pytest.raises(RecipeError, match="no assignment picked"):  # another budget: the pick is not its own
+        recipe_experiment(dataclasses.replace(recipe, budget_bpw=recipe.budget_bpw * 0.99))
 
 
 def test_a_budget_that_keeps_everything_has_nothing_to_test(tmp_path: Path) -> None:
     recipe = recipe_of(project(tmp_path))
-    write_cells(recipe, COSTS)
+    some = write_pick(recipe)
     roomy = dataclasses.replace(recipe, budget_bpw=32.0)
+    keep_all = choose(plan_recipe(roomy), {cell_key(g, f): 1.0 for g, f in COSTS})
+    assert set(keep_all.assignment.values()) == {"keep"} and keep_all.formats == {}
     with pytest.raises(RecipeError, match=r"^recipes\.k: within its budget every group keeps its type"):
-        recipe_experiment(roomy)
+        record_pick(roomy, keep_all, mix_recipe(some.formats), 1)
 
 
 # --- pytest --recipe NAME
@@ -153,7 +152,7 @@ def _collect(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def test_recipe_option_collects_recipe_name_and_a_plain_run_does_not(pytester: pytest.Pytester) -> None:
     path = _plugin_project(pytester)
-    write_cells(recipe_of(path), COSTS)
+    write_pick(recipe_of(path))
     plain = _collect(pytester)
     assert plain.ret == 0 and "recipe_k" not in plain.stdout.str()
     plain.stdout.fnmatch_lines(["*test_must_pass_build?plain?", "2 tests collected*"])
@@ -169,12 +168,11 @@ def test_recipe_option_collects_recipe_name_and_a_plain_run_does_not(pytester: p
     assert "--recipe kk: no [recipes.kk] in" in unknown.stdout.str() + unknown.stderr.str()
 
 
-def test_a_recipe_that_cannot_be_chosen_is_the_experiments_config_error(pytester: pytest.Pytester) -> None:
-    path = _plugin_project(pytester)
-    write_cells(recipe_of(path), COSTS)[0].unlink()
+def test_a_recipe_without_a_pick_is_the_experiments_config_error(pytester: pytest.Pytester) -> None:
+    _plugin_project(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "--report-dir=out", "--recipe", "k", "-k", "recipe_k")
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*criteria.toml: recipes.k: 1 of 3 cells not measured yet (first: attn_q|q4_0); "
+    result.stdout.fnmatch_lines(["*criteria.toml: recipes.k: no assignment picked for this recipe and model yet; "
                                  "run `fakequant recipe k` first*"])
     data = load_experiment(pytester.path / "out", "recipe_k")
     assert [(o.check, str(o.status)) for o in data.outcomes] == [("config", "error")]
@@ -243,7 +241,7 @@ def test_the_decision_is_read_back_from_what_the_suite_recorded(tmp_path: Path) 
     path = project(tmp_path)
     (tmp_path / "tests" / "acceptance").mkdir(parents=True)
     recipe = recipe_of(path)
-    write_cells(recipe, COSTS)
+    write_pick(recipe)
     expected = recipe_experiment(recipe).recipe
     reports, out = tmp_path / "reports", tmp_path / "reports" / "recipes" / "k"
     fake = FakeSuite(path)

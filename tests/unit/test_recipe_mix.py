@@ -1,5 +1,5 @@
 """The mixed form of a candidate Recipe (format "mix"): what validate refuses, the JSON round trip, and that
-build_candidate writes the data section of build_mixed for the same formats, cached like any candidate."""
+the recipe's model is that candidate, built and cached like any other."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fakequant.gguf.check import read_layout
 from fakequant.quant.candidate import MIX, BuildResult, Recipe, build_candidate, plan
 from fakequant.quant.placebo import twin_of
 from fakequant.quant.select import Selection
-from fakequant.recipe.build import build_mixed
+from fakequant.recipe.build import build_mix
 
 FORMATS = {"token_embd.weight": "q8_0", "blk.0.attn_q.weight": "q4_0", "blk.1.ffn_gate.weight": "q5_1",
            "blk.2.ffn_up.weight": "bf16"}  # in file order
@@ -75,23 +75,21 @@ def test_plan_checks_each_tensor_against_its_own_format(tiny64: Path) -> None:
         plan(info, mix_of({"blk.9.attn_q.weight": "q4_0"}))
 
 
-def test_a_mixed_candidate_has_build_mixeds_bytes_and_is_cached(tiny64: Path, tmp_path: Path) -> None:
+def test_the_recipes_model_is_the_mixed_candidate_itself_and_is_cached(tiny64: Path) -> None:
+    """One builder: the recipe's model (recipe.build.build_mix) is the candidate the suite builds for the same mix,
+    the same file in the candidate cache."""
     recipe = mix_of(FORMATS)
     built = build_candidate(tiny64, recipe)
-    mixed = build_mixed(tiny64, FORMATS, tmp_path / "mixed.gguf", recipe="r", assignment={"g": "q4_0"})
-    ours, theirs = read_layout(built.output), read_layout(mixed.output)
-    # the same tensors in the same types at the same offsets, and the whole data section byte for byte; only the
-    # header's provenance keys differ (a candidate names its recipe, a mixed model its assignment)
-    assert [(t.name, t.type_name, t.offset) for t in ours.tensors] == \
-        [(t.name, t.type_name, t.offset) for t in theirs.tensors]
-    assert built.output.read_bytes()[ours.data_offset:] == mixed.output.read_bytes()[theirs.data_offset:]
-    assert {t.name: t.type_name for t in ours.tensors if t.name in FORMATS} == mixed.types
-    assert [(s.name, s.format, s.stored_type) for s in built.tensors] == \
-        [(name, fmt, mixed.types[name]) for name, fmt in FORMATS.items()]
-    assert json.loads(ours.metadata["fakequant.recipe"])["mix"] == [list(p) for p in FORMATS.items()]
+    assert not built.reused
+    mixed = build_mix(tiny64, FORMATS)
+    assert mixed.reused and mixed.output == built.output and mixed.recipe == recipe
+    layout = read_layout(built.output)
+    assert {t.name: t.type_name for t in layout.tensors if t.name in FORMATS} == \
+        {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": "Q4_0", "blk.1.ffn_gate.weight": "Q5_1",
+         "blk.2.ffn_up.weight": "BF16"}
+    assert [(s.name, s.format) for s in built.tensors] == list(FORMATS.items())
+    assert json.loads(layout.metadata["fakequant.recipe"])["mix"] == [list(p) for p in FORMATS.items()]
     assert BuildResult.from_json(built.to_json()).recipe == recipe
-    again = build_candidate(tiny64, recipe)
-    assert again.reused and again.output == built.output
     other = build_candidate(tiny64, mix_of({**FORMATS, "blk.0.attn_q.weight": "q4_1"}))
     assert other.output != built.output  # the mix is part of the cache key
 

@@ -1,5 +1,6 @@
 """The recipe pipeline: the prediction and the additivity check on known numbers, and one real run on the default
-model (one group, two formats, no stock mix)."""
+model (one group, two formats, no stock mix, no importance matrix) through a stand-in suite that passes it, then one
+that stops it (the next try finds every assignment within the budget tried)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_a_one_group_recipe_on_the_default_model(tmp_path: Path, monkeypatch: py
                                                   default_assets: tuple[Path, Path]) -> None:
     """ffn_down of every layer may go to q4_k or q2_k (both smaller than its Q4_1) under a budget only q2_k fits:
     the solver picks q2_k, the file keeps to the budget, the mixed model, which is that cell's candidate, measures
-    exactly the cell's KLD, and the suite is asked to test that very mix."""
+    exactly the cell's KLD on the selection chunks, and the suite is asked to test that very mix."""
     from fakequant.gguf.check import read_layout
     from fakequant.recipe.groups import plan_groups
     from fakequant.recipe.run import run_recipe
@@ -78,11 +79,15 @@ kinds = ["ffn_down"]
 group = "kind"
 formats = ["q4_k", "q2_k"]
 budget_mib = {budget!r}
+imatrix = false
+selection_chunks = 2
+evaluation_chunks = 2
 """)
     recipe = load_criteria(tmp_path / "criteria.toml").recipes["k"]
     assert [g.formats for g in plan_groups(info, recipe.selection, recipe.formats, "kind", source="t")] == \
         [("q4_k", "q2_k")]
     tested: list = []
+    verdict = ["pass"]
 
     def suite(cmd: list[str], cwd: Path) -> int:
         """Stands in for `pytest --recipe k -k recipe_k` (the real suite takes minutes): records what it would test,
@@ -100,14 +105,15 @@ budget_mib = {budget!r}
         save_artifact(tmp_path / "reports", exp.name, "experiment", record)
         category = {check.split("[")[0]: category for check, category in CHECK_OF_TEST.values()}
         for check in expected_checks(record) or []:
-            record_outcome(tmp_path / "reports", CheckOutcome(exp.name, check, category[check.split("[")[0]], "pass",
-                                                              "measured"))
+            record_outcome(tmp_path / "reports", CheckOutcome(exp.name, check, category[check.split("[")[0]],
+                                                              verdict[0], "measured"))
         return 0
 
     results = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None, criteria_path=tmp_path /
                          "criteria.toml", report_dir=tmp_path / "reports", runner=suite)
     assert dict(tested[0].recipe.mix) == {t.name: "q2_k" for t in ffn_down}  # the suite tests the chosen mix
     assert results["decision"]["decision"] == "GO"
+    # the stand-in writes no summary.md, so no copy of it is named: the suite's own path stays
     assert results["decision"]["report"] == str(tmp_path / "reports" / "recipe_k" / "summary.md")
     cells = {c["format"]: c for c in results["cells"]}
     assert cells["q2_k"]["excess_kld_mean"] > cells["q4_k"]["excess_kld_mean"]  # 2 bits cost more than 4
@@ -115,8 +121,18 @@ budget_mib = {budget!r}
     [own] = [m for m in results["models"] if m["name"] == results["chosen"]]
     assert own["assignment"] == {"ffn_down": "q2_k"}
     assert own["file_bytes"] <= budget * 2**20
-    assert math.isclose(own["kld_mean"], cells["q2_k"]["kld_mean"], rel_tol=1e-9)  # the same model, same tokens
+    # the same model on the same tokens as its cell: the selection chunks 0-1 (no calibration slice)
+    assert math.isclose(own["selection"]["kld_mean"], cells["q2_k"]["kld_mean"], rel_tol=1e-9)
     assert own["additivity"]["agrees"]
+    assert [s["tokens"] for s in results["slices"]] == [[0, 1024], [1024, 2048]]  # n_ctx 512
+    assert own["bias"]["selection_kld_mean"] == own["selection"]["kld_mean"]
+    assert own["bias"]["evaluation_kld_mean"] == own["kld_mean"] != own["selection"]["kld_mean"]  # other chunks
+    assert results["passed"] == 1 and [t["decision"] for t in results["tries"]] == ["GO"]
+    assert own["file_bytes"] == Path(own["path"]).stat().st_size  # the file the plan predicted is the one built
+    from fakequant.quant.candidate import build_candidate
+
+    suites = build_candidate(model, tested[0].recipe)  # what the suite builds for its experiment: that very file
+    assert suites.reused and str(suites.output) == own["path"] and suites.output_bytes == own["file_bytes"]
     assert results["timing"]["cells_measured"] == 2
     written = json.loads((tmp_path / "out" / "recipe.json").read_text())
     assert written["chosen"] == results["chosen"] and written["decision"]["decision"] == "GO"
@@ -124,3 +140,10 @@ budget_mib = {budget!r}
     again = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None, run_suite=False)
     assert again["timing"]["cells_measured"] == 0 and again["timing"]["cells_cached"] == 2
     assert again["decision"]["decision"] is None and len(tested) == 1
+    # a suite that stops the pick: the next try excludes it, and nothing else fits the budget
+    verdict[0] = "fail"
+    stopped = run_recipe(recipe, tmp_path / "out", stock=(), log=lambda _: None, criteria_path=tmp_path /
+                         "criteria.toml", report_dir=tmp_path / "reports", runner=suite)
+    assert [t["decision"] for t in stopped["tries"]] == ["STOP", None] and stopped["passed"] is None
+    assert stopped["tries"][1]["reasons"][0].endswith("was tried already (1)")
+    assert "No try passed the suite (1 tried)" in (tmp_path / "out" / "recipe.md").read_text()

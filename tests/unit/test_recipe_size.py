@@ -14,7 +14,7 @@ from fakequant.gguf.check import read_layout
 from fakequant.gguf.synthetic import write_tiny_gguf
 from fakequant.quant import ggml as ggml_quants
 from fakequant.quant.storage import NATIVE_TYPES
-from fakequant.recipe.build import build_mixed, provenance
+from fakequant.recipe.build import build_mix, mix_provenance, mix_recipe
 from fakequant.recipe.size import bits_per_weight, is_matrix, predict_file_size, type_nbytes
 
 # bytes per block and values per block, from ggml's block structs (ggml-common.h): e.g. block_q4_0 is an fp16 scale
@@ -91,10 +91,10 @@ def test_predicted_size_is_the_written_size(tmp_path: Path, mix: dict[str, str],
                                             alignment: int | None) -> None:
     src = write_tiny_gguf(tmp_path / "src.gguf", n_layers=2, dim=256, alignment=alignment)
     info = read_layout(src)
-    assignment = {"group": "whatever"}
-    built = build_mixed(src, mix, tmp_path / "mixed.gguf", recipe="r", assignment=assignment)
+    built = build_mix(src, mix, tmp_path / "mixed.gguf")
+    order = [t.name for t in info.tensors if t.name in mix]  # the candidate recipe lists them in file order
     predicted = predict_file_size(info, {n: NATIVE_TYPES[f] for n, f in mix.items()},
-                                  provenance("r", assignment, built.source_sha256))
+                                  mix_provenance(mix_recipe({n: mix[n] for n in order}), built.source_sha256))
     assert built.same_size == same_size
     assert predicted == (tmp_path / "mixed.gguf").stat().st_size == built.output_bytes
     assert predicted != info.file_size  # the provenance alone changes the size

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.synthetic import write_tiny_gguf
-from fakequant.recipe.build import build_mixed, provenance
+from fakequant.recipe.build import build_mix
 from fakequant.recipe.groups import KEEP
-from fakequant.recipe.plan import MIB, SHA_PLACEHOLDER, cell_key, choose, load_costs, plan_recipe
+from fakequant.recipe.plan import MIB, cell_key, choose, load_costs, plan_recipe
 from fakequant.recipe.size import predict_file_size
 from fakequant.recipe.solve import Infeasible, Option, smallest_size, solve
 from fakequant.suite.criteria import load_criteria
@@ -71,6 +71,39 @@ def test_solver_never_exceeds_the_budget_on_file_sized_instances(data: st.DataOb
     assert solution.size <= limit
 
 
+@settings(max_examples=60, deadline=None)
+@given(raw=st.lists(options, min_size=1, max_size=3), limit=st.integers(0, 2000))
+def test_no_good_cuts_exclude_exactly_the_tried_assignments(raw: list[list[tuple[int, float]]], limit: int) -> None:
+    """Solving again and again, each time excluding every assignment returned so far, walks through every
+    assignment that fits, each once, cheapest first, then says none is left: a cut that also removed an untried
+    assignment would end the walk early, one that let a tried one through would return it twice."""
+    groups = _groups(raw)
+    fitting = {tuple(o.label for o in combo): sum(o.cost for o in combo)
+               for combo in itertools.product(*groups.values()) if sum(o.size for o in combo) <= limit}
+    scale = max(abs(o.cost) for opts in groups.values() for o in opts) or 1.0
+    tried: list[dict[str, str]] = []
+    remaining = dict(fitting)
+    while remaining:
+        solution = solve(groups, limit, exclude=tried)
+        labels = tuple(solution.choice.values())
+        assert labels in remaining  # fits, and was not returned before
+        assert solution.cost <= min(remaining.values()) + 1e-6 * scale  # the best of those not tried yet
+        del remaining[labels]
+        tried.append(solution.choice)
+    with pytest.raises(Infeasible) as err:
+        solve(groups, limit, exclude=tried)
+    if fitting:
+        assert err.value.exhausted == len(fitting)
+
+
+def test_an_excluded_assignment_must_name_one_option_of_every_group() -> None:
+    groups = {"a": [Option("keep", 1, 0.0), Option("x", 1, 1.0)], "b": [Option("keep", 1, 0.0)]}
+    assert solve(groups, 2, exclude=[{"a": "keep", "b": "keep"}]).choice == {"a": "x", "b": "keep"}
+    for bad in ({"a": "keep"}, {"a": "y", "b": "keep"}):
+        with pytest.raises(RecipeError, match="is not one option for each group"):
+            solve(groups, 2, exclude=[bad])
+
+
 def test_known_instance_and_the_edges() -> None:
     groups = {"a": [Option("keep", 10, 0.0), Option("small", 6, 0.5), Option("big", 16, -0.2)],
               "b": [Option("keep", 10, 0.0), Option("small", 5, 0.1)]}
@@ -113,8 +146,11 @@ def _costs(plan, seed: int) -> dict[str, float]:
 
 
 def _exact_size(plan, assignment: dict[str, str]) -> int:
+    """The size of the recipe's model: the candidate with those formats, or the original when nothing changes."""
     types = {n: t for g in plan.groups for n, t in g.types(assignment[g.name]).items()}
-    return predict_file_size(plan.info, types, provenance(plan.recipe.name, assignment, SHA_PLACEHOLDER))
+    formats = {t.name: assignment[g.name] for g in plan.groups for t in g.tensors if t.name in types}
+    formats = {t.name: formats[t.name] for t in plan.info.tensors if t.name in formats}
+    return predict_file_size(plan.info, types, plan.provenance(formats)) if types else plan.info.file_size
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -123,9 +159,17 @@ def test_recipe_choice_is_the_best_assignment_whose_file_fits(tmp_path: Path, se
     combos = [dict(zip([g.name for g in probe.groups], c, strict=True))
               for c in itertools.product(*(g.options for g in probe.groups))]
     exact = [_exact_size(probe, a) for a in combos]
-    for a, size in zip(combos, exact, strict=True):  # the knapsack's sizes bound the file's, by at most the padding
+    widest = sum(map(len, probe.provenance(probe.widest).values()))
+    for a, size in zip(combos, exact, strict=True):
+        # the knapsack's sizes bound the file's, by at most the padding and the provenance's length the assignment
+        # leaves unused (it names only the changed tensors; the original has none)
         linear = probe.fixed + sum(probe.size(g, a[g.name]) for g in probe.groups)
-        assert 0 <= linear - size < probe.info.alignment
+        formats = {t.name: a[g.name] for g in probe.groups for t in g.tensors if a[g.name] != KEEP}
+        formats = {t.name: formats[t.name] for t in probe.info.tensors if t.name in formats}
+        assert linear - size >= 0
+        if formats:  # (keeping everything is the original file, which has no provenance keys at all)
+            unused = widest - sum(map(len, probe.provenance(formats).values()))
+            assert linear - size < probe.info.alignment + unused
     budget = sorted(exact)[len(exact) * (seed + 1) // 4]
     plan = plan_recipe(_recipe(tmp_path / f"b{seed}", f"budget_mib = {budget / MIB!r}"))
     costs = _costs(plan, seed)
@@ -135,9 +179,8 @@ def test_recipe_choice_is_the_best_assignment_whose_file_fits(tmp_path: Path, se
             for a, size in zip(combos, exact, strict=True) if size + probe.info.alignment <= plan.limit]
     assert choice.cost <= min(fits) + 1e-12
     # the file the assignment makes has the predicted size
-    built = build_mixed(plan.recipe.model, choice.formats, tmp_path / "mixed.gguf", recipe="r",
-                        assignment=choice.assignment)
-    assert built.types == choice.types
+    built = build_mix(plan.recipe.model, choice.formats, tmp_path / "mixed.gguf")
+    assert {s.name: s.stored_type for s in built.tensors} == choice.types
     assert built.output_bytes == choice.file_bytes  # a real sha256 is as long as the placeholder
 
 
@@ -185,3 +228,33 @@ def test_costs_file_mistakes(tmp_path: Path, text: str, words: str) -> None:
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
     path.write_text(json.dumps({"a|q4_0": 1, "b|q8_0": -0.5}))
     assert load_costs(path) == {"a|q4_0": 1.0, "b|q8_0": -0.5}
+
+
+def test_with_an_importance_matrix_the_predicted_size_is_the_built_file(tmp_path: Path) -> None:
+    """The importance matrix is named in the candidate recipe, so in the header: the plan predicts it, the builder
+    writes it, the sizes match to the byte, and the matrix changed the quantized bytes."""
+    import numpy as np
+
+    from fakequant.gguf.check import read_layout
+    from fakequant.gguf.layout import read_tensor_bytes
+    from fakequant.quant.importance import write_imatrix
+    from fakequant.recipe.imatrix import Imatrix
+    from fakequant.store.cache import file_sha256
+
+    recipe = _recipe(tmp_path, "budget_mib = 2")
+    rng = np.random.default_rng(0)
+    info = read_layout(recipe.model)
+    path = write_imatrix(tmp_path / "imatrix.gguf", {
+        t.name: (rng.uniform(0.1, 10, t.n_per_row).astype(np.float32), [4.0])
+        for t in info.tensors if t.name.endswith(("attn_q.weight", "ffn_down.weight"))})
+    imatrix = Imatrix(path, file_sha256(path), 1, 512, (0, 512), "llama-imatrix ...")
+    plain, weighted = plan_recipe(recipe), plan_recipe(recipe, imatrix=imatrix)
+    costs = {cell_key(g, f): -1.0 if f == "q4_k" else 1.0 for g, f in weighted.cells}  # every group to q4_k
+    choice = choose(weighted, costs)
+    assert set(choice.assignment.values()) <= {"q4_k", KEEP} and "q4_k" in choice.assignment.values()
+    assert choice.file_bytes != choose(plain, costs).file_bytes  # the imatrix's path is in the provenance
+    built = build_mix(recipe.model, choice.formats, tmp_path / "weighted.gguf", imatrix=imatrix)
+    assert built.output_bytes == choice.file_bytes == (tmp_path / "weighted.gguf").stat().st_size
+    other = build_mix(recipe.model, choice.formats, tmp_path / "plain.gguf")
+    name = "blk.0.attn_q.weight"
+    assert read_tensor_bytes(read_layout(built.output), name) != read_tensor_bytes(read_layout(other.output), name)

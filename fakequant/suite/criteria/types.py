@@ -141,6 +141,15 @@ class MixRecipe:
     model: Path
     corpus: Path
     source: str  # "recipes.<name>": the key in criteria.toml, for messages
+    # the three slices of text, in chunks of n_ctx tokens, one after the other (recipe/slices.py): the importance
+    # matrix's calibration, the cells' selection, and the evaluation of every model in the final table
+    imatrix: bool = True  # false: no importance matrix, no calibration slice
+    calibration_chunks: int = 8
+    selection_chunks: int = 4
+    evaluation_chunks: int = 8
+    evaluation_corpus: Path | None = None  # the evaluation slice from its start instead of after the selection
+    max_tries: int = 3  # assignments that go through the suite before the recipe says none passed
+    # ``chunks`` (as experiments have it) is the suite's perplexity check of the chosen model
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +167,12 @@ class MixRecipe:
             "model": str(self.model),
             "corpus": str(self.corpus),
             "source": self.source,
+            "imatrix": self.imatrix,
+            "calibration_chunks": self.calibration_chunks,
+            "selection_chunks": self.selection_chunks,
+            "evaluation_chunks": self.evaluation_chunks,
+            "evaluation_corpus": None if self.evaluation_corpus is None else str(self.evaluation_corpus),
+            "max_tries": self.max_tries,
         }
 
 
