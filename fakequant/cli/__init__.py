@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel pytest-xdist workers")
     p.add_argument("--criteria", default="criteria.toml")
     p.add_argument("--report-dir", default="reports")
+    p.add_argument("--gather", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="assemble the map from cells other hosts measured: copy each cell's record from these "
+                        "report directories (a local DIR, or SPEC::DIR over an execnet gateway such as "
+                        "ssh=user@host//python=PATH::DIR) into --report-dir; nothing is measured, and a cell none "
+                        "of them recorded fails the command")
 
     p = sub.add_parser("recipe", help="a mixed-precision recipe of criteria.toml: measure its cells, solve it within "
                                       "its budget and each stock mix's size, build and score the models")
