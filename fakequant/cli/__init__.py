@@ -40,6 +40,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ubatch", type=int, default=None, help="physical micro-batch size (default: = batch)")
     p.add_argument("--chunks", type=int, default=None, help="score only the first N chunks (default: all)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--gpu-layers", type=int, default=None, metavar="N",
+                   help="layers to offload to the GPU of a GPU build (-1: all; default $FAKEQUANT_N_GPU_LAYERS or 0)")
     p.add_argument("--flash-attn", choices=("on", "off"), default="off",
                    help="flash attention (default off; llama-perplexity's default is on)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

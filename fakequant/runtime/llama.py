@@ -32,6 +32,8 @@ from llama_cpp import _internals
 
 from fakequant.errors import ModelRuntimeError
 from fakequant.gguf.check import read_layout
+from fakequant.runtime.backend import check_offload
+from fakequant.runtime.backend import info as backend_info
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
 GGML_TYPES = {
@@ -151,6 +153,7 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
     # llama.cpp trusts the header's counts and offsets; the bounded walk names a damaged file in one line instead
     # (remembered per file identity, so reloading a model does not walk it again). Not part of the load time.
     read_layout(path)
+    check_offload(settings.n_gpu_layers, path)
     since = len(_LOG)
     start = time.perf_counter()
     try:
@@ -166,6 +169,7 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
                 type_k=GGML_TYPES[settings.type_k],
                 type_v=GGML_TYPES[settings.type_v],
                 seed=settings.seed,
+                n_gpu_layers=settings.n_gpu_layers,
                 logits_all=False,
                 verbose=False,
             )
@@ -352,9 +356,10 @@ def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def build_info() -> dict[str, Any]:
     """What produced the numbers: llama-cpp-python's version (which pins the vendored llama.cpp source), the
-    llama.cpp library version string and its CPU feature line."""
+    llama.cpp library version string, its feature line, the ggml backend and its devices."""
     return {
         "llama_cpp_python": importlib.metadata.version("llama-cpp-python"),
         "llama_cpp": llama_cpp.llama_version().decode(),
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
+        **backend_info(),
     }

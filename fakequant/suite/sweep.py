@@ -34,6 +34,7 @@ from typing import Any
 
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
+from fakequant.runtime.backend import backend
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
@@ -67,6 +68,7 @@ def cell_key(exp: Experiment) -> str:
         "thresholds": exp.thresholds.to_json(),
         "checks": list(exp.checks),
         "llama_cpp": llama_cpp_version(),
+        "backend": backend(),  # a GPU build computes other numbers, even with n_gpu_layers = 0
     })
 
 
@@ -301,7 +303,7 @@ def _renamed(hit: CellResult, exp: Experiment) -> CellResult:
 
 # what a recorded result was measured on, by content: another host keeps the model elsewhere, and a file of the same
 # name may hold another model
-_MEASURED_ON = ("model_sha256", "corpus_sha256", "llama_cpp_python")
+_MEASURED_ON = ("model_sha256", "corpus_sha256", "llama_cpp_python", "backend")
 
 
 def _comparable(experiment: dict[str, Any]) -> dict[str, Any]:
