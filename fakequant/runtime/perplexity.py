@@ -110,12 +110,21 @@ def scored_logits(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, n
     return logits[:-1], toks[first + 1:]
 
 
+_LSE_ROWS = 16  # rows per block: a 3 MB temporary for a 49k vocabulary, not one the size of the chunk's logits
+
+
 def row_logsumexp(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: max (float32) and ln Σ exp(logit - max) (float64), as llama.cpp does (expf, double sum)."""
+    """Per row: max (float32) and ln Σ exp(logit - max) (float64), as llama.cpp does (expf, double sum).
+
+    Computed a block of rows at a time: each row's value is the same as over the whole array (rows are reduced
+    independently), while the exp temporary stays small and in cache."""
     mx = logits.max(axis=1)
-    shifted = logits - mx[:, None]
-    np.exp(shifted, out=shifted)  # in place: one 50 MB temporary per chunk instead of two
-    return mx, np.log(shifted.sum(axis=1, dtype=np.float64))
+    lse = np.empty(len(logits), dtype=np.float64)
+    for r in range(0, len(logits), _LSE_ROWS):
+        shifted = logits[r:r + _LSE_ROWS] - mx[r:r + _LSE_ROWS, None]
+        np.exp(shifted, out=shifted)
+        np.log(shifted.sum(axis=1, dtype=np.float64), out=lse[r:r + _LSE_ROWS])
+    return mx, lse
 
 
 # --- perplexity -------------------------------------------------------------------------------------------------
