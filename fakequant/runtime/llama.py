@@ -200,12 +200,23 @@ def decode(model: Model, tokens: Sequence[int], *, first_output: int, start_pos:
 
     ``llama-perplexity`` asks for logits exactly this way (``need_logits = pos >= first``), so the same kernels run.
     """
+    out = np.empty((max(len(tokens) - first_output, 0), model.n_vocab), dtype=np.float32)
+    filled = 0
+    for view in decoded_views(model, tokens, first_output=first_output, start_pos=start_pos):
+        out[filled:filled + len(view)] = view
+        filled += len(view)
+    return out
+
+
+def decoded_views(model: Model, tokens: Sequence[int], *, first_output: int,
+                  start_pos: int = 0) -> Iterator[np.ndarray]:
+    """:func:`decode` without the copy: after each ``llama_decode`` of a batch, a read-only view of llama.cpp's own
+    logits of that batch's positions ``>= first_output`` (skipped when it has none). A view is valid only until the
+    generator goes on: use it, or copy it, before asking for the next."""
     n = len(tokens)
     n_batch = model.settings.n_batch
     n_vocab = model.n_vocab
-    out = np.empty((max(n - first_output, 0), n_vocab), dtype=np.float32)
     batch = _batch(model)
-    filled = 0
     for b0 in range(0, n, n_batch):
         size = min(n_batch, n - b0)
         n_outputs = 0
@@ -223,10 +234,9 @@ def decode(model: Model, tokens: Sequence[int], *, first_output: int, start_pos:
         if rc != 0:
             raise ModelRuntimeError(f"{model.path}: llama_decode failed with status {rc} at token {b0}")
         if n_outputs:
-            ptr = llama_cpp.llama_get_logits(model.ctx)
-            out[filled:filled + n_outputs] = np.ctypeslib.as_array(ptr, shape=(n_outputs, n_vocab))
-            filled += n_outputs
-    return out
+            view = np.ctypeslib.as_array(llama_cpp.llama_get_logits(model.ctx), shape=(n_outputs, n_vocab))
+            view.flags.writeable = False
+            yield view
 
 
 def first_nonfinite(logits: np.ndarray, where: str) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fakequant.errors import CorpusError
-from fakequant.runtime.llama import Model, clear_memory, decode, first_nonfinite
+from fakequant.runtime.llama import Model, clear_memory, decode, decoded_views, first_nonfinite
 
 # --- corpus -----------------------------------------------------------------------------------------------------
 
@@ -167,6 +167,28 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="chunk", disable=not enabled, file=sys.stderr, leave=False)
 
 
+def chunk_nll(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, str | None]:
+    """The negative log-likelihood of chunk ``i``'s scored tokens, and where its first non-finite logit is (None:
+    all finite). Read straight from llama.cpp's logits of each decoded batch, never copied: the same numbers as
+    :func:`scored_logits` gives, without a chunk-sized copy of them."""
+    toks = _chunk_tokens(model, ct, i)
+    first = ct.n_ctx // 2
+    targets = toks[first + 1:]
+    clear_memory(model)
+    parts: list[np.ndarray] = []
+    nonfinite = None
+    row = 0
+    for view in decoded_views(model, toks.tolist(), first_output=first):
+        rows = view[:max(0, min(len(view), len(targets) - row))]  # the last position predicts past the chunk
+        if len(rows):
+            if nonfinite is None and (found := first_nonfinite(rows, f"chunk {i + 1}")) is not None:
+                nonfinite = found if row == 0 else f"{found} (in the rows from scored position {row})"
+            mx, lse = row_logsumexp(rows)
+            parts.append((mx.astype(np.float64) + lse) - rows[np.arange(len(rows)), targets[row:row + len(rows)]])
+        row += len(view)
+    return np.concatenate(parts), nonfinite
+
+
 def perplexity(model: Model, corpus: Path, *, chunks: int | None = None, progress: bool = False) -> PerplexityResult:
     ct = corpus_tokens(model, corpus, chunks=chunks)
     nll_parts: list[np.ndarray] = []
@@ -177,11 +199,8 @@ def perplexity(model: Model, corpus: Path, *, chunks: int | None = None, progres
     start = time.perf_counter()
     with progress_bar(ct.n_chunk, f"ppl {model.path.name}", progress) as bar:
         for i in range(ct.n_chunk):
-            logits, targets = scored_logits(model, ct, i)
-            if nonfinite is None:
-                nonfinite = first_nonfinite(logits, f"chunk {i + 1}")
-            mx, lse = row_logsumexp(logits)
-            nll = (mx.astype(np.float64) + lse) - logits[np.arange(len(targets)), targets]
+            nll, bad = chunk_nll(model, ct, i)
+            nonfinite = nonfinite or bad
             nll_parts.append(nll)
             total_nll += float(nll.sum())
             count += len(nll)
