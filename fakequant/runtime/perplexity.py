@@ -17,6 +17,7 @@ two models over identical tokens.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fakequant.errors import CorpusError
-from fakequant.runtime.llama import Model, clear_memory, decode, decoded_views, first_nonfinite
+from fakequant.runtime.llama import Model, clear_memory, decode, decoded_views
 
 # --- corpus -----------------------------------------------------------------------------------------------------
 
@@ -161,10 +162,32 @@ def _ppl_and_se(nll: np.ndarray) -> tuple[float, float]:
     return ppl, (ppl * math.sqrt(var / (count - 1)) if var > 0 and count > 1 else float("nan"))
 
 
+class _NoProgress(contextlib.AbstractContextManager):
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr; without one, tqdm is not even imported."""
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="chunk", disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
+
+
+def _first_nonfinite_rows(rows: np.ndarray, where: str, offset: int) -> str | None:
+    """What :func:`~fakequant.runtime.llama.first_nonfinite` says, checked a block of rows at a time (no
+    chunk-sized mask); positions count from the chunk's first scored one (``offset`` is that of ``rows[0]``)."""
+    for r in range(0, len(rows), _LSE_ROWS):
+        block = rows[r:r + _LSE_ROWS]
+        if not np.isfinite(block).all():
+            row, col = (int(x) for x in np.argwhere(~np.isfinite(block))[0])
+            return f"{where}, position {offset + r + row}, token id {col}: {block[row, col]}"
+    return None
 
 
 def chunk_nll(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, str | None]:
@@ -181,8 +204,8 @@ def chunk_nll(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, str |
     for view in decoded_views(model, toks.tolist(), first_output=first):
         rows = view[:max(0, min(len(view), len(targets) - row))]  # the last position predicts past the chunk
         if len(rows):
-            if nonfinite is None and (found := first_nonfinite(rows, f"chunk {i + 1}")) is not None:
-                nonfinite = found if row == 0 else f"{found} (in the rows from scored position {row})"
+            if nonfinite is None:
+                nonfinite = _first_nonfinite_rows(rows, f"chunk {i + 1}", row)
             mx, lse = row_logsumexp(rows)
             parts.append((mx.astype(np.float64) + lse) - rows[np.arange(len(rows)), targets[row:row + len(rows)]])
         row += len(view)
