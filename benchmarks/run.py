@@ -86,15 +86,17 @@ def short(cmd: list[str], tmp: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- perplexity
 
 
-def llama_perplexity_cmd(tool: Path, model: Path, corpus: Path, chunks: int, *extra: str) -> list[str]:
+def llama_perplexity_cmd(tool: Path, model: Path, corpus: Path, chunks: int, *extra: str,
+                         flash_attn: str = "off") -> list[str]:
     # -fa off: llama-perplexity's default is on; --no-repack: fakequant's default (see fakequant.runtime.settings)
     return [str(tool), "-m", str(model), "-f", str(corpus), "-c", str(CTX), "-b", str(CTX), "-ub", str(CTX),
-            "--chunks", str(chunks), "-t", str(THREADS), "-tb", str(THREADS), "-fa", "off", "--no-repack", *extra]
+            "--chunks", str(chunks), "-t", str(THREADS), "-tb", str(THREADS), "-fa", flash_attn, "--no-repack",
+            *extra]
 
 
-def fakequant_cmd(command: str, models: list[Path], corpus: Path, chunks: int) -> list[str]:
+def fakequant_cmd(command: str, models: list[Path], corpus: Path, chunks: int, flash_attn: str = "off") -> list[str]:
     return [str(BIN / "fakequant"), command, *map(str, models), "--corpus", str(corpus), "--chunks", str(chunks),
-            "--ctx", str(CTX), "--batch", str(CTX), "--threads", str(THREADS), "--flash-attn", "off", "--json",
+            "--ctx", str(CTX), "--batch", str(CTX), "--threads", str(THREADS), "--flash-attn", flash_attn, "--json",
             "--no-progress"]
 
 
@@ -242,6 +244,47 @@ def bench_ppl(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
                          f"{TARGETS['placebo']}×")
 
 
+def bench_ppl_alone(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
+    """`fakequant ppl` against `llama-perplexity` alone, alternated: end-to-end throughput and peak RSS, on
+    ``--corpus`` (default: the default corpus; a short held-out text makes the start-up and the per-chunk overheads
+    show) with ``--flash-attn``."""
+    from fakequant.store.assets import corpus_path, model_path
+    from fakequant.store.tools import tool_path
+
+    tool = tool_path("llama-perplexity")
+    if tool is None:
+        raise BenchError("llama-perplexity is not built: run `make tools` (python -m fakequant.store.tools build)")
+    model, n, fa = model_path(), args.chunks, args.flash_attn
+    corpus = args.corpus or corpus_path()
+    fq_cmd = fakequant_cmd("ppl", [model], corpus, n, flash_attn=fa)
+    ll_cmd = llama_perplexity_cmd(tool, model, corpus, n, flash_attn=fa)
+
+    def fq_ppl() -> tuple[Run, dict[str, float]]:
+        run = run_measured(fq_cmd)
+        return run, {"ppl": json.loads(run.stdout)["ppl"]}
+
+    def ll_ppl() -> tuple[Run, dict[str, float]]:
+        run = run_measured(ll_cmd)
+        return run, parse_llama(run)
+
+    log(f"\n== perplexity alone: {model.name}, {corpus.name}, {n} chunks of {CTX}, flash attention {fa}, "
+        f"{args.rounds} rounds (load {load_now()})")
+    s = alternate({"fakequant ppl": fq_ppl, "llama-perplexity": ll_ppl}, args.rounds, log=log)
+    fq, ll = s["fakequant ppl"], s["llama-perplexity"]
+    rep.command("fakequant ppl (alone)", short(fq_cmd, tmp))
+    rep.command("llama-perplexity (alone)", short(ll_cmd, tmp))
+    r_wall, r_rss = ratio(ll.seconds, fq.seconds), ratio(fq.max_rss, ll.max_rss)
+    rep.row(f"`fakequant ppl`, {n} chunks of {corpus.name}, -fa {fa}", f"{fq.seconds:.2f} ({fq.spread()})",
+            f"**{r_wall:.2f}×** llama-perplexity's throughput end to end; **{r_rss:.2f}×** its peak RSS",
+            f"{mib(fq.max_rss):.0f}", f"{mib(fq.written):.1f}",
+            f"targets ≥ 1.0× throughput: {verdict(r_wall, 1.0, at_most=False)}, ≤ 1.2× memory: "
+            f"{verdict(r_rss, 1.2)}; PPL {fq.med('ppl'):.4f} vs {ll.med('ppl'):.4f}")
+    rep.row(f"`llama-perplexity`, {n} chunks of {corpus.name}, -fa {fa}", f"{ll.seconds:.2f} ({ll.spread()})", "1.00",
+            f"{mib(ll.max_rss):.0f}", f"{mib(ll.written):.1f}", "")
+    rep.headlines.append(f"perplexity alone ({corpus.name}, -fa {fa}): {r_wall:.2f}× llama-perplexity's throughput "
+                         f"end to end, {r_rss:.2f}× its peak RSS; targets ≥ 1.0× and ≤ 1.2×")
+
+
 # ------------------------------------------------------------------------------------------------------- rewrite
 
 
@@ -354,7 +397,8 @@ def bench_layer0(args: argparse.Namespace, tmp: Path, rep: Report) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- main
 
-SECTIONS = {"ppl": bench_ppl, "rewrite": bench_rewrite, "layer0": bench_layer0, "drift": bench_drift}
+SECTIONS = {"ppl": bench_ppl, "ppl_alone": bench_ppl_alone, "rewrite": bench_rewrite, "layer0": bench_layer0,
+            "drift": bench_drift}
 
 
 def markdown(rep: Report, info: dict[str, str], args: argparse.Namespace, load_end: str) -> str:
@@ -390,6 +434,10 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--experiment", default="layer0", help="experiment of the pytest section (default layer0)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results table to this file")
+    parser.add_argument("--corpus", type=Path, default=None, help="text of the ppl_alone section (default: the "
+                        "default corpus)")
+    parser.add_argument("--flash-attn", choices=("on", "off"), default="off",
+                        help="flash attention in the ppl_alone section (default off, fakequant's default)")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.rewrite_rounds = args.rewrite_rounds or (1 if args.quick else 7)

@@ -40,6 +40,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ubatch", type=int, default=None, help="physical micro-batch size (default: = batch)")
     p.add_argument("--chunks", type=int, default=None, help="score only the first N chunks (default: all)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--gpu-layers", type=int, default=None, metavar="N",
+                   help="layers to offload to the GPU of a GPU build (-1: all; default $FAKEQUANT_N_GPU_LAYERS or 0)")
     p.add_argument("--flash-attn", choices=("on", "off"), default="off",
                    help="flash attention (default off; llama-perplexity's default is on)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -101,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel pytest-xdist workers")
     p.add_argument("--criteria", default="criteria.toml")
     p.add_argument("--report-dir", default="reports")
+    p.add_argument("--gather", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="assemble the map from cells other hosts measured: copy each cell's record from these "
+                        "report directories (a local DIR, or SPEC::DIR over an execnet gateway such as "
+                        "ssh=user@host//python=PATH::DIR) into --report-dir; nothing is measured, and a cell none "
+                        "of them recorded fails the command")
 
     p = sub.add_parser("recipe", help="a mixed-precision recipe of criteria.toml: measure its cells, solve it within "
                                       "its budget and each stock mix's size, build and score the models")

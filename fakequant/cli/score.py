@@ -17,8 +17,9 @@ from fakequant.runtime.settings import RuntimeSettings
 
 def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
     ubatch = args.ubatch if args.ubatch is not None else args.batch
+    gpu = {} if args.gpu_layers is None else {"n_gpu_layers": args.gpu_layers}
     return RuntimeSettings(n_ctx=args.ctx, n_batch=args.batch, n_ubatch=min(ubatch, args.batch),
-                           n_threads=args.threads, flash_attn=args.flash_attn == "on")
+                           n_threads=args.threads, flash_attn=args.flash_attn == "on", **gpu)
 
 
 def _show_progress(args: argparse.Namespace) -> bool:

@@ -17,7 +17,7 @@ from fakequant.suite.sweep import listing, run_sweep
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    run = run_sweep(args.criteria, args.name, jobs=args.jobs, report_dir=args.report_dir)
+    run = run_sweep(args.criteria, args.name, jobs=args.jobs, report_dir=args.report_dir, gather=args.gather)
     counts = {d: sum(c.decision == d for c in run.smap.cells) for d in (*DECISIONS, ERROR)}
     print(" ".join(f"{d}={n}" for d, n in counts.items() if n))
     print(run.smap.safe_line())

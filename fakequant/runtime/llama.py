@@ -33,6 +33,8 @@ from llama_cpp import _internals
 
 from fakequant.errors import ModelRuntimeError
 from fakequant.gguf.check import read_layout
+from fakequant.runtime.backend import check_offload
+from fakequant.runtime.backend import info as backend_info
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
 
 GGML_TYPES = {
@@ -153,6 +155,7 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
     # llama.cpp trusts the header's counts and offsets; the bounded walk names a damaged file in one line instead
     # (remembered per file identity, so reloading a model does not walk it again). Not part of the load time.
     read_layout(path)
+    check_offload(settings.n_gpu_layers, path)
     since = len(_LOG)
     start = time.perf_counter()
     try:
@@ -168,6 +171,7 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
                 type_k=GGML_TYPES[settings.type_k],
                 type_v=GGML_TYPES[settings.type_v],
                 seed=settings.seed,
+                n_gpu_layers=settings.n_gpu_layers,
                 logits_all=False,
                 verbose=False,
             )
@@ -220,12 +224,23 @@ def decode(model: Model, tokens: Sequence[int], *, first_output: int, start_pos:
 
     ``llama-perplexity`` asks for logits exactly this way (``need_logits = pos >= first``), so the same kernels run.
     """
+    out = np.empty((max(len(tokens) - first_output, 0), model.n_vocab), dtype=np.float32)
+    filled = 0
+    for view in decoded_views(model, tokens, first_output=first_output, start_pos=start_pos):
+        out[filled:filled + len(view)] = view
+        filled += len(view)
+    return out
+
+
+def decoded_views(model: Model, tokens: Sequence[int], *, first_output: int,
+                  start_pos: int = 0) -> Iterator[np.ndarray]:
+    """:func:`decode` without the copy: after each ``llama_decode`` of a batch, a read-only view of llama.cpp's own
+    logits of that batch's positions ``>= first_output`` (skipped when it has none). A view is valid only until the
+    generator goes on: use it, or copy it, before asking for the next."""
     n = len(tokens)
     n_batch = model.settings.n_batch
     n_vocab = model.n_vocab
-    out = np.empty((max(n - first_output, 0), n_vocab), dtype=np.float32)
     batch = _batch(model)
-    filled = 0
     for b0 in range(0, n, n_batch):
         size = min(n_batch, n - b0)
         n_outputs = 0
@@ -243,10 +258,9 @@ def decode(model: Model, tokens: Sequence[int], *, first_output: int, start_pos:
         if rc != 0:
             raise ModelRuntimeError(f"{model.path}: llama_decode failed with status {rc} at token {b0}")
         if n_outputs:
-            ptr = llama_cpp.llama_get_logits(model.ctx)
-            out[filled:filled + n_outputs] = np.ctypeslib.as_array(ptr, shape=(n_outputs, n_vocab))
-            filled += n_outputs
-    return out
+            view = np.ctypeslib.as_array(llama_cpp.llama_get_logits(model.ctx), shape=(n_outputs, n_vocab))
+            view.flags.writeable = False
+            yield view
 
 
 def first_nonfinite(logits: np.ndarray, where: str) -> str | None:
@@ -376,9 +390,10 @@ def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def build_info() -> dict[str, Any]:
     """What produced the numbers: llama-cpp-python's version (which pins the vendored llama.cpp source), the
-    llama.cpp library version string and its CPU feature line."""
+    llama.cpp library version string, its feature line, the ggml backend and its devices."""
     return {
         "llama_cpp_python": importlib.metadata.version("llama-cpp-python"),
         "llama_cpp": llama_cpp.llama_version().decode(),
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
+        **backend_info(),
     }

@@ -17,6 +17,7 @@ two models over identical tokens.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fakequant.errors import CorpusError
-from fakequant.runtime.llama import Model, clear_memory, decode, first_nonfinite
+from fakequant.runtime.llama import Model, clear_memory, decode, decoded_views
 
 # --- corpus -----------------------------------------------------------------------------------------------------
 
@@ -116,12 +117,21 @@ def scored_logits(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, n
     return logits[:-1], toks[first + 1:]
 
 
+_LSE_ROWS = 16  # rows per block: a 3 MB temporary for a 49k vocabulary, not one the size of the chunk's logits
+
+
 def row_logsumexp(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: max (float32) and ln Σ exp(logit - max) (float64), as llama.cpp does (expf, double sum)."""
+    """Per row: max (float32) and ln Σ exp(logit - max) (float64), as llama.cpp does (expf, double sum).
+
+    Computed a block of rows at a time: each row's value is the same as over the whole array (rows are reduced
+    independently), while the exp temporary stays small and in cache."""
     mx = logits.max(axis=1)
-    shifted = logits - mx[:, None]
-    np.exp(shifted, out=shifted)  # in place: one 50 MB temporary per chunk instead of two
-    return mx, np.log(shifted.sum(axis=1, dtype=np.float64))
+    lse = np.empty(len(logits), dtype=np.float64)
+    for r in range(0, len(logits), _LSE_ROWS):
+        shifted = logits[r:r + _LSE_ROWS] - mx[r:r + _LSE_ROWS, None]
+        np.exp(shifted, out=shifted)
+        np.log(shifted.sum(axis=1, dtype=np.float64), out=lse[r:r + _LSE_ROWS])
+    return mx, lse
 
 
 # --- perplexity -------------------------------------------------------------------------------------------------
@@ -158,10 +168,54 @@ def _ppl_and_se(nll: np.ndarray) -> tuple[float, float]:
     return ppl, (ppl * math.sqrt(var / (count - 1)) if var > 0 and count > 1 else float("nan"))
 
 
+class _NoProgress(contextlib.AbstractContextManager):
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr; without one, tqdm is not even imported."""
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="chunk", disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False)
+
+
+def _first_nonfinite_rows(rows: np.ndarray, where: str, offset: int) -> str | None:
+    """What :func:`~fakequant.runtime.llama.first_nonfinite` says, checked a block of rows at a time (no
+    chunk-sized mask); positions count from the chunk's first scored one (``offset`` is that of ``rows[0]``)."""
+    for r in range(0, len(rows), _LSE_ROWS):
+        block = rows[r:r + _LSE_ROWS]
+        if not np.isfinite(block).all():
+            row, col = (int(x) for x in np.argwhere(~np.isfinite(block))[0])
+            return f"{where}, position {offset + r + row}, token id {col}: {block[row, col]}"
+    return None
+
+
+def chunk_nll(model: Model, ct: CorpusTokens, i: int) -> tuple[np.ndarray, str | None]:
+    """The negative log-likelihood of chunk ``i``'s scored tokens, and where its first non-finite logit is (None:
+    all finite). Read straight from llama.cpp's logits of each decoded batch, never copied: the same numbers as
+    :func:`scored_logits` gives, without a chunk-sized copy of them."""
+    toks = _chunk_tokens(model, ct, i)
+    first = ct.n_ctx // 2
+    targets = toks[first + 1:]
+    clear_memory(model)
+    parts: list[np.ndarray] = []
+    nonfinite = None
+    row = 0
+    for view in decoded_views(model, toks.tolist(), first_output=first):
+        rows = view[:max(0, min(len(view), len(targets) - row))]  # the last position predicts past the chunk
+        if len(rows):
+            if nonfinite is None:
+                nonfinite = _first_nonfinite_rows(rows, f"chunk {i + 1}", row)
+            mx, lse = row_logsumexp(rows)
+            parts.append((mx.astype(np.float64) + lse) - rows[np.arange(len(rows)), targets[row:row + len(rows)]])
+        row += len(view)
+    return np.concatenate(parts), nonfinite
 
 
 def perplexity(model: Model, corpus: Path, *, chunks: int | None = None, progress: bool = False) -> PerplexityResult:
@@ -174,11 +228,8 @@ def perplexity(model: Model, corpus: Path, *, chunks: int | None = None, progres
     start = time.perf_counter()
     with progress_bar(ct.n_chunk, f"ppl {model.path.name}", progress) as bar:
         for i in range(ct.n_chunk):
-            logits, targets = scored_logits(model, ct, i)
-            if nonfinite is None:
-                nonfinite = first_nonfinite(logits, f"chunk {i + 1}")
-            mx, lse = row_logsumexp(logits)
-            nll = (mx.astype(np.float64) + lse) - logits[np.arange(len(targets)), targets]
+            nll, bad = chunk_nll(model, ct, i)
+            nonfinite = nonfinite or bad
             nll_parts.append(nll)
             total_nll += float(nll.sum())
             count += len(nll)

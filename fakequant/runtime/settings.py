@@ -8,6 +8,11 @@ band leaves room for. Whatever is chosen, it is written into every result.
 ``repack`` (llama.cpp's "extra buffer types": CPU weight repacking and Intel AMX kernels) is OFF by default, like
 ``llama-perplexity --no-repack``: on this project's VMs the CPU advertises AMX but the hypervisor does not enable its
 tile state, and llama.cpp's AMX path dies with a general protection fault on the first Q4_1 matrix product.
+
+``n_gpu_layers`` (default 0: everything on the CPU) offloads that many layers to the GPU of a GPU build of
+llama-cpp-python (``make setup BACKEND=cuda``; -1: all of them). Being a setting, it is the same for baseline,
+candidate and placebo, and every report records it beside the build's backend and devices
+(:mod:`fakequant.runtime.backend`).
 """
 
 from __future__ import annotations
@@ -82,6 +87,18 @@ def _check_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, 
     return out
 
 
+GPU_LAYERS_ENV = "FAKEQUANT_N_GPU_LAYERS"
+
+
+def gpu_layers_from_env() -> int:
+    """The default of ``n_gpu_layers``: ``$FAKEQUANT_N_GPU_LAYERS``, else 0 (CPU only)."""
+    value = os.environ.get(GPU_LAYERS_ENV, "").strip() or "0"
+    try:
+        return int(value)
+    except ValueError:
+        raise CriteriaError(f"${GPU_LAYERS_ENV}: must be an integer (-1: every layer), got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """How llama.cpp runs a model (context, batches, threads, attention kernel, KV cache, seed)."""
@@ -95,6 +112,9 @@ class RuntimeSettings:
     type_v: str = bounded("f16", choices=KV_TYPES)
     seed: int = 1234
     repack: bool = False  # llama.cpp's extra buffer types (repack, AMX); off = `--no-repack`, see the docstring
+    # llama.cpp's -ngl; 0 = CPU only; default from $FAKEQUANT_N_GPU_LAYERS (`make ... BACKEND=cuda` sets -1)
+    n_gpu_layers: int = field(default_factory=lambda: gpu_layers_from_env(),
+                              metadata=bounded(0, ge=-1, why="-1 offloads every layer").metadata)
 
     def __post_init__(self) -> None:
         check_bounds(self, "settings")

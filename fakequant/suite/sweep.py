@@ -34,6 +34,7 @@ from typing import Any
 
 from fakequant.errors import CriteriaError
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
+from fakequant.runtime.backend import backend
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_version
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
@@ -67,6 +68,7 @@ def cell_key(exp: Experiment) -> str:
         "thresholds": exp.thresholds.to_json(),
         "checks": list(exp.checks),
         "llama_cpp": llama_cpp_version(),
+        "backend": backend(),  # a GPU build computes other numbers, even with n_gpu_layers = 0
     })
 
 
@@ -208,8 +210,11 @@ def _run(cmd: list[str], cwd: Path) -> int:
 
 
 def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir: str | Path | None = None,
-              runner: Callable[[list[str], Path], int] | None = None,
+              runner: Callable[[list[str], Path], int] | None = None, gather: Sequence[str] = (),
               log: Callable[[str], None] = print) -> SweepRun:
+    """Run sweep ``name``'s cells that neither the cell cache nor ``report_dir`` holds, then draw the map. With
+    ``gather`` (report directories of other hosts, :mod:`fakequant.suite.gather`) their cells are copied in first and
+    nothing is measured: a cell no host recorded is an error in the map."""
     criteria_path = Path(criteria_path)
     if jobs < 1:
         raise CriteriaError(f"--jobs: must be >= 1, got {jobs}")
@@ -218,6 +223,10 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
     report_dir = Path(criteria.report_dir)
     cells, invalid = sweep_cells(criteria, name)
 
+    if gather:
+        from fakequant.suite.gather import gather_cells
+
+        gather_cells(report_dir, gather, cells, recorded_result, log)
     keys = {exp.name: cell_key(exp) for exp in cells}
     results: dict[str, CellResult] = {}
     adopted = 0
@@ -233,12 +242,18 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
     todo = [exp for exp in cells if exp.name not in results]
     workers = max(1, min(jobs, len(todo)))
     log(f"sweep {name}: {len(cells) + len(invalid)} cells, {len(results) - adopted} cached, {adopted} taken from "
-        f"{report_dir}, {len(todo)} to run ({workers} worker(s) × {threads_per_worker(workers)} thread(s))")
+        f"{report_dir}, " + (f"{len(todo)} missing (assembling only, nothing is measured)" if gather else
+                             f"{len(todo)} to run ({workers} worker(s) × {threads_per_worker(workers)} thread(s))"))
 
     start = time.perf_counter()
     rc: int | None = None
     cmd: list[str] = []
-    if todo:
+    if todo and gather:
+        for exp in todo:  # assembling only: measuring here would hide a cell the hosts lost
+            layer, kind, fmt = cell_coordinates(exp)
+            results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR, "not recorded by any gathered host ("
+                                           f"{', '.join(gather)}); measure it there or run without --gather")
+    elif todo:
         root = project_root(criteria_path)
         cmd = pytest_command(name, [e.name for e in todo], criteria_path=criteria_path, report_dir=report_dir,
                              jobs=workers, threads=threads_per_worker(workers), root=root)
@@ -266,7 +281,8 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
     first = cells[0] if cells else None
     meta: dict[str, Any] = {
         "criteria": str(criteria_path),
-        "timing": {"wall_s": round(wall, 2), "cells_run": len(todo), "cells_cached": len(cells) - len(todo) - adopted,
+        "timing": {"wall_s": round(wall, 2), "cells_run": 0 if gather else len(todo),
+                   "cells_cached": len(cells) - len(todo) - adopted,
                    "cells_from_reports": adopted,
                    "jobs": workers, "threads": threads_per_worker(workers)},
     }
@@ -287,7 +303,7 @@ def _renamed(hit: CellResult, exp: Experiment) -> CellResult:
 
 # what a recorded result was measured on, by content: another host keeps the model elsewhere, and a file of the same
 # name may hold another model
-_MEASURED_ON = ("model_sha256", "corpus_sha256", "llama_cpp_python")
+_MEASURED_ON = ("model_sha256", "corpus_sha256", "llama_cpp_python", "backend")
 
 
 def _comparable(experiment: dict[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,8 @@ def test_cells_that_could_not_run_are_not_cached(tmp_path):
 
 def test_a_cell_whose_tests_never_ran_is_an_error_and_the_cli_fails(tmp_path, monkeypatch, capsys):
     path = _criteria(tmp_path, layers="0")
-    args = type("A", (), {"criteria": str(path), "name": "norms", "jobs": 1, "report_dir": str(tmp_path / "r")})
+    args = type("A", (), {"criteria": str(path), "name": "norms", "jobs": 1, "report_dir": str(tmp_path / "r"),
+                           "gather": []})
     monkeypatch.setattr(sweep, "_run", lambda cmd, cwd: 5)  # pytest ran nothing
     assert commands.cmd_sweep(args) == 1
     smap = SensitivityMap.from_json(json.loads((tmp_path / "r/sweeps/norms/sensitivity.json").read_text()))
