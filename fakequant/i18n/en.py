@@ -200,6 +200,59 @@ TEXT: dict[str, str] = {
     'key_ppl': 'PPL {diff}',
     'key_kld': 'KLD {kld} nats',
     'clause_join': '; ',
+    # a sweep's sensitivity map (fakequant.report.sensitivity)
+    'sens_title': '# Sweep `{sweep}`: sensitivity map',
+    'sens_cells': (
+        '{layers} layers × {kinds} tensor kinds ({kind_list}) × {formats} formats ({format_list}) = {cells} cells.'
+    ),
+    'sens_model': 'Model',
+    'sens_corpus': 'Corpus',
+    'sens_chunks': 'Perplexity chunks',
+    'sens_settings': 'Settings (same for every cell)',
+    'sens_timing': (
+        'This run: {run} cells measured, {cached} taken from the cell cache, wall time {wall:.1f} s with {jobs} '
+        'worker(s) × {threads} thread(s)'
+    ),
+    'sens_safe': 'Layers that look safe to go on with ({what}, every cell GO): {layers} ({count} of {total})',
+    'sens_none': 'none',
+    'sens_group': '{label}: {layers}',
+    'sens_caution': 'go with care (CAUTION)',
+    'sens_stop': 'not safe (STOP)',
+    'sens_unresolved': 'unresolved (INCONCLUSIVE or not measured)',
+    'sens_end': '.',
+    'sens_top': "## Most sensitive tensors (top {count}, by the format's own effect: mean KLD beyond the placebo)",
+    'sens_col_tensor': 'tensor',
+    'sens_col_format': 'format',
+    'sens_col_excess': 'excess KLD [95% CI]',
+    'sens_col_floor': 'floor KLD',
+    'sens_col_total': 'total KLD',
+    'sens_col_mean': 'mean KLD',
+    'sens_col_delta': 'Δ ln PPL ± SE',
+    'sens_col_change': 'PPL change',
+    'sens_col_top1': 'top-1 same',
+    'sens_col_decision': 'decision',
+    'sens_col_layer': 'layer',
+    'sens_col_kind': 'kind',
+    'sens_col_experiment': 'experiment',
+    'sens_col_why': 'why',
+    'sens_no_placebo': 'no placebo †',
+    'sens_not_resolved': ' (not resolved)',
+    'sens_cached': ' (cached)',
+    'sens_dagger': (
+        '† measured without a placebo: ranked after the cells that have one, by total mean KLD (its own part cannot '
+        'be told from the floor).'
+    ),
+    'sens_decisions': '## Decisions, {format} (layer × tensor kind: decision, Δ ln PPL)',
+    'sens_every': '## Every cell',
+    'sens_legend': (
+        'Δ ln PPL = mean ln(PPL(candidate)/PPL(base)) on the same tokens, ± one standard error (paired over '
+        "tokens); KLD = mean KL divergence of the candidate's next-token distribution from the base's (the total: "
+        'what a user deploying the change gets; decisions follow it); floor KLD = the same for the placebo twin '
+        '(the same tensors nudged by one ulp in their own encoding, one per layer × kind, shared by every format); '
+        'excess KLD = the candidate beyond its placebo, paired per chunk, with its 95% t interval over chunks: the '
+        "format's own part, by which the cells are ranked. top-1 same = share of positions where both models rank "
+        'the same token first. Each cell is an ordinary experiment: its own report is in `reports/<experiment>/`.'
+    ),
     # building, loading and the must-pass checks (fakequant.suite.rules)
     'build.done': '{changed}/{total} values changed in {tensors} tensor(s) ({what})',
     'build.noop': 'no-op: every value already representable in {format}',
@@ -291,6 +344,9 @@ TEXT: dict[str, str] = {
     'headline.floor_unresolved': (
         " — format's own effect below the placebo floor's resolution (floor KLD {floor:.2g}, excess {excess:+.2g})"
     ),
+    # a sweep's cells (fakequant.suite.sweep)
+    'sweep.no_outcome': 'no outcome recorded: its tests did not run',
+    'sweep.stale': 'not measured by this run (the outcomes on disk were recorded with other settings)',
     # positive controls (fakequant.suite.expectation)
     'expect.did_not_fail': '{key} did not fail',
     'expect.unexpected': '{check} failed, not expected',

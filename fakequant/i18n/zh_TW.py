@@ -188,6 +188,54 @@ TEXT: dict[str, str] = {
     'key_ppl': '困惑度 {diff}',
     'key_kld': 'KLD {kld} nats',
     'clause_join': '；',
+    # a sweep's sensitivity map (fakequant.report.sensitivity)
+    'sens_title': '# 掃描 `{sweep}`：敏感度地圖',
+    'sens_cells': '{layers} 層 × {kinds} 種權重（{kind_list}）× {formats} 種格式（{format_list}）= {cells} 個組合。',
+    'sens_model': '模型',
+    'sens_corpus': '語料',
+    'sens_chunks': '困惑度 chunk 數',
+    'sens_settings': '執行設定（每個組合相同）',
+    'sens_timing': (
+        '本次執行：量測 {run} 個組合，{cached} 個取自組合快取，總耗時 {wall:.1f} 秒，{jobs} 個 worker × {threads} '
+        '個執行緒'
+    ),
+    'sens_safe': '看來可以繼續的層（{what}，每個組合皆為 GO）：{layers}（{total} 層中的 {count} 層）',
+    'sens_none': '無',
+    'sens_group': '{label}：{layers}',
+    'sens_caution': '需謹慎（CAUTION）',
+    'sens_stop': '不安全（STOP）',
+    'sens_unresolved': '未判定（INCONCLUSIVE 或未測量）',
+    'sens_end': '。',
+    'sens_top': '## 最敏感的權重（前 {count} 名，依格式本身的效應：超出安慰劑的平均 KLD）',
+    'sens_col_tensor': '權重',
+    'sens_col_format': '格式',
+    'sens_col_excess': '超出 KLD [95% 信賴區間]',
+    'sens_col_floor': '基準 KLD',
+    'sens_col_total': '總 KLD',
+    'sens_col_mean': '平均 KLD',
+    'sens_col_delta': 'Δ ln PPL ± SE',
+    'sens_col_change': '困惑度變化',
+    'sens_col_top1': 'top-1 相同',
+    'sens_col_decision': '決策',
+    'sens_col_layer': '層',
+    'sens_col_kind': '種類',
+    'sens_col_experiment': '實驗',
+    'sens_col_why': '原因',
+    'sens_no_placebo': '無安慰劑 †',
+    'sens_not_resolved': '（無法分辨）',
+    'sens_cached': '（快取）',
+    'sens_dagger': '† 未搭配安慰劑量測：排在有安慰劑的組合之後，依總平均 KLD 排序（無法區分其本身的效應與基準雜訊）。',
+    'sens_decisions': '## 決策：{format}（層 × 權重種類：決策、Δ ln PPL）',
+    'sens_every': '## 所有組合',
+    'sens_legend': (
+        'Δ ln PPL = 在相同 tokens 上的平均 ln(PPL(Fake Quantized)/PPL(原始))，± 一個標準誤（逐 token 成對）；KLD = '
+        'Fake Quantized 模型的下一個 token 分佈相對於原始模型的平均 KL '
+        '散度（總效應：使用者部署此改動實際得到的結果，決策依此判定）；基準 KLD = '
+        '安慰劑模型的同一數值（相同權重以其自身編碼各微調一個 ulp，每個層 × 種類一個，所有格式共用）；超出 KLD = '
+        'Fake Quantized 模型超出其安慰劑的部分，逐 chunk 成對計算，附跨 chunk 的 95% t '
+        '區間：格式本身的效應，組合依此排序。top-1 相同 = 兩個模型排名第一的 token '
+        '相同的位置比例。每個組合都是一般的實驗：其報告在 `reports/<experiment>/`。'
+    ),
     # building, loading and the must-pass checks (fakequant.suite.rules)
     'build.done': '{tensors} 個權重共 {total} 個數值中有 {changed} 個改變（{what}）',
     'build.noop': '未改變：每個數值都已可用 {format} 精確表示',
@@ -269,6 +317,9 @@ TEXT: dict[str, str] = {
     'headline.floor_unresolved': (
         '——格式本身的效應低於安慰劑基準的可分辨程度（基準 KLD {floor:.2g}，超出 {excess:+.2g}）'
     ),
+    # a sweep's cells (fakequant.suite.sweep)
+    'sweep.no_outcome': '沒有記錄任何結果：此組合的測試沒有執行',
+    'sweep.stale': '本次執行未量測（磁碟上的結果是以其他設定記錄的）',
     # positive controls (fakequant.suite.expectation)
     'expect.did_not_fail': '{key} 沒有失敗',
     'expect.unexpected': '{check} 失敗，但不在預期之中',

@@ -185,6 +185,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "headline.floor_unresolved": ({"excess": 0.00016, "floor": 0.00356},
                                   " — format's own effect below the placebo floor's resolution (floor KLD 0.0036, "
                                   "excess +0.00016)"),
+    "sweep.no_outcome": ({}, "no outcome recorded: its tests did not run"),
+    "sweep.stale": ({}, "not measured by this run (the outcomes on disk were recorded with other settings)"),
     "expect.did_not_fail": ({"key": "finite"}, "finite did not fail"),
     "expect.unexpected": ({"check": "numerical"}, "numerical failed, not expected"),
     "expect.not_stop": ({"decision": "GO"}, "the decision is GO, not STOP"),

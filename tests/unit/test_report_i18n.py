@@ -12,7 +12,9 @@ import pytest
 from fakequant.report import finish_run, html_summary, markdown, sample, terminal_lines
 from fakequant.report.i18n import translator
 from fakequant.report.reading import template_line
-from fakequant.suite.outcomes import data_dir, save_artifact
+from fakequant.report.sensitivity import CellResult, SensitivityMap, render_markdown
+from fakequant.suite.outcomes import data_dir, load_experiment, save_artifact
+from fakequant.suite.verdict import decide
 from fakequant.suite.vocab import CATEGORIES, MUST_PASS_CHECKS, Artifact, Decision
 
 
@@ -131,3 +133,22 @@ def test_a_control_that_did_not_match_says_which_check_and_why_in_both_languages
     assert f"(正對照，預期失敗的檢查: {shown} — 不符合)" in (tmp_path / "summary.md").read_text()
     assert expectation(verdict.to_json())[0].startswith("finite (did not fail); perplexity (failed); also failed")
     assert expectation({"decision": "GO", "expected": None}) is None
+
+
+def test_the_sweep_map_in_zh_tw_and_its_cells_headlines(tmp_path: Path) -> None:
+    sample.fill(tmp_path, "x", "caution")
+    headline = decide(load_experiment(tmp_path, "x")).headline
+    cells = [CellResult("sweep_n_L00_ffn_norm_fp8", 0, "ffn_norm", "fp8", "CAUTION", headline, 0.025, 0.003, 0.02,
+                        0.95, 2, 0.0077, 0.024, (0.022, 0.025), True),
+             CellResult("sweep_n_L01_ffn_norm_fp8", 1, "ffn_norm", "fp8", "GO", "an old cached headline", 0.001, 0.0004,
+                        0.002, 0.97, 2, cached=True)]
+    again = [CellResult.from_json(json.loads(json.dumps(c.to_json()))) for c in cells]  # through the cell cache
+    smap = SensitivityMap("n", again, {"model": "m.gguf", "chunks": 2})
+    zh, en = render_markdown(smap, lang="zh-TW"), render_markdown(smap)
+    assert "**看來可以繼續的層（ffn_norm × fp8，每個組合皆為 GO）：1（2 層中的 1 層）；需謹慎（CAUTION）：0。**" in zh
+    assert "**Layers that look safe to go on with (ffn_norm × fp8, every cell GO): 1 (1 of 2); go with care " \
+           "(CAUTION): 0.**" in en
+    assert str(headline) in en and str(headline) not in zh and "| perplexity：困惑度增加 +2.532%（95% 信賴區間" in zh
+    body = zh[: zh.index("Δ ln PPL = ")].replace("an old cached headline", "")  # the legend names the formula
+    runs, _ = _english_left(body)
+    assert not runs, runs
