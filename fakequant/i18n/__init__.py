@@ -75,7 +75,7 @@ class Message(str):
         return self
 
 
-def msg(code: str, **args: Any) -> Message:
+def msg(code: str, /, **args: Any) -> Message:
     """``msg("perplexity.below_ideal", measured=..., ideal=0.01)``: a Message of a code the catalogs declare."""
     return Message(code, args)
 

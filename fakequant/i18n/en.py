@@ -270,6 +270,7 @@ TEXT: dict[str, str] = {
     'original.unchanged': '{name}: sha256 {sha}… unchanged',
     'check.crashed': '{test} raised at {when}: {error}',
     # numerical
+    'noop.target_format': 'the target format',
     'numerical.nothing_changed': '0 of {values} values changed: nothing to compare',
     'numerical.bounds': (
         'mean rel diff {mean_rel:.3%} ({mean_tensor}; ideal < {mean_ideal:.0%}, acceptable < '

@@ -255,6 +255,7 @@ TEXT: dict[str, str] = {
     'original.unchanged': '{name}：sha256 {sha}… 未改變',
     'check.crashed': '{test} 在 {when} 階段發生例外：{error}',
     # numerical
+    'noop.target_format': '目標格式',
     'numerical.nothing_changed': '{values} 個數值中沒有任何一個改變：無可比較',
     'numerical.bounds': (
         '平均相對差異 {mean_rel:.3%}（{mean_tensor}；理想 < {mean_ideal:.0%}，可接受 < '

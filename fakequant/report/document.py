@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fakequant.report import fmt, perplexity, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Inline, Link, Para, Span, Table
-from fakequant.report.i18n import category_text, status_text, translator
+from fakequant.report.i18n import category_text, localized, status_text, translator
 from fakequant.report.reading import (
     SPEED_METRICS,
     DocContext,
@@ -270,8 +270,9 @@ def conversation(ctx: DocContext, conv: dict[str, Any]) -> list[Block]:
             c_cell: Cell = f"{check.get('candidate_passes')}/{check['samples']}"
         else:
             b_cell, c_cell = mark(check.get("baseline_ok")), mark(check.get("candidate_ok"))
+        detail = localized(check.get("detail", ""), check.get("detail_message"), ctx.lang)
         checks_rows.append([code(check.get("name", "?")), b_cell, c_cell, status_cell(ctx, check.get("status")),
-                            str(check.get("detail", ""))])
+                            detail])
     if checks_rows:
         blocks.append(Table([t("check"), t("original"), t("candidate"), t("conv_status"), t("detail")],
                             checks_rows))

@@ -100,6 +100,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "original.unchanged": ({"name": "a.gguf", "sha": "0123456789abcdef"}, "a.gguf: sha256 0123456789abcdef… unchanged"),
     "check.crashed": ({"test": "test_numerical[x]", "when": "call", "error": "ZeroDivisionError: boom"},
               "test_numerical[x] raised at call: ZeroDivisionError: boom"),
+    "noop.target_format": ({}, "the target format"),
     "numerical.nothing_changed": ({"values": 576}, "0 of 576 values changed: nothing to compare"),
     "numerical.bounds": ({"mean_rel": 0.02612, "mean_tensor": "blk.10.ffn_norm.weight", "mean_ideal": 0.01,
                           "mean_acceptable": 0.05, "max_rel": 0.0625, "max_tensor": "blk.10.ffn_norm.weight",

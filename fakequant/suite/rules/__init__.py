@@ -74,7 +74,7 @@ def no_op(analysis: Any, fallback_recipe: Any = None) -> NoOp | None:
     recipe = analysis.get("recipe")
     if not (isinstance(recipe, Mapping) and recipe):
         recipe = fallback_recipe if isinstance(fallback_recipe, Mapping) else {}
-    return NoOp(changed, total, str(recipe.get("format") or "the target format"))
+    return NoOp(changed, total, str(recipe.get("format") or "") or msg("noop.target_format"))
 
 
 # ------------------------------------------------------------------------------------------------------- must pass
