@@ -18,7 +18,9 @@ from fakequant.i18n import CATALOGS, Message, localized, msg, render
 ROOT = Path(__file__).resolve().parents[2] / "fakequant"
 EN, ZH = CATALOGS["en"], CATALOGS["zh-TW"]
 # Modules whose reasons are still plain English sentences (no code yet): the report shows them as recorded.
-UNCODED = {"suite/conversation.py"}
+UNCODED = {"suite/conversation.py", "suite/rules/conversation.py"}
+# Where each record keeps its sentence: the position of the reason (detail, headline) among a call's arguments.
+SENTENCE_ARG = {"Ruling": 1, "CheckOutcome": 4, "CheckResult": 3, "CellResult": 5}
 
 
 def _calls(names: set[str]) -> list[tuple[str, ast.Call]]:
@@ -54,11 +56,13 @@ def test_every_code_the_package_uses_has_an_english_and_a_zh_tw_rendering() -> N
 
 
 def test_no_rule_gives_a_reason_without_a_code() -> None:
-    """A Ruling or CheckOutcome built with an English sentence (a literal or an f-string) instead of a Message
-    could only be copied by the report, never translated."""
+    """A Ruling, CheckOutcome, CheckResult or CellResult built with an English sentence (a literal or an f-string)
+    instead of a Message could only be copied by the report, never translated."""
     plain = []
-    for rel, call in _calls({"Ruling", "CheckOutcome"}):
-        args = call.args[1:2] if call.func and getattr(call.func, "id", "") == "Ruling" else call.args[4:5]
+    for rel, call in _calls(set(SENTENCE_ARG)):
+        name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+        at = SENTENCE_ARG[name]
+        args = call.args[at:at + 1] + [k.value for k in call.keywords if k.arg in ("reason", "detail", "headline")]
         if rel not in UNCODED and any(isinstance(a, ast.JoinedStr | ast.Constant) for a in args):
             plain.append(f"{rel}:{call.lineno}")
     assert not plain, f"reasons given as plain text: {plain}"
