@@ -7,7 +7,8 @@ the others can be rebuilt from), ``summary.md`` and ``summary.html``, the plan's
 
 Layout: reading.py reads report.json into phrases, document.py decides what is said (as blocks), perplexity.py its
 perplexity section (the total beside its placebo floor and the format's own excess), markdown.py / html.py say it,
-plots.py draws, text.py writes the plain-text files, i18n.py holds the English and Traditional Chinese words.
+plots.py draws, text.py writes the plain-text files; the English and Traditional Chinese words, the checks' reasons
+included, are the catalogs of :mod:`fakequant.i18n`.
 A sweep's map: sensitivity.py (cells, ranking, Markdown) and heatmap.py (its PNG).
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fakequant.errors import FakequantError
+from fakequant.i18n import msg
 from fakequant.report import document, drift, html, markdown, plots, reading, text
 from fakequant.report.blocks import Banner, Block, Cell, Heading, Image, Link, Para, Span, Table
-from fakequant.report.i18n import translator
+from fakequant.report.i18n import status_text, translator
 from fakequant.store.cache import atomic_output, write_json
 from fakequant.store.textfile import parse_user_file
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData, load_experiment
@@ -82,7 +84,7 @@ def render_experiment(doc: dict[str, Any], folder: Path, lang: str = "en") -> No
 
 
 def _error_verdict(experiment: str, err: BaseException) -> tuple[ExperimentData, Verdict]:
-    reason = f"the recorded results could not be read: {type(err).__name__}: {err}".splitlines()[0]
+    reason = msg("verdict.unreadable", error=f"{type(err).__name__}: {err}".splitlines()[0])
     data = ExperimentData(experiment, [], {})
     return data, Verdict(experiment, Decision.INCONCLUSIVE, [reason], reason)
 
@@ -112,17 +114,23 @@ def finish_run(report_dir: Path, experiments: Sequence[str], *, lang: str = "en"
     return verdicts
 
 
-def terminal_lines(verdicts: Sequence[Verdict]) -> list[str]:
-    """``layer0  INCONCLUSIVE  0/576 values changed (already representable in bf16)``, names and decisions aligned."""
+def terminal_lines(verdicts: Sequence[Verdict], lang: str = "en") -> list[str]:
+    """``layer0  INCONCLUSIVE  0/576 values changed (already representable in bf16)``, names and decisions aligned
+    (by the width a terminal gives each character: a CJK one takes two columns)."""
     if not verdicts:
         return []
-    width = max(len(v.experiment) for v in verdicts)
+    t = translator(lang)
+    words = [status_text(v.decision.value, lang) for v in verdicts]
+    name_width = max(len(v.experiment) for v in verdicts)
+    word_width = max(12, *(text.columns(w) for w in words))
     lines = []
-    for v in verdicts:
-        line = f"{v.experiment:<{width}}  {v.decision.value:<12}  {text.clean(v.headline)}"
-        control = reading.expectation(v.to_json())
+    for v, word in zip(verdicts, words, strict=True):
+        data = v.to_json()
+        line = (f"{v.experiment:<{name_width}}  {word}{' ' * (word_width - text.columns(word))}  "
+                f"{text.clean(reading.headline(data, lang))}")
+        control = reading.expectation(data, lang)
         if control:
-            line += f"  [expected to fail: {control[0]} — {control[1]}]"
+            line += t("term_expected", checks=control[0], matched=control[1])
         lines.append(line)
     return lines
 
@@ -144,8 +152,9 @@ def _load_doc(report_dir: Path, experiment: str) -> dict[str, Any]:
     return doc
 
 
-def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
+def html_summary(report_dir: Path, experiments: Sequence[str], lang: str = "en") -> str:
     """A fragment for pytest-html's summary: one row per experiment, key numbers, plots embedded as data: URIs."""
+    t = translator(lang)
     rows: list[list[Cell]] = []
     thumbs: list[Block] = []
     images: dict[str, bytes] = {}
@@ -153,10 +162,10 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
         doc = _load_doc(report_dir, experiment)
         verdict = reading.d(doc.get("verdict"))
         decision = str(verdict.get("decision", "INCONCLUSIVE"))
-        control = reading.expectation(verdict)
-        expected = f" (expected to fail: {control[0]} — {control[1]})" if control else ""
-        rows.append([Span(experiment, "code"), [reading.badge(decision, "en"), expected],
-                     str(verdict.get("headline", "")), reading.key_numbers(doc),
+        control = reading.expectation(verdict, lang)
+        expected = t("html_expected", checks=control[0], matched=control[1]) if control else ""
+        rows.append([Span(experiment, "code"), [reading.badge(decision, lang), expected],
+                     reading.headline(verdict, lang), reading.key_numbers(doc, lang),
                      Link("summary.html", f"{quote(experiment)}/summary.html")])
         names = [p for p in reading.lst(doc.get("plots")) if p in (plots.WEIGHTS, plots.CHUNKS, plots.KLD)]
         found = html.read_images(Path(report_dir) / experiment, names)
@@ -164,8 +173,8 @@ def html_summary(report_dir: Path, experiments: Sequence[str]) -> str:
         if found:
             thumbs += [Para([Span(experiment, "code")]), *(Image(f"{experiment}/{n}", f"{experiment}: {n}")
                                                          for n in names if n in found)]
-    blocks: list[Block] = [Heading(3, "fakequant decisions"),
-                           Table(["experiment", "decision", "why", "key numbers", "report"], rows), *thumbs]
+    header: list[Cell] = [t(f"col_{key}") for key in ("experiment", "decision", "why", "key_numbers", "report")]
+    blocks: list[Block] = [Heading(3, t("html_title")), Table(header, rows), *thumbs]
     return html.fragment(html.render(blocks, images))
 
 

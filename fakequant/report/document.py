@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fakequant.report import battery, drift, fmt, perplexity, plots
 from fakequant.report.blocks import Badge, Banner, Block, Bullets, Cell, Heading, Inline, Link, Para, Span, Table
-from fakequant.report.i18n import category_text, status_text, translator
+from fakequant.report.i18n import category_text, localized, status_text, translator
 from fakequant.report.reading import (
     SPEED_METRICS,
     DocContext,
@@ -25,10 +25,13 @@ from fakequant.report.reading import (
     excess_phrase,
     expectation,
     flat,
+    headline,
     images,
     key_numbers,
     lst,
+    outcome_reason,
     perplexity_difference,
+    sentences,
     settings_text,
     speed_cell,
     speed_difference,
@@ -83,7 +86,7 @@ def header(ctx: DocContext) -> list[Block]:
     blocks: list[Block] = [
         Heading(1, t("title", name=name)),
         Banner(decision, [Span(f"{t('decision')}:", "b"), " ", badge(decision, ctx.lang), " — ",
-                          str(ctx.verdict.get("headline") or "")]),
+                          headline(ctx.verdict, ctx.lang)]),
     ]
     control = expectation(ctx.verdict, ctx.lang)
     if control:
@@ -114,9 +117,9 @@ def _joined(items: Sequence[Inline], sep: str = ", ") -> list[Inline]:
 
 def reasons(ctx: DocContext) -> list[Block]:
     t = ctx.t
-    blocks: list[Block] = [Heading(2, t("reasons"))] + ([Para([t("reasons_english")])] if t("reasons_english") else [])
-    blocks.append(Bullets([[r] for r in lst(ctx.verdict.get("reasons"))] or [[t("not_measured")]]))
-    notes = lst(ctx.verdict.get("notes"))
+    blocks: list[Block] = [Heading(2, t("reasons"))]
+    blocks.append(Bullets([[r] for r in sentences(ctx.verdict, "reasons", ctx.lang)] or [[t("not_measured")]]))
+    notes = sentences(ctx.verdict, "notes", ctx.lang)
     if notes:
         blocks += [Para([Span(t("notes"), "b")]), Bullets([[n] for n in notes])]
     return blocks
@@ -125,7 +128,7 @@ def reasons(ctx: DocContext) -> list[Block]:
 def checks(ctx: DocContext) -> list[Block]:
     t = ctx.t
     rows: list[list[Cell]] = [[code(o.get("check", "?")), category_text(str(o.get("category", "")), ctx.lang),
-                               status_cell(ctx, o.get("status")), str(o.get("reason", ""))]
+                               status_cell(ctx, o.get("status")), outcome_reason(o, ctx.lang)]
                               for o in map(d, lst(ctx.doc.get("outcomes")))]
     if not rows:
         return [Heading(2, t("checks")), Para([t("not_measured")])]
@@ -267,8 +270,9 @@ def conversation(ctx: DocContext, conv: dict[str, Any]) -> list[Block]:
             c_cell: Cell = f"{check.get('candidate_passes')}/{check['samples']}"
         else:
             b_cell, c_cell = mark(check.get("baseline_ok")), mark(check.get("candidate_ok"))
+        detail = localized(check.get("detail", ""), check.get("detail_message"), ctx.lang)
         checks_rows.append([code(check.get("name", "?")), b_cell, c_cell, status_cell(ctx, check.get("status")),
-                            str(check.get("detail", ""))])
+                            detail])
     if checks_rows:
         blocks.append(Table([t("check"), t("original"), t("candidate"), t("conv_status"), t("detail")],
                             checks_rows))
@@ -362,7 +366,7 @@ def index_blocks(docs: Sequence[dict[str, Any]], lang: str = "en", up: str = "")
         control = expectation(verdict, lang)
         if control:
             decision.append(f" ({t('expected')}: {control[0]} — {control[1]})")
-        rows.append([code(name), decision, str(verdict.get("headline", "")), key_numbers(doc, lang),
+        rows.append([code(name), decision, headline(verdict, lang), key_numbers(doc, lang),
                      Link("summary.md", f"{up}{quote(name)}/summary.md")])
     return [Heading(1, t("index_title")),
             Table([t("experiment"), t("decision"), t("why"), t("key_numbers"), t("report")], rows)]

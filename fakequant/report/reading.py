@@ -13,7 +13,7 @@ from typing import Any
 
 from fakequant.report import fmt
 from fakequant.report.blocks import Badge, Block, Image, Inline, Para, Span
-from fakequant.report.i18n import status_text, translator
+from fakequant.report.i18n import localized, status_text, translator
 from fakequant.suite.rules import no_op
 from fakequant.suite.vocab import Artifact
 
@@ -51,6 +51,25 @@ class DocContext:
         return Para([self.t("skipped_noop") if self.noop else self.t("not_measured")])
 
 
+def sentences(verdict: dict[str, Any], key: str, lang: str) -> list[str]:
+    """The verdict's ``reasons`` or ``notes`` in ``lang``, each from its recorded code and values (as recorded when it
+    has none: a report written before codes existed)."""
+    texts = lst(verdict.get(key))
+    codes = lst(d(verdict.get("messages")).get(key))
+    codes = codes if len(codes) == len(texts) else [None] * len(texts)
+    return [localized(text, code, lang) for text, code in zip(texts, codes, strict=True)]
+
+
+def headline(verdict: dict[str, Any], lang: str) -> str:
+    """The verdict's one-line headline in ``lang``."""
+    return localized(verdict.get("headline") or "", d(verdict.get("messages")).get("headline"), lang)
+
+
+def outcome_reason(outcome: dict[str, Any], lang: str) -> str:
+    """A recorded check outcome's reason in ``lang``."""
+    return localized(outcome.get("reason", ""), outcome.get("message"), lang)
+
+
 def expectation(verdict: dict[str, Any], lang: str = "en") -> tuple[str, str] | None:
     """A positive control's line: each check it names and whether it failed, the failures it did not name; and the
     word matched / DID NOT MATCH. None for an ordinary experiment."""
@@ -60,7 +79,8 @@ def expectation(verdict: dict[str, Any], lang: str = "en") -> tuple[str, str] | 
     t, data = translator(lang), d(verdict.get("expectation"))
     failed = d(data.get("failed"))
     parts = [t("exp_failed" if failed.get(k) else "exp_not_failed", check=k) for k in named]
-    unexpected = [str(c) for c in lst(data.get("unexpected"))]
+    unexpected = sentences({"unexpected": data.get("unexpected"),
+                            "messages": {"unexpected": data.get("unexpected_messages")}}, "unexpected", lang)
     if unexpected:
         parts.append(t("exp_unexpected", checks=", ".join(unexpected)))
     return t("sentence_join").join(parts), t("matched") if verdict.get("matched") else t("not_matched")
@@ -208,21 +228,21 @@ def key_numbers(doc: dict[str, Any], lang: str = "en") -> str:
     if tensors:
         changed = sum(int(fmt.number(x.get("changed")) or 0) for x in tensors)
         total = sum(int(fmt.number(x.get("n")) or 0) for x in tensors)
-        out.append(f"{changed}/{total} values changed")
+        out.append(ctx.t("key_changed", changed=changed, total=total))
     pc = ctx.a(Artifact.PERPLEXITY)
     diff = perplexity_difference(ctx, pc)
     if diff:
-        out.append(f"PPL {diff}")
+        out.append(ctx.t("key_ppl", diff=diff))
     kld = fmt.sig(pc.get("kld_mean"), 3)
     if kld:
-        out.append(f"KLD {kld} nats")
+        out.append(ctx.t("key_kld", kld=kld))
     excess = excess_phrase(ctx, pc) if kld else None
     if excess:
         out.append(ctx.t("key_excess", value=excess))
     convs = [d(c) for c in lst(ctx.art.get(Artifact.CONVERSATIONS))]
     if convs:
         out.append(ctx.t("conv_identical", same=conversation_counts(convs)[3], n=len(convs)))
-    return "; ".join(out) or ctx.t("not_measured")
+    return ctx.t("clause_join").join(out) or ctx.t("not_measured")
 
 
 PPL_STATS = (

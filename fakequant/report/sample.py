@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,9 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
     def out(check: str, category: str, status: Status | str, reason: str, **values: Any) -> None:
         record_outcome(report_dir, CheckOutcome(experiment, check, category, Status(status), reason, values))
 
+    def ruled(check: str, category: str, ruling: rules.Ruling) -> None:
+        out(check, category, ruling.status, ruling.reason, **ruling.values)
+
     recipe = {"selection": {"names": [name], "layers": [], "kinds": []}, "format": fmt_name, "group_size": None,
               "store": "f32", "epsilon": 1e-8}
     save_artifact(report_dir, experiment, Artifact.EXPERIMENT, {
@@ -223,11 +227,17 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         "quick_inference": {"prompt": "Hello", "text": HOSTILE if hostile else ", I'm a student", "token_ids": [1, 2],
                             "nonfinite": None}})
     save_artifact(report_dir, experiment, Artifact.FORMAT_CHECK, {"ok": True, "differences": []})
-    out("build", "must_pass", "pass", "1 tensor(s) written")
-    out("original_unchanged", "must_pass", "pass", "sha256 unchanged")
-    out("load", "must_pass", "pass", "candidate loaded in 0.121 s and generated 5 tokens")
-    out("finite", "must_pass", "pass", "no NaN/Inf in 576 weights nor in 5×49152 logits")
-    out("format", "must_pass", "pass", "metadata, names, shapes and order identical; 1 tensor differs as declared")
+    # the must-pass checks through their rules, on stand-ins for what the suite measures (no model is loaded here)
+    weights = [SimpleNamespace(name=name, n=576, changed=0 if scale == 0 else 576, nan_before=0, inf_before=0,
+                               nan_after=0, inf_after=0)]
+    quick: Any = SimpleNamespace(text=", I'm a student", token_ids=[1, 2, 3, 4, 5], prompt_tokens=2, nonfinite=None,
+                                 stop_reason="length")
+    ruled("build", "must_pass", rules.build(weights, fmt_name, scale == 0, False))  # type: ignore[arg-type]
+    ruled("original_unchanged", "must_pass",
+          rules.original_unchanged(Path("/models/SmolLM2-135M-Instruct-Q4_1.gguf"), "9" * 64, "9" * 64, 0.4))
+    ruled("load", "must_pass", rules.load(quick, 0.121, "Hello"))
+    ruled("finite", "must_pass", rules.finite(weights, quick))  # type: ignore[arg-type]
+    ruled("format", "must_pass", rules.format_check([], 1))
     if scenario == "partial":
         return
 
@@ -235,9 +245,7 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
     save_artifact(report_dir, experiment, Artifact.NUMERICAL, {
         "output": "/cache/candidates/abc.gguf", "source": "/models/SmolLM2-135M-Instruct-Q4_1.gguf",
         "source_sha256": "9" * 64, "recipe": recipe, "noop": scale == 0, "tensors": [tensor]})
-    mean_rel = tensor["mean_rel"]
-    num_status = rules.numerical([TensorStats.from_json(tensor)], Thresholds(), 1e-8).status
-    out("numerical", "numerical", num_status, f"mean relative difference {mean_rel:.3%} (ideal < 1%, acceptable < 5%)")
+    ruled("numerical", "numerical", rules.numerical([TensorStats.from_json(tensor)], Thresholds(), 1e-8))
 
     pc = _comparison(ln_ratio, se, rng)
     share = _FLOOR_SHARE[scenario]
@@ -249,8 +257,7 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
     if scenario == "error":
         out("perplexity", "perplexity", "error", "corpus.txt: tokenizes to 700 tokens, 1024 needed (2 × ctx 512)")
     else:
-        ruling = rules.perplexity(pc, Thresholds())
-        out("perplexity", "perplexity", ruling.status, ruling.reason, **ruling.values)
+        ruled("perplexity", "perplexity", rules.perplexity(pc, Thresholds()))
 
     convs = _conversations(regression, hostile, rng)
     save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
@@ -260,8 +267,7 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
                       for c in conv["checks"]))
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
-    ruling = rules.speed({**speed, "measured_by": "sample"})
-    out("speed", "speed", ruling.status, ruling.reason, **ruling.values)
+    ruled("speed", "speed", rules.speed({**speed, "measured_by": "sample"}))
     save_artifact(report_dir, experiment, Artifact.PROVENANCE, {
         "model_path": "/models/SmolLM2-135M-Instruct-Q4_1.gguf", "model_sha256": "9" * 64,
         "corpus_path": "/corpora/wiki.test.raw", "corpus_sha256": "7" * 64, "criteria_path": "criteria.toml",
@@ -282,7 +288,7 @@ def main(argv: list[str]) -> int:
         fill(report_dir, scenario, scenario)
     fill(report_dir, "hostile", "go", hostile=True)
     lang = argv[1] if len(argv) > 1 else "en"
-    print("\n".join(terminal_lines(finish_run(report_dir, names, lang=lang))))
+    print("\n".join(terminal_lines(finish_run(report_dir, names, lang=lang), lang)))
     return 0
 
 

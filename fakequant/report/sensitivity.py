@@ -5,7 +5,7 @@ by :mod:`fakequant.suite.sweep`). Output, under ``reports/sweeps/<name>/``:
 
 - ``sensitivity.json``: every cell's numbers, the ranking and the per-layer summary (machine-readable);
 - ``sensitivity.md``: the same as tables, a ranked list of the most sensitive tensors, and one line naming the
-  layers that look safe to go on with;
+  layers that look safe to go on with (in the report's language, its words in :mod:`fakequant.i18n`);
 - ``sensitivity.png`` (drawn by :mod:`fakequant.report.heatmap`): heat maps, layer × tensor kind: the floor (the
   placebo's mean KLD), then per format Δ ln PPL (annotated ± SE and the decision's initial) and the excess mean KLD
   (the format's own part; the total mean KLD when no cell has a placebo).
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fakequant.i18n import Message, localized, translator
 from fakequant.store.cache import atomic_output, write_json
 
 DECISIONS = ("GO", "CAUTION", "STOP", "INCONCLUSIVE")
@@ -32,7 +33,6 @@ ERROR = "ERROR"  # the cell could not be measured (its tests errored, or its def
 JSON_NAME, MD_NAME, PNG_NAME = "sensitivity.json", "sensitivity.md", "sensitivity.png"
 RANKED_BY = ("excess_kld_mean (the candidate beyond its placebo), descending; then the cells without a placebo, "
              "by kld_mean")
-NO_PLACEBO = "no placebo †"
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class CellResult:
     excess_kld_mean_ci: tuple[float, float] | None = None  # 95% t interval over chunks; None with one chunk
     excess_resolved: bool | None = None  # the interval excludes 0
     cached: bool = False  # taken from the cell cache, not measured in this run
+    headline_message: dict[str, Any] | None = None  # the headline's code and values (i18n.Message.to_json)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.headline, Message) and self.headline_message is None:
+            object.__setattr__(self, "headline_message", self.headline.to_json())
 
     @property
     def measured(self) -> bool:
@@ -131,16 +136,17 @@ class SensitivityMap:
                 out[layer] = "GO"
         return out
 
-    def safe_line(self) -> str:
+    def safe_line(self, lang: str = "en") -> str:
+        t = translator(lang)
         status = self.layer_status()
         groups = {s: [layer for layer, v in status.items() if v == s] for s in ("GO", "CAUTION", "STOP", "UNRESOLVED")}
         what = " × ".join(["/".join(self.kinds), "/".join(self.formats)])
-        parts = [f"Layers that look safe to go on with ({what}, every cell GO): "
-                 f"{layer_ranges(groups['GO']) or 'none'} ({len(groups['GO'])} of {len(status)})"]
-        labels = (("CAUTION", "go with care (CAUTION)"), ("STOP", "not safe (STOP)"),
-                  ("UNRESOLVED", "unresolved (INCONCLUSIVE or not measured)"))
-        parts += [f"{label}: {layer_ranges(groups[key])}" for key, label in labels if groups[key]]
-        return "; ".join(parts) + "."
+        parts = [t("sens_safe", what=what, layers=layer_ranges(groups["GO"]) or t("sens_none"),
+                   count=len(groups["GO"]), total=len(status))]
+        labels = (("CAUTION", "sens_caution"), ("STOP", "sens_stop"), ("UNRESOLVED", "sens_unresolved"))
+        parts += [t("sens_group", label=t(label), layers=layer_ranges(groups[key])) for key, label in labels
+                  if groups[key]]
+        return t("clause_join").join(parts) + t("sens_end")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,12 +205,13 @@ def floor_kld(c: CellResult) -> str:
     return "—" if c.placebo_kld_mean is None else f"{c.placebo_kld_mean:.3g}"
 
 
-def excess_kld(c: CellResult) -> str:
+def excess_kld(c: CellResult, lang: str = "en") -> str:
     """The excess mean KLD with its interval; "not resolved" when the interval holds 0."""
+    t = translator(lang)
     if c.excess_kld_mean is None:
-        return NO_PLACEBO if c.measured else "—"
+        return t("sens_no_placebo") if c.measured else "—"
     ci = "" if c.excess_kld_mean_ci is None else f" [{c.excess_kld_mean_ci[0]:.3g}, {c.excess_kld_mean_ci[1]:.3g}]"
-    return f"{c.excess_kld_mean:.3g}{ci}" + ("" if c.excess_resolved else " (not resolved)")
+    return f"{c.excess_kld_mean:.3g}{ci}" + ("" if c.excess_resolved else t("sens_not_resolved"))
 
 
 def top1(c: CellResult) -> str:
@@ -215,73 +222,69 @@ def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_markdown(smap: SensitivityMap, top: int = 10) -> str:
-    meta = smap.meta
-    lines = [f"# Sweep `{smap.sweep}`: sensitivity map", ""]
-    lines.append(f"{len(smap.layers)} layers × {len(smap.kinds)} tensor kinds ({', '.join(smap.kinds)}) × "
-                 f"{len(smap.formats)} formats ({', '.join(smap.formats)}) = {len(smap.cells)} cells.")
-    for key, label in (("model", "Model"), ("corpus", "Corpus"), ("chunks", "Perplexity chunks"),
-                       ("settings", "Settings (same for every cell)")):
+def render_markdown(smap: SensitivityMap, top: int = 10, lang: str = "en") -> str:
+    t, meta = translator(lang), smap.meta
+
+    def row(*cells: object) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    def head(*keys: str) -> list[str]:
+        return [row(*(k if k == "#" else t(f"sens_col_{k}") for k in keys)), "|" + "---|" * len(keys)]
+
+    lines = [t("sens_title", sweep=smap.sweep), ""]
+    lines.append(t("sens_cells", layers=len(smap.layers), kinds=len(smap.kinds), kind_list=", ".join(smap.kinds),
+                   formats=len(smap.formats), format_list=", ".join(smap.formats), cells=len(smap.cells)))
+    for key, label in (("model", "sens_model"), ("corpus", "sens_corpus"), ("chunks", "sens_chunks"),
+                       ("settings", "sens_settings")):
         if meta.get(key) is not None:
-            lines.append(f"- {label}: `{meta[key]}`")
+            lines.append(f"- {t(label)}: `{meta[key]}`")
     timing = meta.get("timing") or {}
     if timing:
-        lines.append(f"- This run: {timing.get('cells_run', 0)} cells measured, {timing.get('cells_cached', 0)} "
-                     f"taken from the cell cache, wall time {timing.get('wall_s', 0):.1f} s with "
-                     f"{timing.get('jobs', 1)} worker(s) × {timing.get('threads', '?')} thread(s)")
-    lines += ["", f"**{smap.safe_line()}**", ""]
+        lines.append("- " + t("sens_timing", run=timing.get("cells_run", 0), cached=timing.get("cells_cached", 0),
+                              wall=timing.get("wall_s", 0), jobs=timing.get("jobs", 1),
+                              threads=timing.get("threads", "?")))
+    lines += ["", f"**{smap.safe_line(lang)}**", ""]
 
     ranked = smap.ranked()[:top]
     if ranked:
-        lines += [f"## Most sensitive tensors (top {len(ranked)}, by the format's own effect: mean KLD beyond the "
-                  "placebo)", "",
-                  "| # | tensor | format | excess KLD [95% CI] | floor KLD | total KLD | Δ ln PPL ± SE | PPL change "
-                  "| top-1 same | decision |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [t("sens_top", count=len(ranked)), "",
+                  *head("#", "tensor", "format", "excess", "floor", "total", "delta", "change", "top1", "decision")]
         for i, c in enumerate(ranked, 1):
-            lines.append(f"| {i} | `{c.tensor}` | {c.format} | {excess_kld(c)} | {floor_kld(c)} | {kld(c)} | "
-                         f"{delta(c)} | {ppl_change(c)} | {top1(c)} | {c.decision} |")
+            lines.append(row(i, f"`{c.tensor}`", c.format, excess_kld(c, lang), floor_kld(c), kld(c), delta(c),
+                             ppl_change(c), top1(c), c.decision))
         lines.append("")
         if any(not c.has_placebo for c in ranked):
-            lines += ["† measured without a placebo: ranked after the cells that have one, by total mean KLD (its "
-                      "own part cannot be told from the floor).", ""]
+            lines += [t("sens_dagger"), ""]
 
     for fmt in smap.formats:
-        lines += [f"## Decisions, {fmt} (layer × tensor kind: decision, Δ ln PPL)", "",
-                  "| layer | " + " | ".join(smap.kinds) + " |", "|---|" + "---|" * len(smap.kinds)]
+        lines += [t("sens_decisions", format=fmt), "", row(t("sens_col_layer"), *smap.kinds),
+                  "|---|" + "---|" * len(smap.kinds)]
         for layer in smap.layers:
-            row = []
+            cells = []
             for kind in smap.kinds:
                 c = smap.cell(layer, kind, fmt)
-                row.append("" if c is None else f"{c.decision} {'' if c.ln_ppl_ratio is None else delta(c)}".strip())
-            lines.append(f"| {layer} | " + " | ".join(row) + " |")
+                cells.append("" if c is None else f"{c.decision} {'' if c.ln_ppl_ratio is None else delta(c)}".strip())
+            lines.append(row(layer, *cells))
         lines.append("")
 
-    lines += ["## Every cell", "",
-              "| experiment | layer | kind | format | Δ ln PPL ± SE | PPL change | mean KLD | floor KLD | excess KLD "
-              "[95% CI] | top-1 same | decision | why |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [t("sens_every"), "", *head("experiment", "layer", "kind", "format", "delta", "change", "mean", "floor",
+                                         "excess", "top1", "decision", "why")]
     for c in sorted(smap.cells, key=lambda c: (c.format, c.layer, smap.kinds.index(c.kind))):
-        cached = " (cached)" if c.cached else ""
-        lines.append(f"| `{c.name}`{cached} | {c.layer} | {c.kind} | {c.format} | {delta(c)} | {ppl_change(c)} | "
-                     f"{kld(c)} | {floor_kld(c)} | {excess_kld(c)} | {top1(c)} | {c.decision} | "
-                     f"{_md_cell(c.headline)} |")
-    lines += ["", "Δ ln PPL = mean ln(PPL(candidate)/PPL(base)) on the same tokens, ± one standard error "
-              "(paired over tokens); KLD = mean KL divergence of the candidate's next-token distribution from the "
-              "base's (the total: what a user deploying the change gets; decisions follow it); floor KLD = the same "
-              "for the placebo twin (the same tensors nudged by one ulp in their own encoding, one per layer × kind, "
-              "shared by every format); excess KLD = the candidate beyond its placebo, paired per chunk, with its 95% "
-              "t interval over chunks: the format's own part, by which the cells are ranked. top-1 same = share of "
-              "positions where both models rank the same token first. Each cell is an ordinary experiment: its own "
-              "report is in `reports/<experiment>/`.", ""]
+        cached = t("sens_cached") if c.cached else ""
+        why = localized(c.headline, c.headline_message, lang)
+        lines.append(row(f"`{c.name}`{cached}", c.layer, c.kind, c.format, delta(c), ppl_change(c), kld(c),
+                         floor_kld(c), excess_kld(c, lang), top1(c), c.decision, _md_cell(why)))
+    lines += ["", t("sens_legend"), ""]
     return "\n".join(lines)
 
 
-def write(smap: SensitivityMap, folder: Path) -> dict[str, Path]:
-    """Write the three outputs into ``folder``; return their paths by kind."""
+def write(smap: SensitivityMap, folder: Path, lang: str = "en") -> dict[str, Path]:
+    """Write the three outputs into ``folder`` (the Markdown in ``lang``); return their paths by kind."""
     folder = Path(folder)
     paths = {"json": folder / JSON_NAME, "md": folder / MD_NAME, "png": folder / PNG_NAME}
     write_json(paths["json"], smap.to_json())
     with atomic_output(paths["md"], "w") as fh:
-        fh.write(render_markdown(smap))
+        fh.write(render_markdown(smap, lang=lang))
     from fakequant.report.heatmap import render_png  # here: heatmap imports this module's types
 
     render_png(smap, paths["png"])

@@ -6,11 +6,17 @@ sequence would restyle the terminal of whoever runs ``cat``): those are shown as
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from fakequant.report import fmt
 from fakequant.report.blocks import visible as clean
 from fakequant.report.reading import d, level_text, lst, perplexity_lines, placebo_pair
+
+
+def columns(text: str) -> int:
+    """The columns a terminal gives ``text``: two for each wide (CJK) character."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _indent(text: Any, prefix: str = "    ") -> str:

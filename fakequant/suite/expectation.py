@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fakequant.i18n import Message, dump_all, load_all, msg
 from fakequant.suite.vocab import CONVERSATION, MUST_PASS, MUST_PASS_CHECKS, SPEED, Decision, Status
 
 FAIL = "fail"  # the one value a key takes: this check must fail
@@ -49,7 +50,7 @@ def names(keys: Iterable[str], check: str, category: str) -> bool:
 class Expectation:
     keys: tuple[str, ...]  # what criteria.toml named, in its order
     failed: Mapping[str, tuple[str, ...]]  # key -> the failing checks it covers
-    unexpected: tuple[str, ...]  # checks that failed, or could not run, and no key names
+    unexpected: tuple[str, ...]  # checks that failed, or could not run (said so: a Message), and no key names
     decision: Decision
 
     @property
@@ -61,23 +62,24 @@ class Expectation:
     def matched(self) -> bool:
         return self.decision == Decision.STOP and not self.missing and not self.unexpected
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[Message]:
         """Why it did not match, one phrase each (empty when it matched)."""
-        out = [f"{k} did not fail" for k in self.missing]
-        out += [f"{c} failed, not expected" for c in self.unexpected]
+        out = [msg("expect.did_not_fail", key=k) for k in self.missing]
+        out += [msg("expect.unexpected", check=c) for c in self.unexpected]
         if not out and self.decision != Decision.STOP:
-            out.append(f"the decision is {self.decision}, not STOP")
+            out.append(msg("expect.not_stop", decision=str(self.decision)))
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {"failed": {k: list(v) for k, v in self.failed.items()}, "missing": list(self.missing),
-                "unexpected": list(self.unexpected)}
+                "unexpected": list(self.unexpected), "unexpected_messages": dump_all(self.unexpected)}
 
     @classmethod
     def from_json(cls, expect: Mapping[str, Any], data: Mapping[str, Any], decision: Decision) -> Expectation:
         failed = data.get("failed") if isinstance(data.get("failed"), Mapping) else {}
+        unexpected = list(data.get("unexpected") or ())
         return cls(tuple(expect), {str(k): tuple(map(str, v)) for k, v in failed.items()},
-                   tuple(map(str, data.get("unexpected") or ())), decision)
+                   tuple(load_all(unexpected, data.get("unexpected_messages"))), decision)
 
 
 def judge(keys: Sequence[str], outcomes: Iterable[Any], decision: Decision) -> Expectation:
@@ -86,7 +88,7 @@ def judge(keys: Sequence[str], outcomes: Iterable[Any], decision: Decision) -> E
     unexpected: list[str] = []
     for o in outcomes:
         if o.status == Status.ERROR:  # a check that could not run proves nothing, named or not
-            unexpected.append(f"{o.check} (could not run)")
+            unexpected.append(msg("expect.could_not_run", check=o.check))
         elif o.status == Status.FAIL:
             covering = [k for k in keys if k in (o.check, o.category)]
             for k in covering:
@@ -96,12 +98,11 @@ def judge(keys: Sequence[str], outcomes: Iterable[Any], decision: Decision) -> E
     return Expectation(tuple(keys), {k: tuple(v) for k, v in failed.items()}, tuple(unexpected), decision)
 
 
-def keys_of(raw: Any) -> tuple[tuple[str, ...], str | None]:
+def keys_of(raw: Any) -> tuple[tuple[str, ...], Message | None]:
     """The named keys of an ``expect`` as recorded (``{"finite": "fail"}``), and a note when it is not of that form
     (criteria.toml refuses such a value; a hand-edited record is ignored, not trusted)."""
     if raw in (None, "", {}):
         return (), None
     if isinstance(raw, Mapping) and all(isinstance(k, str) and v == FAIL for k, v in raw.items()):
         return tuple(raw), None
-    return (), f"experiment.expect = {raw!r} is not a table of checks that must fail (e.g. {{finite = \"fail\"}}); " \
-               "ignored"
+    return (), msg("expect.invalid", raw=repr(raw))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fakequant.i18n import Message
 from fakequant.store.cache import write_json
 from fakequant.suite.vocab import CATEGORIES, Status
 
@@ -28,13 +29,18 @@ class CheckOutcome:
     check: str  # stable id, e.g. "load", "perplexity", "conversation[english_intro]"
     category: str  # one of CATEGORIES
     status: Status
-    reason: str  # one line: the measured value, its uncertainty and the threshold
+    reason: str  # one line: the measured value, its uncertainty and the threshold (English)
     values: dict[str, Any] = field(default_factory=dict)
+    message: dict[str, Any] | None = None  # the reason's code and values (i18n.Message.to_json), for other languages
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
             raise ValueError(f"unknown check category {self.category!r}; expected one of {CATEGORIES}")
         self.status = Status(self.status)
+        if isinstance(self.reason, Message):
+            self.message = self.reason.to_json()
+        elif isinstance(self.message, dict):
+            self.reason = Message.from_json(self.message, self.reason)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from fakequant.errors import FakequantError
+from fakequant.i18n import msg
 from fakequant.suite import expectation, rules
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 from fakequant.suite.outcomes import CheckOutcome, flat_values, record_outcome
@@ -193,7 +194,8 @@ def experiment(fq_suite: Suite, request: pytest.FixtureRequest) -> Experiment:
     except BadExperiment as err:
         message = str(err)
     # recorded so that the report names the reason; the test errors (at setup) with the one line, others still run
-    record_outcome(fq_suite.report_dir, CheckOutcome(name, "config", MUST_PASS, Status.ERROR, message))
+    record_outcome(fq_suite.report_dir, CheckOutcome(name, "config", MUST_PASS, Status.ERROR,
+                                                     msg("config.invalid", error=message)))
     pytest.fail(message, pytrace=False)
 
 
@@ -205,7 +207,8 @@ def candidate(fq_suite: Suite, experiment: Experiment) -> Any:
     except BuildFailed as err:
         message = str(err)
     # the same outcome test_must_pass_build records for this failure (whichever test meets it first)
-    record_outcome(fq_suite.report_dir, CheckOutcome(experiment.name, "build", MUST_PASS, Status.FAIL, message))
+    record_outcome(fq_suite.report_dir, CheckOutcome(experiment.name, "build", MUST_PASS,
+                                                     *rules.build_failed(message)))
     pytest.fail(message, pytrace=False)
 
 
@@ -283,7 +286,8 @@ def _record_crash(item: pytest.Item, when: str, excinfo: pytest.ExceptionInfo[Ba
     lines = str(excinfo.value).strip().splitlines()
     message = f"{excinfo.typename}: {lines[0][:300]}" if lines else excinfo.typename
     record_outcome(suite.report_dir, CheckOutcome(
-        str(params["experiment"]), check_id, category, Status.ERROR, f"{item.name} raised at {when}: {message}",
+        str(params["experiment"]), check_id, category, Status.ERROR,
+        msg("check.crashed", test=item.name, when=when, error=message),
         {"test": item.nodeid, "when": when, "exception": excinfo.typename}))
 
 
@@ -321,9 +325,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         from fakequant import report
 
         terminalreporter.section("fakequant decisions")
-        for line in report.terminal_lines(suite.verdicts):
+        lang = suite.criteria.report_lang if suite.criteria is not None else "en"
+        for line in report.terminal_lines(suite.verdicts, lang):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"reports: {suite.report_dir}/<experiment>/summary.md, {suite.index_path}")
+        where = f"{suite.report_dir}/<experiment>/summary.md, {suite.index_path}"
+        terminalreporter.write_line(report.translator(lang)("term_reports", where=where))
     if suite.error and suite.criteria is not None:
         terminalreporter.write_line(f"fakequant: {suite.error}", red=True)
 
@@ -334,4 +340,5 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
     if suite is not None and suite.ran_names:
         from fakequant import report
 
-        prefix.append(report.html_summary(suite.report_dir, suite.ran_names))
+        lang = suite.criteria.report_lang if suite.criteria is not None else "en"
+        prefix.append(report.html_summary(suite.report_dir, suite.ran_names, lang))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import CriteriaError
+from fakequant.i18n import msg
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
 from fakequant.runtime.backend import backend
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
@@ -113,7 +114,7 @@ def result_from_data(exp: Experiment, data: Any) -> CellResult:
 
     layer, kind, fmt = cell_coordinates(exp)
     if not data.outcomes:
-        return CellResult(exp.name, layer, kind, fmt, ERROR, "no outcome recorded: its tests did not run")
+        return CellResult(exp.name, layer, kind, fmt, ERROR, msg("sweep.no_outcome"))
     verdict = decide(data)
     ppl = _dict(data.artifacts.get("perplexity_comparison"))
     placebo, excess = _dict(ppl.get("placebo")), _dict(ppl.get("excess"))
@@ -266,8 +267,7 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
             if data.outcomes and not _matches(data, exp):
                 # pytest did not get to this cell, and what lies there was recorded for another definition
                 layer, kind, fmt = cell_coordinates(exp)
-                results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR, "not measured by this run (the "
-                                               "outcomes on disk were recorded with other settings)")
+                results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR, msg("sweep.stale"))
                 continue
             result = result_from_data(exp, data)
             if cacheable(result, data):
@@ -292,7 +292,7 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
         meta |= {"model": str(first.model), "corpus": str(first.corpus), "chunks": first.chunks,
                  "settings": json.dumps(settings, sort_keys=True)}
     smap = SensitivityMap(sweep=name, cells=[results[n] for n in order if n in results], meta=meta)
-    paths = write(smap, report_dir / "sweeps" / name)
+    paths = write(smap, report_dir / "sweeps" / name, criteria.report_lang)
     return SweepRun(smap=smap, paths=paths, pytest_rc=rc, command=cmd)
 
 

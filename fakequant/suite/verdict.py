@@ -14,8 +14,9 @@ Model limitations (the baseline fails a check too) are reported as notes, never 
 sampled conversation checks with no power (the original passes them too rarely for any candidate result to show a
 regression): they are named as not measurable, never counted as passes, and do not hold up the other checks.
 Reasons are the checks' own one-line reasons (measured value, its uncertainty, the threshold), prefixed with the
-check's id. A positive control (``expect`` names the checks that must fail) also carries whether exactly those
-failed (:mod:`fakequant.suite.expectation`).
+check's id; each is an :class:`~fakequant.i18n.Message` (its English sentence, with the code and values a report
+renders in its own language), and report.json keeps both. A positive control (``expect`` names the checks that
+must fail) also carries whether exactly those failed (:mod:`fakequant.suite.expectation`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakequant.i18n import Message, dump_all, load_all, msg
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.expectation import Expectation, judge, keys_of
 from fakequant.suite.outcomes import CheckOutcome, ExperimentData
@@ -59,10 +61,15 @@ class Verdict:
         return None if self.expectation is None else self.expectation.matched
 
     def to_json(self) -> dict[str, Any]:
+        """The English sentences under their old keys, and under ``messages`` their codes and values (None for a
+        sentence without one)."""
         e = self.expectation
+        messages = {"reasons": dump_all(self.reasons), "headline": dump_all([self.headline])[0],
+                    "notes": dump_all(self.notes)}
         return {"experiment": self.experiment, "decision": str(self.decision), "reasons": list(self.reasons),
                 "headline": self.headline, "expected": {k: "fail" for k in e.keys} if e else None,
-                "matched": self.matched, "expectation": e.to_json() if e else None, "notes": list(self.notes)}
+                "matched": self.matched, "expectation": e.to_json() if e else None, "notes": list(self.notes),
+                "messages": messages}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Verdict:
@@ -70,9 +77,12 @@ class Verdict:
         keys, _ = keys_of(data.get("expected"))
         expectation = Expectation.from_json(dict.fromkeys(keys, "fail"), _dict(data.get("expectation")),
                                             decision) if keys else None
+        messages = _dict(data.get("messages"))
+        reasons, notes = list(data.get("reasons") or []), list(data.get("notes") or [])
         return cls(experiment=str(data["experiment"]), decision=decision,
-                   reasons=[str(r) for r in data.get("reasons") or []], headline=str(data.get("headline") or ""),
-                   expectation=expectation, notes=[str(n) for n in data.get("notes") or []])
+                   reasons=load_all(reasons, messages.get("reasons")),
+                   headline=load_all([data.get("headline") or ""], [messages.get("headline")])[0],
+                   expectation=expectation, notes=load_all(notes, messages.get("notes")))
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -80,12 +90,12 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _line(text: Any) -> str:
-    """Reasons are one line whatever a check wrote."""
-    return " ".join(str(text).split())
+    """Reasons are one line whatever a check wrote (a Message is one line already)."""
+    return text if isinstance(text, Message) else " ".join(str(text).split())
 
 
-def _reason(outcome: CheckOutcome) -> str:
-    return f"{outcome.check}: {_line(outcome.reason) or outcome.status}"
+def _reason(outcome: CheckOutcome) -> Message:
+    return msg("verdict.check", check=outcome.check, reason=_line(outcome.reason) or str(outcome.status))
 
 
 def expected_checks(experiment: Mapping[str, Any]) -> list[str] | None:
@@ -134,42 +144,40 @@ def decide(data: ExperimentData) -> Verdict:
     outcomes = sorted(data.outcomes, key=lambda o: PRIORITY.index(o.category) if o.category in PRIORITY else 99)
     by_status: dict[Status, list[CheckOutcome]] = {s: [o for o in outcomes if o.status == s] for s in Status}
     stop = [_reason(o) for o in by_status[Status.FAIL] if o.category in STOPPING]
-    slow = [f"{_reason(o)} (speed alone never stops an experiment)"
+    slow = [msg("verdict.speed_never_stops", reason=_reason(o))
             for o in by_status[Status.FAIL] if o.category not in STOPPING]
 
-    inconclusive: list[str] = []
+    inconclusive: list[Message] = []
     experiment = _dict(data.artifacts.get(Artifact.EXPERIMENT))
     noop = no_op(data.artifacts.get(Artifact.NUMERICAL), experiment.get("recipe"))
     if noop:
-        inconclusive.append(f"numerical: {noop.changed}/{noop.total} values changed (already representable in "
-                            f"{noop.format}); the candidate is the original, so no check can tell anything — "
-                            "choose a format or tensors that change values")
+        inconclusive.append(msg("verdict.noop", changed=noop.changed, total=noop.total, format=noop.format))
     comparison = _dict(data.artifacts.get(Artifact.PERPLEXITY))
     blind = [o for o in by_status[Status.INCONCLUSIVE] if o.category == CONVERSATION and o.values.get("no_power")]
     for o in by_status[Status.INCONCLUSIVE]:
         if o.category == SPEED or o in blind:
             continue
         text = _reason(o)
-        if o.category == PERPLEXITY and "chunk" not in text:
+        if o.category == PERPLEXITY and "chunk" not in text:  # a reason that does not say what would resolve it
             acceptable = _dict(experiment.get("thresholds")).get("ppl_increase_acceptable")
             needed = chunks_to_resolve(comparison, float(acceptable) if isinstance(acceptable, int | float)
                                        else Thresholds.ppl_increase_acceptable)
             if needed:
-                text += f"; about {needed} chunks (now {comparison.get('chunks')}) would resolve it"
+                text = msg("verdict.more_chunks", text=text, needed=needed, chunks=comparison.get("chunks"))
         inconclusive.append(text)
-    inconclusive += [f"{o.check} could not run: {_line(o.reason)}" for o in by_status[Status.ERROR]]
+    inconclusive += [msg("verdict.could_not_run", check=o.check, reason=_line(o.reason))
+                     for o in by_status[Status.ERROR]]
     missing = missing_checks(data)
     if missing is None:
-        inconclusive.append(f"not measured: which checks {data.experiment} has is unknown (no "
-                            f"{Artifact.EXPERIMENT}.json with its checks and prompts); run {rerun_command(data)}")
+        inconclusive.append(msg("verdict.checks_unknown", experiment=data.experiment, artifact=str(Artifact.EXPERIMENT),
+                                command=rerun_command(data)))
     elif missing:
-        inconclusive.append(f"not measured: {', '.join(missing)} (no outcome recorded); run the experiment's tests "
-                            f"together: {rerun_command(data)}")
+        inconclusive.append(msg("verdict.missing", checks=missing, command=rerun_command(data)))
 
     caution = [_reason(o) for o in by_status[Status.CAUTION]] + slow
-    notes = [f"model limitation, not the quantization's: {_reason(o)}" for o in by_status[Status.LIMITATION]]
+    notes = [msg("verdict.limitation", reason=_reason(o)) for o in by_status[Status.LIMITATION]]
     notes += [_reason(o) for o in by_status[Status.INCONCLUSIVE] if o.category == SPEED]
-    notes += [f"not measurable with this model, not counted as a pass: {_reason(o)}" for o in blind]
+    notes += [msg("verdict.unmeasurable", reason=_reason(o)) for o in blind]
 
     if stop:
         decision, reasons, rest = Decision.STOP, stop, inconclusive + caution
@@ -179,8 +187,9 @@ def decide(data: ExperimentData) -> Verdict:
         decision, reasons, rest = Decision.CAUTION, caution, []
     else:
         passed = len(by_status[Status.PASS])
-        unmeasured = f" ({len(blind)} more could not be measured: {', '.join(o.check for o in blind)})" if blind else ""
-        decision, reasons, rest = Decision.GO, [f"all {passed} checks pass{unmeasured}"], []
+        head = (msg("verdict.all_pass_but", passed=passed, count=len(blind), checks=[o.check for o in blind]) if blind
+                else msg("verdict.all_pass", passed=passed))
+        decision, reasons, rest = Decision.GO, [head], []
         reasons += [_reason(o) for o in outcomes if o.category == PERPLEXITY]
 
     keys, expect_problem = keys_of(experiment.get("expect"))
@@ -191,23 +200,24 @@ def decide(data: ExperimentData) -> Verdict:
                    notes=rest + notes)
 
 
-def _headline(decision: Decision, reasons: list[str], noop: NoOp | None, outcomes: list[CheckOutcome]) -> str:
+def _headline(decision: Decision, reasons: list[Message], noop: NoOp | None, outcomes: list[CheckOutcome]) -> Message:
     if decision == Decision.INCONCLUSIVE and noop:
-        return f"{noop.changed}/{noop.total} values changed (already representable in {noop.format})"
+        return msg("headline.noop", changed=noop.changed, total=noop.total, format=noop.format)
     ppl = [o for o in outcomes if o.category == PERPLEXITY]
     if decision == Decision.GO:
         head = reasons[0]
-        return f"{head}; {_line(ppl[0].reason)}" if ppl else head
-    more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        return msg("clauses", parts=[head, _line(ppl[0].reason)]) if ppl else head
+    more = msg("headline.more", count=len(reasons) - 1) if len(reasons) > 1 else ""
     said = "(placebo)" in reasons[0]  # a perplexity reason already tells the floor
-    return reasons[0] + more + (_floor_phrase(ppl[0].values) if ppl and not said else "")
+    return msg("headline.lead", reason=reasons[0], more=more,
+               floor=_floor_phrase(ppl[0].values) if ppl and not said else "")
 
 
-def _floor_phrase(values: dict[str, Any]) -> str:
+def _floor_phrase(values: dict[str, Any]) -> Message | str:
     """Whether the format's own effect stood out of the floor, for a headline led by another reason."""
     resolved, floor, excess = (values.get(k) for k in ("format_effect_resolved", "floor_kld_mean", "excess_kld_mean"))
     if not isinstance(resolved, bool) or not isinstance(floor, float) or not isinstance(excess, float):
         return ""
     if resolved:
-        return f" — format's own effect KLD {excess:+.2g} beyond the placebo floor {floor:.2g}"
-    return f" — format's own effect below the placebo floor's resolution (floor KLD {floor:.2g}, excess {excess:+.2g})"
+        return msg("headline.floor_resolved", excess=excess, floor=floor)
+    return msg("headline.floor_unresolved", excess=excess, floor=floor)

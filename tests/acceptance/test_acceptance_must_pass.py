@@ -13,7 +13,7 @@ from fakequant.runtime.settings import SamplingParams
 from fakequant.store.cache import sha256_file
 from fakequant.suite import rules
 from fakequant.suite.outcomes import save_artifact
-from fakequant.suite.vocab import MUST_PASS, Artifact, Status
+from fakequant.suite.vocab import MUST_PASS, Artifact
 
 QUICK_PROMPT = "Hello"  # the plan: llama-cli --prompt "Hello" -n 5
 QUICK_TOKENS = 5
@@ -24,17 +24,11 @@ def test_must_pass_build(fq_suite, experiment, outcome):
     try:
         built = fq_suite.build(experiment.name)
     except Exception as err:  # any failure to build is this check's failure, reported in one line
-        outcome("build", MUST_PASS, Status.FAIL, str(err))
+        outcome("build", MUST_PASS, *rules.build_failed(err))
         return
-    total = sum(t.n for t in built.tensors)
-    changed = sum(t.changed for t in built.tensors)
     assert built.output.is_file() and built.output.resolve() != experiment.model.resolve()
     noop = rules.no_op(built.to_json()) is not None
-    what = f"no-op: every value already representable in {built.recipe.format}" if noop else built.recipe.format
-    outcome("build", MUST_PASS, Status.PASS,
-            f"{changed}/{total} values changed in {len(built.tensors)} tensor(s) ({what})",
-            {"tensors": len(built.tensors), "values": total, "changed": changed, "noop": noop,
-             "reused_from_cache": built.reused})
+    outcome("build", MUST_PASS, *rules.build(built.tensors, built.recipe.format, noop, built.reused))
 
 
 def test_must_pass_format(fq_suite, experiment, candidate, outcome):
@@ -53,7 +47,7 @@ def test_must_pass_load(fq_suite, experiment, candidate, outcome):
         cand = fq_suite.model(candidate.output, experiment.settings)
         gen = runtime.generate(cand, QUICK_PROMPT, SamplingParams(max_tokens=QUICK_TOKENS, temperature=0.0))
     except Exception as err:  # a load or inference failure is exactly what this check is for
-        outcome("load", MUST_PASS, Status.FAIL, f"{candidate.output.name}: {err}")
+        outcome("load", MUST_PASS, *rules.load_failed(candidate.output.name, err))
         return
     data = {"baseline_load_s": base.load_time_s, "candidate_load_s": cand.load_time_s,
             "quick_inference": {"prompt": QUICK_PROMPT, "text": gen.text, "token_ids": gen.token_ids,

@@ -262,7 +262,9 @@ def test_verdict_json_round_trip():
     assert again == v and again.matched is False
     assert v.to_json()["expected"] == {"perplexity": "fail"}
     assert v.to_json()["expectation"] == {"failed": {"perplexity": ["perplexity"]}, "missing": [],
-                                          "unexpected": ["load"]}
+                                          "unexpected": ["load"], "unexpected_messages": [None]}
+    assert [str(r) for r in again.reasons] == v.reasons and again.headline == v.headline
+    assert [r.code for r in again.reasons] == ["verdict.check", "verdict.check"]  # the codes come back too
 
 
 def test_a_powerless_sampled_check_is_named_but_does_not_hold_up_the_decision():

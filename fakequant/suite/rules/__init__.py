@@ -1,5 +1,9 @@
 """Every check's decision rule: measurements and thresholds in, a status and its one-line reason out.
 
+A reason is a :class:`~fakequant.i18n.Message`: a code of the catalogs in :mod:`fakequant.i18n` and the values it
+was found with (the bound, the interval, the counts), whose string is the English sentence; the report renders the
+same code in the reader's language.
+
 Pure functions: no model, no file, no pytest. The acceptance tests measure and record what these return
 (``outcome(check, category, *rules.perplexity(comparison, thresholds))``); :mod:`fakequant.suite.verdict` turns the
 recorded statuses into one decision; the report prints what these computed (the interval, the chunks that would
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from fakequant.i18n import Message, msg
 from fakequant.runtime.chunkstats import PairedInterval, chunks_to_clear, paired_interval
 from fakequant.suite.rules.conversation import CheckResult, combine, fluency_check, judge, overall
 from fakequant.suite.vocab import Status
@@ -26,10 +31,10 @@ if TYPE_CHECKING:
     from fakequant.runtime.llama import Generation
     from fakequant.suite.criteria import Thresholds
 
-__all__ = ["Z95", "CheckResult", "Floor", "NoOp", "Ruling", "chunks_to_resolve", "combine", "finite",
-           "floor_and_excess", "fluency_check", "format_check", "increase_interval", "judge", "ln_ppl_interval",
-           "load", "no_op", "numerical", "original_unchanged", "overall", "perplexity", "speed", "speed_metric",
-           "speed_status"]
+__all__ = ["Z95", "CheckResult", "Floor", "NoOp", "Ruling", "build", "build_failed", "chunks_to_resolve", "combine",
+           "finite", "floor_and_excess", "fluency_check", "format_check", "increase_interval", "judge",
+           "ln_ppl_interval", "load", "load_failed", "no_op", "numerical", "original_unchanged", "overall",
+           "perplexity", "speed", "speed_metric", "speed_status"]
 
 Z95 = 1.959964  # two-sided 95% normal quantile
 
@@ -38,7 +43,7 @@ class Ruling(NamedTuple):
     """One check's verdict, in the order the ``outcome`` fixture takes it."""
 
     status: Status
-    reason: str
+    reason: Message  # a str: the English sentence, with its code and values for other languages
     values: dict[str, Any]
 
 
@@ -69,27 +74,46 @@ def no_op(analysis: Any, fallback_recipe: Any = None) -> NoOp | None:
     recipe = analysis.get("recipe")
     if not (isinstance(recipe, Mapping) and recipe):
         recipe = fallback_recipe if isinstance(fallback_recipe, Mapping) else {}
-    return NoOp(changed, total, str(recipe.get("format") or "the target format"))
+    return NoOp(changed, total, str(recipe.get("format") or "") or msg("noop.target_format"))
 
 
 # ------------------------------------------------------------------------------------------------------- must pass
 
 
+def build(tensors: Sequence[TensorStats], fmt: str, noop: bool, reused: bool) -> Ruling:
+    """The recipe applied and the candidate was written (or taken from the engine's cache)."""
+    total, changed = sum(t.n for t in tensors), sum(t.changed for t in tensors)
+    what = msg("build.noop", format=fmt) if noop else fmt
+    return Ruling(Status.PASS, msg("build.done", changed=changed, total=total, tensors=len(tensors), what=what),
+                  {"tensors": len(tensors), "values": total, "changed": changed, "noop": noop,
+                   "reused_from_cache": reused})
+
+
+def build_failed(error: BaseException | str) -> Ruling:
+    """Any failure to build the candidate, in its one line."""
+    return Ruling(Status.FAIL, msg("build.failed", error=str(error)), {})
+
+
 def format_check(differences: Sequence[str], changed_tensors: int) -> Ruling:
     if differences:
-        return Ruling(Status.FAIL, f"{len(differences)} difference(s) from the original's format, first: "
-                                   f"{differences[0]}", {"differences": len(differences)})
-    return Ruling(Status.PASS, f"same format as the original; only the {changed_tensors} selected tensor(s) may differ",
+        return Ruling(Status.FAIL, msg("format.differs", count=len(differences), first=differences[0]),
+                      {"differences": len(differences)})
+    return Ruling(Status.PASS, msg("format.same", changed_tensors=changed_tensors),
                   {"differences": 0, "changed_tensors": changed_tensors})
+
+
+def load_failed(file: str, error: BaseException) -> Ruling:
+    """The candidate did not load, or its quick inference raised."""
+    return Ruling(Status.FAIL, msg("load.failed", file=file, error=str(error)), {})
 
 
 def load(gen: Generation, load_time_s: float, prompt: str) -> Ruling:
     """The candidate loaded and its quick inference produced at least one token."""
     values = {"candidate_load_s": load_time_s, "tokens": len(gen.token_ids), "text": gen.text}
     if not gen.token_ids:
-        return Ruling(Status.FAIL, f"quick inference produced no token (stop: {gen.stop_reason})", values)
-    return Ruling(Status.PASS, f"loaded in {load_time_s:.2f} s; '{prompt}' → {len(gen.token_ids)} tokens {gen.text!r}",
-                  values)
+        return Ruling(Status.FAIL, msg("load.no_token", stop=gen.stop_reason), values)
+    return Ruling(Status.PASS, msg("load.ok", seconds=load_time_s, prompt=prompt, tokens=len(gen.token_ids),
+                                   text=gen.text), values)
 
 
 def finite(tensors: Sequence[TensorStats], gen: Generation) -> Ruling:
@@ -99,20 +123,21 @@ def finite(tensors: Sequence[TensorStats], gen: Generation) -> Ruling:
     values = {"tensors_with_nonfinite": len(bad), "logits_nonfinite": gen.nonfinite or "none"}
     if new_bad:
         t = new_bad[0]
-        return Ruling(Status.FAIL, f"{t.name}: {t.nan_after} NaN and {t.inf_after} Inf after (before: "
-                                   f"{t.nan_before} / {t.inf_before})", values)
+        return Ruling(Status.FAIL, msg("finite.weights", name=t.name, nan_after=t.nan_after, inf_after=t.inf_after,
+                                       nan_before=t.nan_before, inf_before=t.inf_before), values)
     if gen.nonfinite:
-        return Ruling(Status.FAIL, f"NaN/Inf logit at {gen.nonfinite}", values)
-    return Ruling(Status.PASS, f"no NaN/Inf in {len(tensors)} changed tensor(s) nor in the logits of "
-                               f"{gen.prompt_tokens + len(gen.token_ids)} positions", values)
+        return Ruling(Status.FAIL, msg("finite.logits", where=gen.nonfinite), values)
+    return Ruling(Status.PASS, msg("finite.ok", tensors=len(tensors), positions=gen.prompt_tokens + len(gen.token_ids)),
+                  values)
 
 
 def original_unchanged(model: Path, before: str, after: str, seconds: float) -> Ruling:
     """The user's model is never written: its sha256 after the experiment is the one before it."""
     values = {"sha256_before": before, "sha256_after": after, "seconds": seconds}
     if after != before:
-        return Ruling(Status.FAIL, f"{model}: sha256 changed from {before[:16]}… to {after[:16]}…", values)
-    return Ruling(Status.PASS, f"{model.name}: sha256 {after[:16]}… unchanged", values)
+        return Ruling(Status.FAIL, msg("original.changed", model=str(model), before=before[:16], after=after[:16]),
+                      values)
+    return Ruling(Status.PASS, msg("original.unchanged", name=model.name, sha=after[:16]), values)
 
 
 # ------------------------------------------------------------------------------------------------------- numerical
@@ -123,7 +148,7 @@ def numerical(tensors: Sequence[TensorStats], thresholds: Thresholds, epsilon: f
     th = thresholds
     rows = [t for t in tensors if not t.noop]
     if not rows:
-        return Ruling(Status.INCONCLUSIVE, f"0 of {sum(t.n for t in tensors)} values changed: nothing to compare",
+        return Ruling(Status.INCONCLUSIVE, msg("numerical.nothing_changed", values=sum(t.n for t in tensors)),
                       {"tensors": len(tensors), "changed_tensors": 0, "epsilon": epsilon})
     worst_mean = max(rows, key=lambda t: t.mean_rel)
     worst_max = max(rows, key=lambda t: t.max_rel)
@@ -131,10 +156,10 @@ def numerical(tensors: Sequence[TensorStats], thresholds: Thresholds, epsilon: f
               "worst_mean_rel": worst_mean.mean_rel, "worst_mean_rel_tensor": worst_mean.name,
               "worst_max_rel": worst_max.max_rel, "worst_max_rel_tensor": worst_max.name,
               "min_sqnr_db": min(t.sqnr_db for t in rows), "epsilon": epsilon}
-    text = (f"mean rel diff {worst_mean.mean_rel:.3%} ({worst_mean.name}; ideal < {th.mean_rel_diff:.0%}, "
-            f"acceptable < {th.mean_rel_diff_acceptable:.0%}), max rel diff {worst_max.max_rel:.3%} "
-            f"({worst_max.name}; ideal < {th.max_rel_diff:.0%}, acceptable < {th.max_rel_diff_acceptable:.0%}), "
-            f"over {len(rows)} changed tensor(s)")
+    text = msg("numerical.bounds", mean_rel=worst_mean.mean_rel, mean_tensor=worst_mean.name,
+               mean_ideal=th.mean_rel_diff, mean_acceptable=th.mean_rel_diff_acceptable, max_rel=worst_max.max_rel,
+               max_tensor=worst_max.name, max_ideal=th.max_rel_diff, max_acceptable=th.max_rel_diff_acceptable,
+               tensors=len(rows))
     if worst_mean.mean_rel > th.mean_rel_diff_acceptable or worst_max.max_rel > th.max_rel_diff_acceptable:
         return Ruling(Status.FAIL, text, values)
     if worst_mean.mean_rel > th.mean_rel_diff or worst_max.max_rel > th.max_rel_diff:
@@ -190,38 +215,37 @@ def perplexity(comparison: Mapping[str, Any], thresholds: Thresholds) -> Ruling:
     if iv.se is None or iv.quantile is None:
         inc = math.expm1(ln_ratio)
         values.update(increase=inc, increase_low=None, increase_high=None)
-        status, text = Status.INCONCLUSIVE, (f"perplexity increase {inc:+.3%} over {iv.n} chunk(s): an interval over "
-                                             "chunks needs at least 2 chunks")
+        status, text = Status.INCONCLUSIVE, msg("perplexity.one_chunk", inc=inc, n=iv.n)
     else:
         inc, lo, hi = increase_interval(ln_ratio, iv.se, iv.quantile)
         values.update(increase=inc, increase_low=lo, increase_high=hi)
-        measured = f"perplexity increase {inc:+.3%} (95% CI {lo:+.3%} … {hi:+.3%}, t over {chunks} chunks)"
+        measured = msg("perplexity.measured", inc=inc, lo=lo, hi=hi, chunks=chunks)
         if hi < ideal:
-            status, text = Status.PASS, f"{measured} entirely below the ideal bound {ideal:.0%}"
+            status, text = Status.PASS, msg("perplexity.below_ideal", measured=measured, ideal=ideal)
         elif lo > acceptable:
-            status, text = Status.FAIL, f"{measured} entirely above the acceptable bound {acceptable:.0%}"
+            status, text = Status.FAIL, msg("perplexity.above_acceptable", measured=measured, acceptable=acceptable)
         elif hi < acceptable:
-            status, text = Status.CAUTION, (f"{measured} below the acceptable bound {acceptable:.0%} but not surely "
-                                            f"below the ideal {ideal:.0%}")
+            status, text = Status.CAUTION, msg("perplexity.below_acceptable", measured=measured,
+                                               acceptable=acceptable, ideal=ideal)
         else:
             need = values["chunks_to_resolve"] = chunks_to_resolve(comparison, acceptable)
-            more = (f"about {need} chunks would resolve it" if need
-                    else "no number of chunks resolves an effect on the bound")
-            status, text = Status.INCONCLUSIVE, f"{measured} straddles the acceptable bound {acceptable:.0%}; {more}"
+            more = msg("perplexity.chunks_would_resolve", need=need) if need else msg("perplexity.no_chunks_resolve")
+            status, text = Status.INCONCLUSIVE, msg("perplexity.straddles", measured=measured, acceptable=acceptable,
+                                                    more=more)
     values.update({k: comparison[k] for k in ("ppl_base", "ppl_q", "kld_mean", "same_top_p") if k in comparison})
     floor = floor_and_excess(comparison)
     if floor is not None:
-        text = f"{text}; {floor.reason}"
+        text = msg("clauses", parts=[text, floor.reason])
         values.update(floor.values)
     if comparison.get("nonfinite"):
-        status, text = Status.FAIL, f"NaN/Inf logits in the perplexity pass at {comparison['nonfinite']}; {text}"
+        status, text = Status.FAIL, msg("perplexity.nonfinite", where=comparison["nonfinite"], text=text)
     return Ruling(status, text, values)
 
 
 class Floor(NamedTuple):
     """What the placebo says about a comparison: the one-line account and its numbers."""
 
-    reason: str
+    reason: Message
     values: dict[str, Any]
     resolved: bool  # the format's own effect (excess mean KLD) lies surely above or below zero
 
@@ -238,16 +262,14 @@ def floor_and_excess(comparison: Mapping[str, Any]) -> Floor | None:
               "floor_same_top_p": placebo["same_top_p"], "excess_kld_mean": excess["kld_mean"],
               "excess_kld_mean_ci": ci, "excess_ln_ppl_ratio": excess["ln_ppl_ratio"],
               "excess_ln_ppl_ratio_ci": excess.get("ln_ppl_ratio_ci"), "format_effect_resolved": resolved}
-    floor = (f"a one-ulp nudge of the same tensors (placebo) already moves perplexity by "
-             f"{math.expm1(placebo['ln_ppl_ratio']):+.3%} and gives KLD {placebo['kld_mean']:.2g}")
-    interval = f"95% CI {ci[0]:+.2g} … {ci[1]:+.2g}" if ci else "no interval from one chunk"
+    floor = msg("floor.placebo", ppl=math.expm1(placebo["ln_ppl_ratio"]), kld=placebo["kld_mean"])
+    interval = msg("floor.interval", lo=ci[0], hi=ci[1]) if ci else msg("floor.no_interval")
     if resolved:
-        effect = (f"the format adds KLD {excess['kld_mean']:+.2g} ({interval}) and "
-                  f"{math.expm1(excess['ln_ppl_ratio']):+.3%} perplexity beyond it")
+        effect = msg("floor.resolved", kld=excess["kld_mean"], interval=interval,
+                     ppl=math.expm1(excess["ln_ppl_ratio"]))
     else:
-        effect = (f"the format's own effect is below what this model and runtime resolve at this position "
-                  f"(excess KLD {excess['kld_mean']:+.2g}, {interval}, {excess['chunks']} chunks)")
-    return Floor(f"{floor}; {effect}", values, resolved)
+        effect = msg("floor.unresolved", kld=excess["kld_mean"], interval=interval, chunks=excess["chunks"])
+    return Floor(msg("clauses", parts=[floor, effect]), values, resolved)
 
 
 # ----------------------------------------------------------------------------------------------------------- speed
@@ -286,30 +308,25 @@ def speed_metric(baseline: Sequence[float], candidate: Sequence[float], again: S
     p_faster = float(mannwhitneyu(per_round, aa, alternative="less").pvalue)
     smallest_p = 1 / math.comb(n + m, n)  # every candidate slowdown above every A/A one
     significant = p < alpha
-    moved = f"{slowdown:.1%} slower" if slowdown >= 0 else f"{-slowdown:.1%} faster"
-    shown = f"{moved} per round (median), A/A noise {noise:.1%}, p = {p:.3f}"
+    moved = msg("speed.slower", value=slowdown) if slowdown >= 0 else msg("speed.faster", value=-slowdown)
+    shown = msg("speed.shown", moved=moved, noise=noise, p=p)
     if slowdown > tolerance and slowdown > noise and significant:
-        status, verdict = Status.CAUTION, f"{shown} < {alpha:.3g}: slower beyond the tolerance of {tolerance:.0%}"
+        status, verdict = Status.CAUTION, msg("speed.caution", shown=shown, alpha=alpha, tolerance=tolerance)
     elif smallest_p >= alpha:
-        status, verdict = Status.INCONCLUSIVE, (f"{n} rounds cannot show a slowdown: the smallest p they can reach "
-                                                f"is {smallest_p:.3f}, not below {alpha:.3g}")
+        status, verdict = Status.INCONCLUSIVE, msg("speed.too_few_rounds", n=n, smallest_p=smallest_p, alpha=alpha)
     elif p_faster < alpha:  # surely not slower, however noisy the run
-        status, verdict = Status.PASS, (f"not slower: {moved} per round (median), significantly below the A/A "
-                                        f"slowdowns (p = {p_faster:.3f})")
+        status, verdict = Status.PASS, msg("speed.not_slower", moved=moved, p=p_faster)
     elif noise > tolerance:
-        status, verdict = Status.INCONCLUSIVE, (f"{shown}; the original against itself already differs by "
-                                                f"{noise:.1%} per round, more than the tolerance of {tolerance:.0%}: "
-                                                "this run cannot resolve it")
+        status, verdict = Status.INCONCLUSIVE, msg("speed.noisy", shown=shown, noise=noise, tolerance=tolerance)
     elif significant and slowdown > 0:
-        status, verdict = Status.PASS, f"{shown}: significant, but within the tolerance of {tolerance:.0%}"
+        status, verdict = Status.PASS, msg("speed.within_tolerance", shown=shown, tolerance=tolerance)
     else:
-        status, verdict = Status.PASS, (f"no significant slowdown ({ratio:.3f}× the original, p = {p:.2f}; "
-                                        f"A/A noise {noise:.1%})")
+        status, verdict = Status.PASS, msg("speed.no_slowdown", ratio=ratio, p=p, noise=noise)
     return {"baseline": {"median": mb, "values": list(baseline), "again": list(again)},
             "candidate": {"median": mc, "values": list(candidate)},
             "ratio": ratio, "slowdown": slowdown, "per_round_slowdown": per_round, "aa_slowdown": aa,
             "aa_noise": noise, "p_value": p, "smallest_p": smallest_p, "significant": significant,
-            "status": str(status), "verdict": verdict}
+            "status": str(status), "verdict": verdict, "verdict_message": verdict.to_json()}
 
 
 def speed_status(metrics: Iterable[Mapping[str, Any]]) -> Status:
@@ -330,5 +347,14 @@ def speed(result: Mapping[str, Any]) -> Ruling:
     values.update({f"{m}.baseline_median": v["baseline"]["median"] for m, v in metrics.items()})
     values.update({f"{m}.candidate_median": v["candidate"]["median"] for m, v in metrics.items()})
     values["measured_by"] = result["measured_by"]
-    reason = f"{result['rounds']} interleaved rounds: " + "; ".join(f"{m} {v['verdict']}" for m, v in metrics.items())
+    verdicts = [msg("speed.metric", metric=m, verdict=_verdict(v)) for m, v in metrics.items()]
+    reason = msg("speed.rounds", rounds=result["rounds"], metrics=verdicts)
     return Ruling(speed_status(metrics.values()), reason, values)
+
+
+def _verdict(metric: Mapping[str, Any]) -> Message | str:
+    """A metric's verdict with its code, also when the artifact was read back from JSON."""
+    verdict, data = metric["verdict"], metric.get("verdict_message")
+    if isinstance(verdict, Message) or not isinstance(data, Mapping):
+        return verdict
+    return Message.from_json(data, str(verdict))
