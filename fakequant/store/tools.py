@@ -1,9 +1,10 @@
 """llama.cpp's reference tools, built from the very source the installed llama-cpp-python was built from.
 
 The cross-check tests and the benchmarks compare fakequant with ``llama-perplexity``, ``llama-bench`` and
-``llama-quantize`` (and the recipe uses ``llama-imatrix``, the drift check ``llama-eval-callback``). Comparing against a different llama.cpp would compare two versions, so :func:`build` fetches the
-source distribution of the installed llama-cpp-python (same version, from PyPI, via ``pip download``), builds only
-those targets from its ``vendor/llama.cpp`` and installs the binaries under
+``llama-quantize`` (the recipe uses ``llama-imatrix``, the drift check ``llama-eval-callback``). Comparing against a
+different llama.cpp would compare two versions, so :func:`build` fetches the source distribution of the installed
+llama-cpp-python (same version, from PyPI, via ``pip download``), builds only those targets from its
+``vendor/llama.cpp`` and installs the binaries under
 ``cache_dir("tools")/llama.cpp-<version>/bin``. The ``bin`` folder appears in one rename, under a lock, only when all
 binaries are built: a half-built tree never looks finished, and a second run costs a directory listing.
 
