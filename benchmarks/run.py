@@ -1,6 +1,6 @@
 """fakequant against what a llama.cpp user does by hand: speed, memory and disk, measured side by side (issue 8).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--rounds N] [--chunks N] [--only ppl,rewrite,layer0]
+    .venv/bin/python benchmarks/run.py [--quick] [--rounds N] [--chunks N] [--only ppl,ppl_alone,rewrite,layer0]
                                        [--size-gib 1.0] [--markdown FILE]
 
 Sections (each alternates its commands, A B / B A, for ``--rounds`` rounds, and prints medians and ratios):
@@ -8,6 +8,8 @@ Sections (each alternates its commands, A B / B A, for ``--rounds`` rounds, and 
 - ``ppl``: ``fakequant ppl`` vs ``llama-perplexity``, and ``fakequant compare`` vs llama-perplexity's two-run KLD
   workflow (``--kl-divergence-base FILE``, then ``--kl-divergence``), all on the default model over ``--chunks``
   chunks with the same settings (ctx 512, batch 512, 2 threads, flash attention off, no weight repacking);
+- ``ppl_alone``: ``fakequant ppl`` vs ``llama-perplexity`` only, on ``--corpus`` with ``--flash-attn``: throughput
+  end to end and the peak RSS ratio (targets ≥ 1.0× and ≤ 1.2×);
 - ``rewrite``: on a synthetic GGUF of ``--size-gib``: ``cp``, a same-size fake quantization of one small tensor,
   a size-changing one, and gguf-py's ``gguf_new_metadata.py`` copy of the same file;
 - ``layer0``: the whole ``pytest -k layer0`` with a cold and a warm cache, and the sum of its unavoidable model
