@@ -93,7 +93,9 @@ def check_imatrix(path: object, applies: bool, fmt: str) -> None:
     """RecipeError unless ``path`` names an existing file and ``fmt`` (``applies``: it has a ggml type) uses one."""
     if not applies:
         raise RecipeError(f"imatrix: only formats with a ggml type use an importance matrix, not {fmt}")
-    if not isinstance(path, str) or not Path(path).is_file():
+    if not isinstance(path, str):
+        raise RecipeError(f"imatrix {path!r}: give the file's path as a str (it is written into the recipe's JSON)")
+    if not Path(path).is_file():
         raise RecipeError(f"imatrix {path!r}: no such importance matrix file")
 
 

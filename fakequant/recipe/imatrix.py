@@ -7,7 +7,8 @@ adds one, special tokens not parsed: the tokenization :mod:`fakequant.runtime.pe
 tokens ``[i*n_ctx, (i+1)*n_ctx)``, decoded from an empty KV cache with its first token replaced by BOS (when the
 vocabulary adds one), and *every* position of it feeds the matrix (not only the scored second half a perplexity pass
 uses). ``--chunks K`` takes chunks ``0 .. K-1``, so the calibration tokens are ``[0, K*n_ctx)``
-(:attr:`Imatrix.tokens`): a slice that must not be scored must start at ``K*n_ctx`` (chunk ``K``) or later.
+(:attr:`Imatrix.tokens`): a slice that must not be scored must start at ``K*n_ctx`` (chunk ``K``) or later. The
+tool refuses a corpus of fewer than ``2*n_ctx`` tokens, whatever ``K``.
 For each matrix product with a weight whose name starts with ``blk.`` and at least 16 tokens in the batch it
 accumulates, per input column, the sum of the squared activations (``in_sum2``) and the number of tokens
 (``counts``; one pair per expert for a MoE tensor). ``token_embd`` and ``output`` get no entry (the default without
@@ -22,7 +23,6 @@ which only splits the same products) and the llama.cpp version; written atomical
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ from fakequant.store.tools import llama_cpp_version, tool_path
 
 IMATRIX_VERSION = "1"  # bump when the command or the files written change
 
-__all__ = ["Imatrix", "compute_imatrix", "imatrix_argv", "imatrix_file", "load_imatrix", "tensor_importance"]
+__all__ = ["Imatrix", "compute_imatrix", "imatrix_argv", "load_imatrix", "tensor_importance"]
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,3 @@ def _last_error(output: str) -> str:
 def _chunk_count(path: Path) -> int:
     field = reader(path).get_field("imatrix.chunk_count")
     return int(field.contents()) if field is not None else 0
-
-
-def imatrix_file(path: str | os.PathLike[str]) -> Path:
-    """``path`` as an existing file, or RecipeError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such importance matrix file")
-    return path

@@ -43,3 +43,26 @@ def tiny64(tmp_path: Path) -> Path:
     from fakequant.gguf.synthetic import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path / "tiny64.gguf", n_layers=3, dim=64)
+
+
+@pytest.fixture(scope="module")
+def default_imatrix(quantize_reference: tuple[Path, Path], default_assets: tuple[Path, Path],
+                    tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An importance matrix of the default model from the built llama-imatrix: 1 chunk of 512 tokens."""
+    import subprocess
+
+    from fakequant.recipe.imatrix import imatrix_argv
+    from fakequant.runtime.settings import RuntimeSettings
+    from fakequant.store.tools import tool_path
+
+    tool = tool_path("llama-imatrix")
+    if tool is None:
+        pytest.skip("llama-imatrix not built; run `make tools`")
+    folder = tmp_path_factory.mktemp("imatrix")
+    corpus = folder / "corpus.txt"
+    corpus.write_text(default_assets[1].read_text()[:20_000] + "\n")
+    out = folder / "imatrix.gguf"
+    argv = imatrix_argv(tool, quantize_reference[0], corpus, out, chunks=1, settings=RuntimeSettings(n_threads=2))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and out.is_file(), proc.stderr[-2000:]
+    return out

@@ -170,12 +170,21 @@ def test_compute_imatrix_errors_are_one_line(tmp_path: Path, fake_tool: Path, mo
 # ----------------------------------------------------------------------------------- the real tool, real model
 
 
-@pytest.mark.needs_tools
-def test_llama_imatrix_on_the_default_model(default_assets: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def imatrix_tool() -> Path:
+    """The built llama-imatrix, found before a test's cache isolation hides the user's cache."""
     from fakequant.store.tools import tool_path
 
-    if tool_path("llama-imatrix") is None:
+    tool = tool_path("llama-imatrix")
+    if tool is None:
         pytest.skip("llama-imatrix not built; run `make tools`")
+    return tool
+
+
+@pytest.mark.needs_tools
+def test_llama_imatrix_on_the_default_model(default_assets: tuple[Path, Path], imatrix_tool: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imatrix_mod, "tool_path", lambda name: imatrix_tool)
     model, corpus = default_assets
     text = tmp_path / "corpus.txt"
     text.write_text(corpus.read_text()[:20_000] + "\n")  # a few thousand tokens: 2 chunks of 512 and more
@@ -189,3 +198,31 @@ def test_llama_imatrix_on_the_default_model(default_assets: tuple[Path, Path], t
     for t in blk:
         rows = tensor_importance(entries, t.name, t.shape)
         assert rows.shape == (1, t.n_per_row) and np.all(rows >= 0) and np.any(rows > 0), t.name
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools
+def test_stock_mix_with_an_imatrix(quantize_reference: tuple[Path, Path], default_imatrix: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakequant.gguf.layout import read_tensor_bytes, read_tensor_values
+    from fakequant.quant import ggml
+    from fakequant.recipe import stock
+
+    src, tool = quantize_reference
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(stock, "tool_path", lambda name: tool)
+    plain = stock.stock_mix(src, "Q4_0", threads=2)
+    weighted = stock.stock_mix(src, "Q4_0", threads=2, imatrix=default_imatrix)
+    assert weighted.path != plain.path and weighted.label == "Q4_0+imatrix" and plain.label == "Q4_0"
+    assert f"llama-quantize --allow-requantize --imatrix {default_imatrix} {src}" in weighted.command
+    assert stock.stock_mix(src, "Q4_0", threads=2, imatrix=default_imatrix) == weighted  # cached
+    info, a, b = read_layout(src), read_layout(weighted.path), read_layout(plain.path)
+    name = "blk.0.attn_q.weight"
+    assert a.tensor(name).type_name == b.tensor(name).type_name == "Q4_0"
+    values = read_tensor_values(info, name).reshape(-1, info.tensor(name).n_per_row)
+    # llama-quantize's bytes are ggml's with exactly the array load_imatrix computes, and not those without it
+    weights = load_imatrix(default_imatrix)[name]
+    assert read_tensor_bytes(a, name) == ggml.quantize_rows(values, "q4_0", weights).tobytes()
+    assert read_tensor_bytes(b, name) == ggml.quantize_rows(values, "q4_0").tobytes() != read_tensor_bytes(a, name)
+    with pytest.raises(RecipeError, match=r"nope\.gguf: no such importance matrix file"):
+        stock.stock_mix(src, "Q4_0", imatrix=tmp_path / "nope.gguf")

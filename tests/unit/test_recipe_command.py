@@ -101,6 +101,56 @@ def test_command_reproduces_the_mixed_model_byte_for_byte(tmp_path: Path, quanti
     assert changed == len(MIX)
 
 
+# the same with an importance matrix from the built llama-imatrix (1 chunk): every format of MIX again, and every
+# i-quant, on the rows each allows (ffn_down: 1536, the 256-block ones; 576: iq4_nl), token_embd (no entry in the
+# matrix: quantized without, on both sides) included
+IMATRIX_MIX = {
+    **MIX, "token_embd.weight": "iq4_nl", "blk.11.ffn_up.weight": "iq4_nl",
+    **{f"blk.{12 + i}.ffn_down.weight": f for i, f in enumerate(
+        ("iq4_xs", "iq3_s", "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"))},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools
+def test_command_with_imatrix_reproduces_the_model_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 quantize_reference: tuple[Path, Path],
+                                                                 default_imatrix: Path) -> None:
+    from fakequant.gguf.layout import read_tensor_values
+    from fakequant.quant import ggml
+    from fakequant.quant.candidate import MIX as MIX_FORMAT
+    from fakequant.quant.candidate import Recipe, build_candidate
+    from fakequant.quant.importance import load_imatrix
+    from fakequant.quant.select import Selection
+
+    src, tool = quantize_reference
+    monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
+    pairs = tuple(IMATRIX_MIX.items())
+    recipe = Recipe(Selection(names=tuple(name for name, _ in pairs)), MIX_FORMAT, mix=pairs,
+                    imatrix=str(default_imatrix))
+    ours = build_candidate(src, recipe, tmp_path / "ours.gguf")
+    info = read_layout(src)
+    command = quantize_command(info, {t.name: t.stored_type for t in ours.tensors}, imatrix=default_imatrix)
+    types_file = tmp_path / "tensor_types.txt"
+    types_file.write_text(command.tensor_types())
+    argv = command.argv(src, tmp_path / "ref.gguf", types_file, tool=tool, threads=2)
+    assert argv[1:4] == ["--allow-requantize", "--imatrix", str(default_imatrix)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = read_layout(tmp_path / "ours.gguf"), read_layout(tmp_path / "ref.gguf")
+    assert sorted(t.name for t in a.tensors) == sorted(t.name for t in b.tensors)
+    for t in a.tensors:
+        assert b.tensor(t.name).type_name == t.type_name, t.name
+        assert read_tensor_bytes(b, t.name) == read_tensor_bytes(a, t.name), f"{t.name}: bytes differ"
+    assert sum(t.type_name != info.tensor(t.name).type_name for t in a.tensors) == len(IMATRIX_MIX)
+    # and the importance did decide the bytes: without it, the same tensor quantizes to others
+    name = "blk.10.ffn_gate.weight"
+    values = read_tensor_values(info, name).reshape(-1, info.tensor(name).n_per_row)
+    assert ggml.quantize_rows(values, "q4_0").tobytes() != read_tensor_bytes(a, name)
+    assert ggml.quantize_rows(values, "q4_0", load_imatrix(default_imatrix)[name]).tobytes() == \
+        read_tensor_bytes(a, name)
+
+
 # ------------------------------------------------------------------------------------ fakequant recipe --plan
 
 

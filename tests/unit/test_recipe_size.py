@@ -21,7 +21,11 @@ from fakequant.recipe.size import bits_per_weight, is_matrix, predict_file_size,
 # and 16 bytes of 4-bit codes for 32 values; block_q4_K two fp16, 12 bytes of scales and 128 of codes for 256
 BLOCKS = {"F32": (4, 1), "F16": (2, 1), "BF16": (2, 1), "Q4_0": (18, 32), "Q4_1": (20, 32), "Q5_0": (22, 32),
           "Q5_1": (24, 32), "Q8_0": (34, 32), "MXFP4": (17, 32), "Q2_K": (84, 256), "Q3_K": (110, 256),
-          "Q4_K": (144, 256), "Q5_K": (176, 256), "Q6_K": (210, 256)}
+          "Q4_K": (144, 256), "Q5_K": (176, 256), "Q6_K": (210, 256),
+          # the i-quants (their static_asserts): e.g. block_iq4_xs an fp16 scale, 2 + 4 bytes of sub-block scales
+          # and 128 of 4-bit codes for 256; block_iq4_nl an fp16 scale and 16 bytes of codes for 32
+          "IQ4_NL": (18, 32), "IQ4_XS": (136, 256), "IQ3_S": (110, 256), "IQ3_XXS": (98, 256), "IQ2_S": (82, 256),
+          "IQ2_XS": (74, 256), "IQ2_XXS": (66, 256), "IQ1_M": (56, 256), "IQ1_S": (50, 256)}
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +47,10 @@ def test_bytes_per_type_are_ggmls(type_name: str) -> None:
         lib = ggml_quants._lib()
         assert type_nbytes(type_name, (n_per_row, rows)) == rows * lib.ggml_row_size(
             int(ggml_quants.ggml_type(type_name)), n_per_row)
+
+
+def test_every_native_type_has_its_block_size() -> None:
+    assert set(NATIVE_TYPES.values()) <= set(BLOCKS)
 
 
 def test_row_lengths_rule_types_out() -> None:
