@@ -160,7 +160,8 @@ def test_cli_plan_and_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     (tmp_path / "c.txt").write_text("text")
     criteria = tmp_path / "criteria.toml"
     criteria.write_text('[defaults]\nmodel = "tiny.gguf"\ncorpus = "c.txt"\n[recipes.mix]\nkinds = ["attn_q", '
-                        '"ffn_down"]\ngroup = "kind"\nformats = ["q4_0", "q4_k", "q8_0"]\nbudget_bpw = 9\n')
+                        '"ffn_down"]\ngroup = "kind"\nformats = ["q4_0", "q4_k", "q8_0"]\nbudget_bpw = 9\n'
+                        'imatrix = false\n')  # the full run below then fails at loading the model
     assert main(["recipe", "mix", "--plan", "--criteria", str(criteria)]) == 0
     out = capsys.readouterr().out
     assert "recipe mix: 2 groups (kind), 4 cells to measure; budget_bpw = 9" in out  # both are Q8_0 already
