@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from fakequant.i18n import msg
 from fakequant.quant.stats import TensorStats
-from fakequant.suite import rules
+from fakequant.suite import conversation, rules
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
 from fakequant.suite.vocab import Artifact, Status
@@ -151,11 +152,13 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
         if not broken:
             cand_side["token_ids"] = base_side["token_ids"]
         lang_ok = cid != "chinese_intro"  # the 135M model answers Chinese in English: a model limitation
-        checks = [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": ""},
+        want = "en" if cid == "english_intro" else "zh"
+        seen = msg("text.language", seen=[msg("text.language_turn", want=want, ratio=0.0)], min=0.2)
+        checks = [{"name": "valid_text", "baseline_ok": True, "candidate_ok": True, "detail": msg("text.ok")},
                   {"name": "not_degenerate", "baseline_ok": True, "candidate_ok": not broken,
-                   "detail": "distinct 3-grams 12% < 50%" if broken else ""},
+                   "detail": msg("text.repeated", share=0.88 if broken else 0.0, turn=1, limit=0.5)},
                   {"name": "language", "baseline_ok": lang_ok, "candidate_ok": lang_ok and not broken,
-                   "detail": "" if lang_ok else "answer is English, question is Chinese"}]
+                   "detail": seen}]
         for check in checks:
             check["status"] = str(rules.judge(check["baseline_ok"], check["candidate_ok"]))
         status = str(rules.overall(Status(c["status"]) for c in checks))
@@ -174,8 +177,8 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
                   "params": {"temperature": 0.0, "seed": 42, "max_tokens": 30},
                   "baseline": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
                   "candidate": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
-                  "checks": [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": "",
-                              "status": "pass"}],
+                  "checks": [{"name": "valid_text", "baseline_ok": True, "candidate_ok": True,
+                              "detail": msg("text.ok"), "status": "pass"}],
                   "exact_match": True, "first_divergence": None, "fluency": {}, "status": "pass"})
     return convs
 
@@ -260,11 +263,12 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         ruled("perplexity", "perplexity", rules.perplexity(pc, Thresholds()))
 
     convs = _conversations(regression, hostile, rng)
-    save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
+    for conv in convs:  # the reason as the suite words it (before the artifact's JSON turns details into text)
+        out(f"conversation[{conv['id']}]", "conversation", conv["status"], conversation.reason(conv))
     for conv in convs:
-        out(f"conversation[{conv['id']}]", "conversation", conv["status"],
-            "; ".join(f"{c['name']}: baseline {c['baseline_ok']}, candidate {c['candidate_ok']}"
-                      for c in conv["checks"]))
+        for check in conv["checks"]:
+            check["detail_message"] = check["detail"].to_json()
+    save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
     ruled("speed", "speed", rules.speed({**speed, "measured_by": "sample"}))
