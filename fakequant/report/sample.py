@@ -22,6 +22,7 @@ import numpy as np
 from fakequant.i18n import msg
 from fakequant.quant.stats import TensorStats
 from fakequant.suite import conversation, rules
+from fakequant.suite.battery import ruling as battery_ruling
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
 from fakequant.suite.vocab import Artifact, Status
@@ -183,6 +184,21 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
     return convs
 
 
+def _battery(regression: bool, prompts: int = 12, twins: int = 4) -> dict[str, Any]:
+    """The battery's artifact judged by its own test: a regressed candidate breaks half the answers no twin breaks."""
+    from fakequant.suite.rules.conversation import battery_test
+
+    broke = [regression and i % 2 == 0 for i in range(prompts)]
+    twin_broke = [[j == 0 and i == 1 for i in range(prompts)] for j in range(twins)]
+    entries = [{"id": f"b{i + 1:02d}", "topic": "arithmetic", "turns": ["2+2?"], "original": ["4"],
+                "original_passes": True, "original_failed": [], "candidate": ["the the the" if broke[i] else "4"],
+                "candidate_broke": ["not_degenerate"] if broke[i] else [],
+                "placebos": [["4"]] * twins, "placebos_broke": [["expectations"] if t[i] else [] for t in twin_broke]}
+               for i in range(prompts)]
+    test = battery_test(broke, twin_broke, 0.05)
+    return {"prompts": entries, "seeds": list(range(1, twins + 1)), "template": "gguf", "test": test.to_json()}
+
+
 def _speed(rng: np.random.Generator, slow: bool) -> dict[str, Any]:
     """Six A/A-calibrated rounds judged by the suite's own speed rule (a slow candidate: 20% fewer tokens/s)."""
     rounds, tolerance, alpha = 6, 0.1, 0.05
@@ -269,6 +285,9 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         for check in conv["checks"]:
             check["detail_message"] = check["detail"].to_json()
     save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
+    battery = _battery(regression)
+    save_artifact(report_dir, experiment, Artifact.BATTERY, battery)
+    ruled("conversation[battery]", "conversation", battery_ruling(battery))
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
     ruled("speed", "speed", rules.speed({**speed, "measured_by": "sample"}))
