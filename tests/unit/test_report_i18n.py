@@ -124,7 +124,8 @@ def test_a_control_that_did_not_match_says_which_check_and_why_in_both_languages
     save_artifact(tmp_path, "x", Artifact.EXPERIMENT, experiment)
     [verdict] = finish_run(tmp_path, ["x"], lang="zh-TW")
     assert verdict.matched is False
-    line = "finite（未失敗）；perplexity（已失敗）；非預期的失敗：numerical, conversation[battery], conversation[english_intro]"
+    line = ("finite（未失敗）；perplexity（已失敗）；非預期的失敗：numerical, conversation[battery], "
+            "conversation[english_intro]")
     assert expectation(verdict.to_json(), "zh-TW") == (line, "不符合")
     shown = markdown.escape(line)
     assert f"**正對照，預期失敗的檢查:** {shown} — **不符合**" in (tmp_path / "x" / "summary.md").read_text()
