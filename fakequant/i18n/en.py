@@ -200,6 +200,28 @@ TEXT: dict[str, str] = {
     'key_ppl': 'PPL {diff}',
     'key_kld': 'KLD {kld} nats',
     'clause_join': '; ',
+    # the conversation battery's report section (fakequant.report.battery)
+    'battery_title': 'Conversation battery',
+    'battery_prompts': 'prompts (original passes)',
+    'battery_cand': 'candidate breaks',
+    'battery_twins': "placebo twins' breaks (seeds {seeds})",
+    'battery_p': 'p-value (within-prompt permutation test)',
+    'battery_smallest': 'fewest breaks that would be significant',
+    'battery_none': 'none: no power',
+    'battery_template': 'chat template',
+    'battery_status': 'status',
+    'battery_broken': 'Broken answers',
+    'battery_id': 'prompt',
+    'battery_topic': 'topic',
+    'battery_original': 'original',
+    'battery_candidate': 'candidate',
+    'battery_checks': 'candidate broke',
+    'battery_by_twins': 'twins that broke it',
+    'battery_failed': 'The original fails {n} prompts (not counted): {ids}',
+    'battery_rule': (
+        "A regression is a candidate that breaks significantly more of the original's passing answers than its "
+        'placebo twins (p < {alpha}) and more than any twin.'
+    ),
     # a sweep's sensitivity map (fakequant.report.sensitivity)
     'sens_title': '# Sweep `{sweep}`: sensitivity map',
     'sens_cells': (
@@ -345,9 +367,84 @@ TEXT: dict[str, str] = {
     'headline.floor_unresolved': (
         " — format's own effect below the placebo floor's resolution (floor KLD {floor:.2g}, excess {excess:+.2g})"
     ),
+    # conversations: a prompt's check (fakequant.suite.conversation, fakequant.suite.rules.conversation)
+    'conversation.regression': '{id}: regression in {checks} — {details}',
+    'conversation.greedy_caution': (
+        "{id}: the candidate's greedy answer breaks {checks}; {broke} of {twins} placebo twins broke it too — one "
+        'greedy answer is a caution, the battery decides a regression — {details}'
+    ),
+    'conversation.unsure': '{id}: {said} — {details}',
+    'conversation.no_power': 'no power to detect a regression in {checks}',
+    'conversation.weak': (
+        "most candidate answers fail {checks}, fewer passes than the baseline's but not significantly (more seeds "
+        'would tell)'
+    ),
+    'conversation.limitation': '{id}: model limitation (baseline fails too) in {checks} — {details}',
+    'conversation.all_pass': '{id}: all {count} checks pass on both models ({match})',
+    'conversation.identical': 'identical answer',
+    'conversation.diverges': 'diverges at token {index}',
+    'conversation.differs': 'differs',
+    'conversation.detail': '{name}: {detail}',
+    'text.ok': 'ok',
+    'text.turn': 'turn {turn}: {problem}',
+    'text.empty': 'empty answer',
+    'text.invalid_utf8': 'invalid UTF-8 (replacement character in the decoded text)',
+    'text.control': 'control character U+{char} in the answer',
+    'text.repeated': 'repeated trigrams {share:.0%} (turn {turn}; limit {limit:.0%})',
+    'text.language_turn': '{want}: CJK {ratio:.0%}',
+    'text.language': '{seen} (Chinese when CJK ≥ {min:.0%})',
+    'text.missing': 'missing {strings}',
+    'text.contains': 'contains {strings}',
+    'text.has_one': 'has one of {strings}',
+    'text.lacks_one': 'lacks one of {strings}',
+    'sample.first': 'baseline: {base} | candidate: {cand}',
+    'sample.candidate': 'candidate sample {n}: {seen}',
+    'sample.counts': (
+        'passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}, regression when p < {alpha:g})'
+    ),
+    'sample.counts_no_power': (
+        'passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}): no power — {n} samples cannot '
+        'detect a regression from a {b}/{n} baseline (even 0/{n} candidate passes give p = {smallest:.3f}, not '
+        'below {alpha:g})'
+    ),
+    'sample.detail': '{counts}; sample {worst}: baseline: {base} | candidate: {cand}',
+    'fluency.detail': (
+        "baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} (×{ratio:.2f}, p = "
+        '{p:.3f}; regression when > ×{factor:g} and p < {alpha:g})'
+    ),
+    'fluency.sampled': '{detail}; sampled at temperature {temperature:g}: informational',
+    'finite_logits.nonfinite': 'candidate: NaN/Inf logit at {where}',
+    # the conversation battery (fakequant.suite.battery)
+    'battery.reason': '{verdict} — {counts}; {test} ({power}){broke}',
+    'battery.counts': (
+        "candidate broke {breaks} of the original's {passes} passing answers ({prompts} prompts), the {twins} "
+        'placebo twins {twin_breaks}'
+    ),
+    'battery.test': 'within-prompt permutation test p = {p:.3g}',
+    'battery.no_power': 'no power: even {n} breaks could not be significant at {alpha:g}',
+    'battery.no_power_none': 'no power: the original passes none of the prompts',
+    'battery.power': '{count} breaks would have been significant',
+    'battery.broken': '; broken: {ids}',
+    'battery.regression': 'regression: the candidate breaks significantly more answers than its placebo twins',
+    'battery.not_measurable': 'not measurable',
+    'battery.tie': 'no regression: a placebo twin broke as many answers',
+    'battery.no_regression': 'no regression: not significantly more breaks than the placebo twins',
     # a sweep's cells (fakequant.suite.sweep)
     'sweep.no_outcome': 'no outcome recorded: its tests did not run',
+    'sweep.not_gathered': 'not recorded by any gathered host ({hosts}); measure it there or run without --gather',
     'sweep.stale': 'not measured by this run (the outcomes on disk were recorded with other settings)',
+    # a recipe's decision (fakequant.recipe)
+    'recipe.no_outcome': (
+        'the suite recorded no outcome for {name} (pytest exit status {rc}); run `{command}` in {root} and read its '
+        'output'
+    ),
+    'recipe.other_mix': (
+        'the suite tested another mix than this run chose (its cells changed in between); run `fakequant recipe '
+        '{recipe}` again'
+    ),
+    'recipe.no_choice': '{error}',
+    'recipe.nothing_to_test': 'every group keeps its type: nothing to test',
+    'recipe.suite_not_run': 'the suite was not run (run_suite=False)',
     # positive controls (fakequant.suite.expectation)
     'expect.did_not_fail': '{key} did not fail',
     'expect.unexpected': '{check} failed, not expected',

@@ -188,6 +188,28 @@ TEXT: dict[str, str] = {
     'key_ppl': '困惑度 {diff}',
     'key_kld': 'KLD {kld} nats',
     'clause_join': '；',
+    # the conversation battery's report section (fakequant.report.battery)
+    'battery_title': '對話題組',
+    'battery_prompts': '題數（原始模型通過）',
+    'battery_cand': 'Fake Quantized 模型答壞',
+    'battery_twins': '安慰劑模型答壞（種子 {seeds}）',
+    'battery_p': 'p 值（題內置換檢定）',
+    'battery_smallest': '達顯著所需最少答壞題數',
+    'battery_none': '無：檢定力不足',
+    'battery_template': '對話模板',
+    'battery_status': '結果',
+    'battery_broken': '答壞的題目',
+    'battery_id': '題目',
+    'battery_topic': '類別',
+    'battery_original': '原始模型',
+    'battery_candidate': 'Fake Quantized 模型',
+    'battery_checks': 'Fake Quantized 模型未通過',
+    'battery_by_twins': '也答壞的安慰劑模型',
+    'battery_failed': '原始模型未通過 {n} 題（不計入）：{ids}',
+    'battery_rule': (
+        'Fake Quantized 模型答壞原始模型通過之題目顯著多於其安慰劑模型（p < '
+        '{alpha}），且多於每一個安慰劑模型時，才算退化。'
+    ),
     # a sweep's sensitivity map (fakequant.report.sensitivity)
     'sens_title': '# 掃描 `{sweep}`：敏感度地圖',
     'sens_cells': '{layers} 層 × {kinds} 種權重（{kind_list}）× {formats} 種格式（{format_list}）= {cells} 個組合。',
@@ -318,9 +340,81 @@ TEXT: dict[str, str] = {
     'headline.floor_unresolved': (
         '——格式本身的效應低於安慰劑基準的可分辨程度（基準 KLD {floor:.2g}，超出 {excess:+.2g}）'
     ),
+    # conversations: a prompt's check (fakequant.suite.conversation, fakequant.suite.rules.conversation)
+    'conversation.regression': '{id}：{checks} 退化——{details}',
+    'conversation.greedy_caution': (
+        '{id}：Fake Quantized 模型的 greedy 回答未通過 {checks}；{twins} 個安慰劑模型中有 {broke} 個也答壞——單一 '
+        'greedy 回答只算注意，是否退化由對話題組判定——{details}'
+    ),
+    'conversation.unsure': '{id}：{said}——{details}',
+    'conversation.no_power': '檢定力不足，無法偵測 {checks} 的退化',
+    'conversation.weak': (
+        '多數 Fake Quantized 模型的回答未通過 {checks}，通過次數少於原始模型但差異不顯著（更多種子才能判定）'
+    ),
+    'conversation.limitation': '{id}：{checks} 為模型本身的限制（原始模型也未通過）——{details}',
+    'conversation.all_pass': '{id}：兩個模型皆通過全部 {count} 項檢查（{match}）',
+    'conversation.identical': '回答完全相同',
+    'conversation.diverges': '自第 {index} 個 token 起分歧',
+    'conversation.differs': '回答不同',
+    'conversation.detail': '{name}：{detail}',
+    'text.ok': '正常',
+    'text.turn': '第 {turn} 輪：{problem}',
+    'text.empty': '空白回答',
+    'text.invalid_utf8': '無效的 UTF-8（解碼後的文字中有替代字元）',
+    'text.control': '回答中有控制字元 U+{char}',
+    'text.repeated': '重複的三元組 {share:.0%}（第 {turn} 輪；上限 {limit:.0%}）',
+    'text.language_turn': '{want}：CJK 字元 {ratio:.0%}',
+    'text.language': '{seen}（CJK ≥ {min:.0%} 時視為中文）',
+    'text.missing': '缺少 {strings}',
+    'text.contains': '包含 {strings}',
+    'text.has_one': '包含其中之一：{strings}',
+    'text.lacks_one': '不含其中任何一個：{strings}',
+    'sample.first': '原始模型：{base} | Fake Quantized 模型：{cand}',
+    'sample.candidate': 'Fake Quantized 模型第 {n} 個樣本：{seen}',
+    'sample.counts': (
+        '通過次數：原始模型 {b}/{n}，Fake Quantized 模型 {c}/{n}（各種子；p = {p:.3f}，p < {alpha:g} 時為退化）'
+    ),
+    'sample.counts_no_power': (
+        '通過次數：原始模型 {b}/{n}，Fake Quantized 模型 {c}/{n}（各種子；p = {p:.3f}）：檢定力不足——原始模型只通過 '
+        '{b}/{n} 時，{n} 個樣本無法偵測退化（即使 Fake Quantized 模型 0/{n} 通過，p = {smallest:.3f}，仍未低於 '
+        '{alpha:g}）'
+    ),
+    'sample.detail': '{counts}；第 {worst} 個樣本：原始模型：{base} | Fake Quantized 模型：{cand}',
+    'fluency.detail': (
+        '原始模型對 Fake Quantized 模型回答的困惑度 {pc:.2f}，對自己回答的困惑度 {pb:.2f}（×{ratio:.2f}，p = '
+        '{p:.3f}；> ×{factor:g} 且 p < {alpha:g} 時為退化）'
+    ),
+    'fluency.sampled': '{detail}；以溫度 {temperature:g} 取樣：僅供參考',
+    'finite_logits.nonfinite': 'Fake Quantized 模型：在 {where} 出現 NaN/Inf logit',
+    # the conversation battery (fakequant.suite.battery)
+    'battery.reason': '{verdict}——{counts}；{test}（{power}）{broke}',
+    'battery.counts': (
+        'Fake Quantized 模型答壞原始模型通過的 {passes} 題中的 {breaks} 題（共 {prompts} 題），{twins} '
+        '個安慰劑模型各答壞 {twin_breaks} 題'
+    ),
+    'battery.test': '題內置換檢定 p = {p:.3g}',
+    'battery.no_power': '檢定力不足：即使答壞 {n} 題也無法在 {alpha:g} 下達到顯著',
+    'battery.no_power_none': '檢定力不足：原始模型沒有通過任何題目',
+    'battery.power': '答壞 {count} 題即可達到顯著',
+    'battery.broken': '；答壞的題目：{ids}',
+    'battery.regression': '退化：Fake Quantized 模型答壞的題目顯著多於其安慰劑模型',
+    'battery.not_measurable': '無法測量',
+    'battery.tie': '沒有退化：有安慰劑模型答壞同樣多的題目',
+    'battery.no_regression': '沒有退化：答壞的題目並未顯著多於安慰劑模型',
     # a sweep's cells (fakequant.suite.sweep)
     'sweep.no_outcome': '沒有記錄任何結果：此組合的測試沒有執行',
+    'sweep.not_gathered': '沒有任何收集的主機記錄了此組合（{hosts}）；請在那些主機上量測，或不加 --gather 執行',
     'sweep.stale': '本次執行未量測（磁碟上的結果是以其他設定記錄的）',
+    # a recipe's decision (fakequant.recipe)
+    'recipe.no_outcome': (
+        '測試套件沒有記錄 {name} 的任何結果（pytest 結束狀態 {rc}）；請在 {root} 執行 `{command}` 並查看其輸出'
+    ),
+    'recipe.other_mix': (
+        '測試套件測試的配置與本次選定的不同（其間 cell 已改變）；請再執行一次 `fakequant recipe {recipe}`'
+    ),
+    'recipe.no_choice': '無法選出配置：{error}',
+    'recipe.nothing_to_test': '每個群組都維持原本的型別：沒有可測試的內容',
+    'recipe.suite_not_run': '未執行測試套件（run_suite=False）',
     # positive controls (fakequant.suite.expectation)
     'expect.did_not_fail': '{key} 沒有失敗',
     'expect.unexpected': '{check} 失敗，但不在預期之中',

@@ -13,10 +13,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fakequant.i18n import dump_all, msg
 from fakequant.quant.candidate import Recipe
 from fakequant.recipe.experiment import experiment_name
 from fakequant.suite.outcomes import clear_experiment, load_experiment
@@ -63,13 +64,16 @@ def suite_decision(recipe: str, *, criteria_path: Path, report_dir: Path, out_di
     data = load_experiment(report_dir, name)
     if not data.outcomes:
         return {"decision": str(Decision.INCONCLUSIVE), "report": report,
-                "reasons": [f"the suite recorded no outcome for {name} (pytest exit status {rc}); run "
-                            f"`{shlex.join(cmd)}` in {root} and read its output"]}
+                **said([msg("recipe.no_outcome", name=name, rc=rc, command=shlex.join(cmd), root=str(root))])}
     tested = data.artifacts.get(Artifact.EXPERIMENT)
     tested_recipe = tested.get("recipe") if isinstance(tested, dict) else None
     if expected is not None and tested_recipe is not None and tested_recipe != expected.to_json():
         return {"decision": str(Decision.INCONCLUSIVE), "report": report,
-                "reasons": [f"the suite tested another mix than this run chose (its cells changed in between); run "
-                            f"`fakequant recipe {recipe}` again"]}
+                **said([msg("recipe.other_mix", recipe=recipe)])}
     verdict = decide(data)
-    return {"decision": str(verdict.decision), "reasons": list(verdict.reasons), "report": report}
+    return {"decision": str(verdict.decision), **said(verdict.reasons), "report": report}
+
+
+def said(reasons: Sequence[str]) -> dict[str, Any]:
+    """A decision's reasons as recipe.json keeps them: the English sentences, and their codes and values."""
+    return {"reasons": [str(r) for r in reasons], "messages": {"reasons": dump_all(reasons)}}

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from fakequant.errors import FakequantError, RecipeError
+from fakequant.i18n import msg
 from fakequant.recipe.bias import selection_bias
 from fakequant.recipe.build import build_mix, mix_recipe
 from fakequant.recipe.command import quantize_command
-from fakequant.recipe.decision import Runner, suite_decision
+from fakequant.recipe.decision import Runner, said, suite_decision
 from fakequant.recipe.experiment import experiment_name, record_pick
 from fakequant.recipe.groups import KEEP
 from fakequant.recipe.imatrix import Imatrix
@@ -263,15 +264,16 @@ def _tries(recipe: MixRecipe, plan: Plan, costs: dict[str, float], recipe_row: C
         try:
             choice = choose(plan, costs, exclude=tried)
         except RecipeError as err:
-            tries.append({"attempt": attempt, "name": None, "decision": None, "reasons": [str(err)]})
+            tries.append({"attempt": attempt, "name": None, "decision": None,
+                          **said([msg("recipe.no_choice", error=str(err))])})
             break
         row = recipe_row(name, None, plan, choice)
         names.append(name)
         entry: dict[str, Any] = {"attempt": attempt, "name": name, "assignment": choice.assignment, "model": row}
         tries.append(entry)
         if not choice.formats or not run_suite:
-            entry |= {"decision": None, "reasons": ["every group keeps its type: nothing to test" if not
-                                                    choice.formats else "the suite was not run (run_suite=False)"]}
+            entry |= {"decision": None, **said([msg("recipe.nothing_to_test") if not choice.formats
+                                                else msg("recipe.suite_not_run")])}
             break
         assert criteria_path is not None and report_dir is not None
         candidate = mix_recipe(choice.formats, imatrix)

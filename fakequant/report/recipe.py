@@ -11,7 +11,8 @@ Input: the results dict of :mod:`fakequant.recipe.run` (every number may be None
 - ``pareto.png``: file size against mean KLD and against Δ ln PPL (:mod:`.recipe_plot`).
 
 Text goes through :mod:`fakequant.report.blocks` and :mod:`fakequant.report.markdown`, so that a model name or a note
-holding ``|`` or ``*`` stays text. Names, notes and reasons come from the pipeline in English and are not translated.
+holding ``|`` or ``*`` stays text. Names and notes come from the pipeline in English; the decision's reasons are
+rendered in the report's language from their codes (:mod:`fakequant.i18n`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from fakequant.report import fmt, markdown
 from fakequant.report.blocks import Banner, Block, Bullets, Cell, Heading, Inline, Para, Span, Table
-from fakequant.report.reading import badge, code, d, lst
+from fakequant.report.reading import badge, code, d, lst, sentences
 from fakequant.report.recipe_plot import render_png
 from fakequant.report.recipe_tables import (
     KEEP,
@@ -91,19 +92,19 @@ def head(results: dict[str, Any], t: Callable[..., str], lang: str) -> list[Bloc
     blocks.append(Heading(2, t("reasons")))
     if t("english_names"):
         blocks.append(Para([t("english_names")]))
-    blocks.append(Bullets([[str(r)] for r in lst(decision.get("reasons"))] or [[t("not_measured")]]))
+    blocks.append(Bullets([[r] for r in sentences(decision, "reasons", lang)] or [[t("not_measured")]]))
     if decision.get("report"):
         blocks.append(Para([Span(f"{t('suite_report')}: ", "b"), code(str(decision["report"]))]))
     return blocks
 
 
-def tries_section(results: dict[str, Any], t: Callable[..., str]) -> list[Block]:
+def tries_section(results: dict[str, Any], t: Callable[..., str], lang: str = "en") -> list[Block]:
     most = fmt.integer(results.get("max_tries")) or "?"
     blocks: list[Block] = [Heading(2, t("tries")), Para([t("tries_note", max=most)])]
     rows: list[list[Cell]] = []
     for x in map(d, lst(results.get("tries"))):
         changed = [f"{g} → {o}" for g, o in d(x.get("assignment")).items() if o != KEEP]
-        reasons = "; ".join(str(r) for r in lst(x.get("reasons")))
+        reasons = t("clause_join").join(sentences(x, "reasons", lang))
         rows.append([fmt.integer(x.get("attempt")) or "?", str(x.get("name") or "—"), ", ".join(changed) or "—",
                      str(x.get("decision") or t("not_measured")), reasons or "—",
                      code(str(x["report"])) if x.get("report") else "—"])
@@ -132,7 +133,7 @@ def timing_section(results: dict[str, Any], t: Callable[..., str]) -> list[Block
 
 def render_markdown(results: dict[str, Any], lang: str = "en") -> str:
     t = translator(lang)
-    blocks = head(results, t, lang) + tries_section(results, t) + side_by_side(results, t, PNG_NAME)
+    blocks = head(results, t, lang) + tries_section(results, t, lang) + side_by_side(results, t, PNG_NAME)
     for section in (bias_section, additivity_section, assignment_section, cells_section, timing_section):
         blocks += section(results, t)
     return markdown.render(blocks)

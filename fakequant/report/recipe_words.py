@@ -38,7 +38,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "col_reasons": ("Why", "理由"),
     "col_report": ("The suite's report", "測試套件報告"),
     "budget": ("Budget", "大小預算"),
-    "english_names": ("", "模型名稱、備註與理由由流程自動產生，為英文原文（與 recipe.json 相同），未翻譯。"),
+    "english_names": ("", "模型名稱與備註由流程自動產生，為英文原文（與 recipe.json 相同），未翻譯。"),
     "suite_report": ("The suite's report of the chosen model (must-pass, perplexity, conversations, speed)",
                      "選定模型的測試套件報告（必須通過、perplexity、對話、速度）"),
     "side": ("Side by side", "並列比較"),

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from fakequant.i18n import msg
 from fakequant.quant.stats import TensorStats
-from fakequant.suite import rules
+from fakequant.suite import conversation, rules
+from fakequant.suite.battery import ruling as battery_ruling
 from fakequant.suite.criteria import Thresholds
 from fakequant.suite.outcomes import CheckOutcome, record_outcome, save_artifact
 from fakequant.suite.vocab import Artifact, Status
@@ -151,11 +153,13 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
         if not broken:
             cand_side["token_ids"] = base_side["token_ids"]
         lang_ok = cid != "chinese_intro"  # the 135M model answers Chinese in English: a model limitation
-        checks = [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": ""},
+        want = "en" if cid == "english_intro" else "zh"
+        seen = msg("text.language", seen=[msg("text.language_turn", want=want, ratio=0.0)], min=0.2)
+        checks = [{"name": "valid_text", "baseline_ok": True, "candidate_ok": True, "detail": msg("text.ok")},
                   {"name": "not_degenerate", "baseline_ok": True, "candidate_ok": not broken,
-                   "detail": "distinct 3-grams 12% < 50%" if broken else ""},
+                   "detail": msg("text.repeated", share=0.88 if broken else 0.0, turn=1, limit=0.5)},
                   {"name": "language", "baseline_ok": lang_ok, "candidate_ok": lang_ok and not broken,
-                   "detail": "" if lang_ok else "answer is English, question is Chinese"}]
+                   "detail": seen}]
         for check in checks:
             check["status"] = str(rules.judge(check["baseline_ok"], check["candidate_ok"]))
         status = str(rules.overall(Status(c["status"]) for c in checks))
@@ -174,10 +178,25 @@ def _conversations(regression: bool, hostile: bool, rng: np.random.Generator) ->
                   "params": {"temperature": 0.0, "seed": 42, "max_tokens": 30},
                   "baseline": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
                   "candidate": {**_side(answer, rng), "turns": ["Sure! What about?", answer]},
-                  "checks": [{"name": "non_empty", "baseline_ok": True, "candidate_ok": True, "detail": "",
-                              "status": "pass"}],
+                  "checks": [{"name": "valid_text", "baseline_ok": True, "candidate_ok": True,
+                              "detail": msg("text.ok"), "status": "pass"}],
                   "exact_match": True, "first_divergence": None, "fluency": {}, "status": "pass"})
     return convs
+
+
+def _battery(regression: bool, prompts: int = 12, twins: int = 4) -> dict[str, Any]:
+    """The battery's artifact judged by its own test: a regressed candidate breaks half the answers no twin breaks."""
+    from fakequant.suite.rules.conversation import battery_test
+
+    broke = [regression and i % 2 == 0 for i in range(prompts)]
+    twin_broke = [[j == 0 and i == 1 for i in range(prompts)] for j in range(twins)]
+    entries = [{"id": f"b{i + 1:02d}", "topic": "arithmetic", "turns": ["2+2?"], "original": ["4"],
+                "original_passes": True, "original_failed": [], "candidate": ["the the the" if broke[i] else "4"],
+                "candidate_broke": ["not_degenerate"] if broke[i] else [],
+                "placebos": [["4"]] * twins, "placebos_broke": [["expectations"] if t[i] else [] for t in twin_broke]}
+               for i in range(prompts)]
+    test = battery_test(broke, twin_broke, 0.05)
+    return {"prompts": entries, "seeds": list(range(1, twins + 1)), "template": "gguf", "test": test.to_json()}
 
 
 def _speed(rng: np.random.Generator, slow: bool) -> dict[str, Any]:
@@ -260,11 +279,15 @@ def fill(report_dir: Path, experiment: str, scenario: str = "go", *, hostile: bo
         ruled("perplexity", "perplexity", rules.perplexity(pc, Thresholds()))
 
     convs = _conversations(regression, hostile, rng)
-    save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
+    for conv in convs:  # the reason as the suite words it (before the artifact's JSON turns details into text)
+        out(f"conversation[{conv['id']}]", "conversation", conv["status"], conversation.reason(conv))
     for conv in convs:
-        out(f"conversation[{conv['id']}]", "conversation", conv["status"],
-            "; ".join(f"{c['name']}: baseline {c['baseline_ok']}, candidate {c['candidate_ok']}"
-                      for c in conv["checks"]))
+        for check in conv["checks"]:
+            check["detail_message"] = check["detail"].to_json()
+    save_artifact(report_dir, experiment, Artifact.CONVERSATIONS, convs)
+    battery = _battery(regression)
+    save_artifact(report_dir, experiment, Artifact.BATTERY, battery)
+    ruled("conversation[battery]", "conversation", battery_ruling(battery))
     speed = _speed(rng, slow=scenario == "caution")
     save_artifact(report_dir, experiment, Artifact.SPEED, speed)
     ruled("speed", "speed", rules.speed({**speed, "measured_by": "sample"}))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fakequant.i18n import Message, msg
 from fakequant.runtime import chat
 from fakequant.suite.baseline import baseline_cached, baseline_key
 from fakequant.suite.conversation import answer_checks
@@ -105,25 +106,23 @@ def ruling(data: Mapping[str, Any]) -> Ruling:
     return Ruling(Status(test["status"]), reason(values), values)
 
 
-def reason(v: Mapping[str, Any]) -> str:
-    """The battery's one English sentence, from the ruling's values alone."""
-    k, n = v["twins"], v["original_passes"]
-    twins = ", ".join(str(x) for x in v["placebo_breaks"])
-    counts = (f"candidate broke {v['candidate_breaks']} of the original's {n} passing answers "
-              f"({v['prompts']} prompts), the {k} placebo twins {twins}")
-    test = f"within-prompt permutation test p = {v['p_value']:.3g}"
+def reason(v: Mapping[str, Any]) -> Message:
+    """The battery's one sentence, from the ruling's values alone."""
+    n = v["original_passes"]
+    counts = msg("battery.counts", breaks=v["candidate_breaks"], passes=n, prompts=v["prompts"], twins=v["twins"],
+                 twin_breaks=[str(x) for x in v["placebo_breaks"]])
+    test = msg("battery.test", p=v["p_value"])
     if v["smallest_significant"] is None:
-        power = (f"no power: even {n} breaks could not be significant at {v['alpha']:g}" if n else
-                 "no power: the original passes none of the prompts")
+        power = msg("battery.no_power", n=n, alpha=v["alpha"]) if n else msg("battery.no_power_none")
     else:
-        power = f"{v['smallest_significant']} breaks would have been significant"
-    broke = f"; broken: {', '.join(v['broken_by_candidate'])}" if v["broken_by_candidate"] else ""
+        power = msg("battery.power", count=v["smallest_significant"])
+    broke = msg("battery.broken", ids=list(v["broken_by_candidate"])) if v["broken_by_candidate"] else ""
     if v["regression"]:
-        verdict = "regression: the candidate breaks significantly more answers than its placebo twins"
+        verdict = msg("battery.regression")
     elif v["smallest_significant"] is None:
-        verdict = "not measurable"
+        verdict = msg("battery.not_measurable")
     elif v["p_value"] < v["alpha"]:
-        verdict = "no regression: a placebo twin broke as many answers"
+        verdict = msg("battery.tie")
     else:
-        verdict = "no regression: not significantly more breaks than the placebo twins"
-    return f"{verdict} — {counts}; {test} ({power}){broke}"
+        verdict = msg("battery.no_regression")
+    return msg("battery.reason", verdict=verdict, counts=counts, test=test, power=power, broke=broke)

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fakequant.i18n import Message, msg
 from fakequant.runtime.chat import questions
 from fakequant.suite.criteria import Prompt, Thresholds
 from fakequant.suite.rules import CheckResult, Ruling, combine, fluency_check, overall
@@ -62,54 +63,56 @@ def repetition_score(text: str, n: int = 3) -> float:
     return sum(c - 1 for c in counts.values()) / len(grams)
 
 
-def text_problem(text: str) -> str | None:
+def text_problem(text: str) -> Message | None:
     """Why ``text`` is not a valid non-empty answer, or ``None``."""
     if not text.strip():
-        return "empty answer"
+        return msg("text.empty")
     # a generation stopped by max_tokens can end inside a multi-byte character (byte-level tokens): only a
     # replacement character before the end is invalid text
     if "\ufffd" in text.rstrip("\ufffd"):
-        return "invalid UTF-8 (replacement character in the decoded text)"
+        return msg("text.invalid_utf8")
     bad = [ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\t\r"]
     if bad:
-        return f"control character U+{ord(bad[0]):04X} in the answer"
+        return msg("text.control", char=f"{ord(bad[0]):04X}")
     return None
 
 
 def answer_checks(prompt: Prompt, questions: Sequence[str], answers: Sequence[str],
-                  thresholds: Thresholds) -> dict[str, tuple[bool, str]]:
+                  thresholds: Thresholds) -> dict[str, tuple[bool, Message]]:
     """Each text check on one model's answers (one per turn): name → (ok, what was seen)."""
-    out: dict[str, tuple[bool, str]] = {}
+    out: dict[str, tuple[bool, Message]] = {}
     problems = [(i, p) for i, p in enumerate(text_problem(a) for a in answers) if p]
-    out["valid_text"] = (not problems, f"turn {problems[0][0] + 1}: {problems[0][1]}" if problems else "ok")
+    out["valid_text"] = (not problems, msg("text.turn", turn=problems[0][0] + 1, problem=problems[0][1]) if problems
+                         else msg("text.ok"))
 
     scores = [repetition_score(a) for a in answers]
     worst = max(range(len(scores)), key=scores.__getitem__)
     out["not_degenerate"] = (scores[worst] <= thresholds.repetition_max,
-                             f"repeated trigrams {scores[worst]:.0%} (turn {worst + 1}; limit "
-                             f"{thresholds.repetition_max:.0%})")
+                             msg("text.repeated", share=scores[worst], turn=worst + 1, limit=thresholds.repetition_max))
 
     if prompt.language != "any":
-        seen = []
+        seen: list[Message] = []
         ok = True
         for q, a in zip(questions, answers, strict=True):
             want = question_language(q) if prompt.language == "auto" else prompt.language
             ratio = cjk_ratio(a)
             good = ratio >= thresholds.cjk_min_ratio if want == "zh" else ratio < thresholds.cjk_min_ratio
             ok &= good
-            seen.append(f"{want}: CJK {ratio:.0%}")
-        out["language"] = (ok, f"{'; '.join(seen)} (Chinese when CJK ≥ {thresholds.cjk_min_ratio:.0%})")
+            seen.append(msg("text.language_turn", want=want, ratio=ratio))
+        out["language"] = (ok, msg("text.language", seen=seen, min=thresholds.cjk_min_ratio))
 
     if prompt.contains or prompt.contains_any:
         text = "\n".join(answers).lower()
         missing = [s for s in prompt.contains if s.lower() not in text]
         any_ok = not prompt.contains_any or any(s.lower() in text for s in prompt.contains_any)
-        parts = []
+        parts: list[Message] = []
         if prompt.contains:
-            parts.append(f"missing {missing}" if missing else f"contains {list(prompt.contains)}")
+            parts.append(msg("text.missing", strings=str(missing)) if missing
+                         else msg("text.contains", strings=str(list(prompt.contains))))
         if prompt.contains_any:
-            parts.append(f"{'has' if any_ok else 'lacks'} one of {list(prompt.contains_any)}")
-        out["expectations"] = (not missing and any_ok, "; ".join(parts))
+            strings = str(list(prompt.contains_any))
+            parts.append(msg("text.has_one", strings=strings) if any_ok else msg("text.lacks_one", strings=strings))
+        out["expectations"] = (not missing and any_ok, msg("clauses", parts=parts))
     return out
 
 
@@ -171,11 +174,11 @@ def evaluate(prompt: Prompt, baseline_samples: Sequence[Sequence[dict[str, Any]]
             if not prompt.params.greedy:
                 # two samples of the *same* model differ this much too (measured: ×3 on
                 # SmolLM2's Chinese at temperature 0.7), so a sampled answer's fluency is shown, not judged
-                ok, detail = True, f"{detail}; sampled at temperature {prompt.params.temperature:g}: informational"
+                ok, detail = True, msg("fluency.sampled", detail=detail, temperature=prompt.params.temperature)
             checks.append(CheckResult("fluency", True, ok, detail))
     nonfinite = [g["nonfinite"] for s in candidate_samples for g in s if g.get("nonfinite")]
     if nonfinite:
-        checks.append(CheckResult("finite_logits", True, False, f"candidate: NaN/Inf logit at {nonfinite[0]}"))
+        checks.append(CheckResult("finite_logits", True, False, msg("finite_logits.nonfinite", where=nonfinite[0])))
 
     entry: dict[str, Any] = {
         "id": prompt.id,
@@ -216,33 +219,49 @@ def with_twins(entry: dict[str, Any], twin_entries: Sequence[dict[str, Any]], se
                          "candidate": [e["candidate"]["turns"] for e in twin_entries]}}
 
 
-def reason(entry: dict[str, Any]) -> str:
+def _detail(check: dict[str, Any]) -> Message | str:
+    """A check's detail with its code, also when the entry was read back from JSON."""
+    detail, data = check.get("detail", ""), check.get("detail_message")
+    if isinstance(detail, Message) or not isinstance(data, dict):
+        return detail
+    return Message.from_json(data, str(detail))
+
+
+def _details(checks: Sequence[dict[str, Any]]) -> list[Message]:
+    return [msg("conversation.detail", name=c["name"], detail=_detail(c)) for c in checks]
+
+
+def _names(checks: Sequence[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in checks]
+
+
+def reason(entry: dict[str, Any]) -> Message:
     """One line for the CheckOutcome: what failed (and on which model), or that all checks held."""
-    checks = entry["checks"]
+    checks, cid = entry["checks"], entry["id"]
     bad = [c for c in checks if c["status"] == Status.FAIL]
     twins = entry.get("placebos")
     if bad and twins and entry["status"] == Status.CAUTION:
-        return (f"{entry['id']}: the candidate's greedy answer breaks {', '.join(c['name'] for c in bad)}; "
-                f"{twins['broke']} of {twins['twins']} placebo twins broke it too — one greedy answer is a caution, "
-                "the battery decides a regression — " + "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
+        return msg("conversation.greedy_caution", id=cid, checks=_names(bad), broke=twins["broke"],
+                   twins=twins["twins"], details=_details(bad))
     lim = [c for c in checks if c["status"] == Status.LIMITATION]
-    match = "identical answer" if entry["exact_match"] else (
-        f"diverges at token {entry['first_divergence']['index']}" if entry["first_divergence"] else "differs")
+    if entry["exact_match"]:
+        match = msg("conversation.identical")
+    elif entry["first_divergence"]:
+        match = msg("conversation.diverges", index=entry["first_divergence"]["index"])
+    else:
+        match = msg("conversation.differs")
     unsure = [c for c in checks if c["status"] == Status.INCONCLUSIVE]
     if bad:
-        return (f"{entry['id']}: regression in {', '.join(c['name'] for c in bad)} — " +
-                "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
+        return msg("conversation.regression", id=cid, checks=_names(bad), details=_details(bad))
     if unsure:
         blind = [c["name"] for c in unsure if c.get("power") is False]
         weak = [c["name"] for c in unsure if c.get("power") is not False]
-        said = ([f"no power to detect a regression in {', '.join(blind)}"] if blind else []) + (
-            [f"most candidate answers fail {', '.join(weak)}, fewer passes than the baseline's but not significantly "
-             "(more seeds would tell)"] if weak else [])
-        return f"{entry['id']}: {'; '.join(said)} — " + "; ".join(f"{c['name']}: {c['detail']}" for c in unsure)
+        said = ([msg("conversation.no_power", checks=blind)] if blind else []) + (
+            [msg("conversation.weak", checks=weak)] if weak else [])
+        return msg("conversation.unsure", id=cid, said=said, details=_details(unsure))
     if lim:
-        return (f"{entry['id']}: model limitation (baseline fails too) in {', '.join(c['name'] for c in lim)} — " +
-                "; ".join(f"{c['name']}: {c['detail']}" for c in lim))
-    return f"{entry['id']}: all {len(checks)} checks pass on both models ({match})"
+        return msg("conversation.limitation", id=cid, checks=_names(lim), details=_details(lim))
+    return msg("conversation.all_pass", id=cid, count=len(checks), match=match)
 
 
 def ruling(entry: dict[str, Any]) -> Ruling:

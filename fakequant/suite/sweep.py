@@ -252,8 +252,8 @@ def run_sweep(criteria_path: str | Path, name: str, *, jobs: int = 1, report_dir
     if todo and gather:
         for exp in todo:  # assembling only: measuring here would hide a cell the hosts lost
             layer, kind, fmt = cell_coordinates(exp)
-            results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR, "not recorded by any gathered host ("
-                                           f"{', '.join(gather)}); measure it there or run without --gather")
+            results[exp.name] = CellResult(exp.name, layer, kind, fmt, ERROR,
+                                           msg("sweep.not_gathered", hosts=[str(g) for g in gather]))
     elif todo:
         root = project_root(criteria_path)
         cmd = pytest_command(name, [e.name for e in todo], criteria_path=criteria_path, report_dir=report_dir,

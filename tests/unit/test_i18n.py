@@ -17,8 +17,6 @@ from fakequant.i18n import CATALOGS, Message, localized, msg, render
 
 ROOT = Path(__file__).resolve().parents[2] / "fakequant"
 EN, ZH = CATALOGS["en"], CATALOGS["zh-TW"]
-# Modules whose reasons are still plain English sentences (no code yet): the report shows them as recorded.
-UNCODED = {"suite/conversation.py", "suite/rules/conversation.py"}
 # Where each record keeps its sentence: the position of the reason (detail, headline) among a call's arguments.
 SENTENCE_ARG = {"Ruling": 1, "CheckOutcome": 4, "CheckResult": 3, "CellResult": 5}
 
@@ -63,7 +61,7 @@ def test_no_rule_gives_a_reason_without_a_code() -> None:
         name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
         at = SENTENCE_ARG[name]
         args = call.args[at:at + 1] + [k.value for k in call.keywords if k.arg in ("reason", "detail", "headline")]
-        if rel not in UNCODED and any(isinstance(a, ast.JoinedStr | ast.Constant) for a in args):
+        if any(isinstance(a, ast.JoinedStr | ast.Constant) for a in args):
             plain.append(f"{rel}:{call.lineno}")
     assert not plain, f"reasons given as plain text: {plain}"
 
@@ -190,8 +188,84 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "headline.floor_unresolved": ({"excess": 0.00016, "floor": 0.00356},
                                   " — format's own effect below the placebo floor's resolution (floor KLD 0.0036, "
                                   "excess +0.00016)"),
+    "conversation.regression": ({"id": "chat_zh", "checks": ["valid_text", "fluency"],
+                                 "details": [M("conversation.detail", name="valid_text", detail="D")]},
+                                "chat_zh: regression in valid_text, fluency — valid_text: D"),
+    "conversation.greedy_caution": ({"id": "p", "checks": ["valid_text"], "broke": 1, "twins": 4,
+                                     "details": [M("conversation.detail", name="valid_text", detail="D")]},
+                                    "p: the candidate's greedy answer breaks valid_text; 1 of 4 placebo twins broke it "
+                                    "too — one greedy answer is a caution, the battery decides a regression — "
+                                    "valid_text: D"),
+    "conversation.unsure": ({"id": "p", "said": [M("conversation.no_power", checks=["language"])],
+                             "details": [M("conversation.detail", name="language", detail="D")]},
+                            "p: no power to detect a regression in language — language: D"),
+    "conversation.no_power": ({"checks": ["language"]}, "no power to detect a regression in language"),
+    "conversation.weak": ({"checks": ["c0", "c1"]}, "most candidate answers fail c0, c1, fewer passes than the "
+                          "baseline's but not significantly (more seeds would tell)"),
+    "conversation.limitation": ({"id": "p", "checks": ["language"],
+                                 "details": [M("conversation.detail", name="language", detail="D")]},
+                                "p: model limitation (baseline fails too) in language — language: D"),
+    "conversation.all_pass": ({"id": "p", "count": 2, "match": M("conversation.identical")},
+                              "p: all 2 checks pass on both models (identical answer)"),
+    "conversation.identical": ({}, "identical answer"),
+    "conversation.diverges": ({"index": 3}, "diverges at token 3"),
+    "conversation.differs": ({}, "differs"),
+    "conversation.detail": ({"name": "valid_text", "detail": M("text.ok")}, "valid_text: ok"),
+    "text.ok": ({}, "ok"),
+    "text.turn": ({"turn": 2, "problem": M("text.invalid_utf8")},
+                  "turn 2: invalid UTF-8 (replacement character in the decoded text)"),
+    "text.empty": ({}, "empty answer"),
+    "text.invalid_utf8": ({}, "invalid UTF-8 (replacement character in the decoded text)"),
+    "text.control": ({"char": "001B"}, "control character U+001B in the answer"),
+    "text.repeated": ({"share": 0.6, "turn": 3, "limit": 0.5}, "repeated trigrams 60% (turn 3; limit 50%)"),
+    "text.language_turn": ({"want": "zh", "ratio": 0.12}, "zh: CJK 12%"),
+    "text.language": ({"seen": [M("text.language_turn", want="zh", ratio=0.12),
+                                M("text.language_turn", want="en", ratio=0.0)], "min": 0.2},
+                      "zh: CJK 12%; en: CJK 0% (Chinese when CJK ≥ 20%)"),
+    "text.missing": ({"strings": "['4']"}, "missing ['4']"),
+    "text.contains": ({"strings": "['4']"}, "contains ['4']"),
+    "text.has_one": ({"strings": "['four', '四']"}, "has one of ['four', '四']"),
+    "text.lacks_one": ({"strings": "['four', '四']"}, "lacks one of ['four', '四']"),
+    "sample.first": ({"base": M("text.ok"), "cand": "C"}, "baseline: ok | candidate: C"),
+    "sample.candidate": ({"n": 2, "seen": M("text.empty")}, "candidate sample 2: empty answer"),
+    "sample.counts": ({"b": 5, "c": 0, "n": 5, "p": 0.00397, "alpha": 0.05},
+                      "passes 5/5 baseline vs 0/5 candidate answers (seeds; p = 0.004, regression when p < 0.05)"),
+    "sample.counts_no_power": ({"b": 1, "c": 0, "n": 5, "p": 0.5, "smallest": 0.5, "alpha": 0.05},
+                               "passes 1/5 baseline vs 0/5 candidate answers (seeds; p = 0.500): no power — 5 samples "
+                               "cannot detect a regression from a 1/5 baseline (even 0/5 candidate passes give "
+                               "p = 0.500, not below 0.05)"),
+    "sample.detail": ({"counts": "N", "worst": 2, "base": "B", "cand": "C"}, "N; sample 2: baseline: B | candidate: C"),
+    "fluency.detail": ({"pc": 33.123, "pb": 4.48, "ratio": 7.39, "p": 0.004, "factor": 2.0, "alpha": 0.05},
+                       "baseline model's PPL of candidate answer 33.12 vs of its own answer 4.48 (×7.39, p = 0.004; "
+                       "regression when > ×2 and p < 0.05)"),
+    "fluency.sampled": ({"detail": "D", "temperature": 0.7}, "D; sampled at temperature 0.7: informational"),
+    "finite_logits.nonfinite": ({"where": "token 4"}, "candidate: NaN/Inf logit at token 4"),
+    "battery.reason": ({"verdict": M("battery.not_measurable"), "counts": "N", "test": "T", "power": "P", "broke": ""},
+                       "not measurable — N; T (P)"),
+    "battery.counts": ({"breaks": 3, "passes": 10, "prompts": 12, "twins": 4, "twin_breaks": ["0", "1", "0", "2"]},
+                       "candidate broke 3 of the original's 10 passing answers (12 prompts), the 4 placebo twins "
+                       "0, 1, 0, 2"),
+    "battery.test": ({"p": 0.01234}, "within-prompt permutation test p = 0.0123"),
+    "battery.no_power": ({"n": 3, "alpha": 0.05}, "no power: even 3 breaks could not be significant at 0.05"),
+    "battery.no_power_none": ({}, "no power: the original passes none of the prompts"),
+    "battery.power": ({"count": 2}, "2 breaks would have been significant"),
+    "battery.broken": ({"ids": ["a", "b"]}, "; broken: a, b"),
+    "battery.regression": ({}, "regression: the candidate breaks significantly more answers than its placebo twins"),
+    "battery.not_measurable": ({}, "not measurable"),
+    "battery.tie": ({}, "no regression: a placebo twin broke as many answers"),
+    "battery.no_regression": ({}, "no regression: not significantly more breaks than the placebo twins"),
     "sweep.no_outcome": ({}, "no outcome recorded: its tests did not run"),
+    "sweep.not_gathered": ({"hosts": ["a", "b"]},
+                           "not recorded by any gathered host (a, b); measure it there or run without --gather"),
     "sweep.stale": ({}, "not measured by this run (the outcomes on disk were recorded with other settings)"),
+    "recipe.no_outcome": ({"name": "recipe_kinds", "rc": 4, "command": "pytest -k recipe_kinds", "root": "/p"},
+                          "the suite recorded no outcome for recipe_kinds (pytest exit status 4); run "
+                          "`pytest -k recipe_kinds` in /p and read its output"),
+    "recipe.other_mix": ({"recipe": "kinds"}, "the suite tested another mix than this run chose (its cells changed in "
+                         "between); run `fakequant recipe kinds` again"),
+    "recipe.no_choice": ({"error": "no assignment fits"}, "no assignment fits"),
+    "recipe.nothing_to_test": ({}, "every group keeps its type: nothing to test"),
+    "recipe.suite_not_run": ({}, "the suite was not run (run_suite=False)"),
     "expect.did_not_fail": ({"key": "finite"}, "finite did not fail"),
     "expect.unexpected": ({"check": "numerical"}, "numerical failed, not expected"),
     "expect.not_stop": ({"decision": "GO"}, "the decision is GO, not STOP"),

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fakequant.i18n import Message, msg
 from fakequant.suite.vocab import Status
 
 
@@ -36,7 +37,7 @@ class CheckResult:
     name: str
     baseline_ok: bool
     candidate_ok: bool
-    detail: str
+    detail: str  # what was seen: a Message (its English sentence, with its code and values)
     samples: int = 1
     baseline_passes: int | None = None
     candidate_passes: int | None = None
@@ -66,7 +67,8 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "baseline_ok": self.baseline_ok, "candidate_ok": self.candidate_ok,
-                "detail": self.detail, "status": str(self.status)}
+                "detail": self.detail, "status": str(self.status),
+                "detail_message": self.detail.to_json() if isinstance(self.detail, Message) else None}
         if self.samples > 1:
             data.update(samples=self.samples, baseline_passes=self.baseline_passes,
                         candidate_passes=self.candidate_passes, p_value=self.p_value, smallest_p=self.smallest_p,
@@ -87,11 +89,11 @@ def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bo
     5 + 5 answers that reaches p < 0.05 only from a baseline of 4/5 or 5/5 (3/5: p = 0.083; 1/5: p = 0.5). A check
     whose smallest reachable p is not below ``alpha`` says so and is INCONCLUSIVE, never a pass or a limitation."""
     n = len(base)
-    first = f"baseline: {base[0][1]} | candidate: {cand[0][1]}"
+    first = msg("sample.first", base=base[0][1], cand=cand[0][1])
     if n == 1:
         return CheckResult(name, base[0][0], cand[0][0], first)
     if name == "valid_text":  # broken text is broken in any sample
-        bad = next((f"candidate sample {i + 1}: {seen}" for i, (ok, seen) in enumerate(cand) if not ok), first)
+        bad = next((msg("sample.candidate", n=i + 1, seen=seen) for i, (ok, seen) in enumerate(cand) if not ok), first)
         return CheckResult(name, all(ok for ok, _ in base), all(ok for ok, _ in cand), bad)
     from scipy.stats import fisher_exact
 
@@ -99,15 +101,13 @@ def combine(name: str, base: Sequence[tuple[bool, str]], cand: Sequence[tuple[bo
     p = float(fisher_exact([[b, n - b], [c, n - c]], alternative="greater").pvalue)
     smallest = float(fisher_exact([[b, n - b], [0, n]], alternative="greater").pvalue)
     worst = next((i for i, (ok, _) in enumerate(cand) if not ok), 0)
-    result = CheckResult(name, 2 * b > n, 2 * c > n, "", samples=n, baseline_passes=b, candidate_passes=c,
+    result = CheckResult(name, 2 * b > n, 2 * c > n, first, samples=n, baseline_passes=b, candidate_passes=c,
                          p_value=p, alpha=alpha, smallest_p=smallest)
-    counts = f"passes {b}/{n} baseline vs {c}/{n} candidate answers (seeds; p = {p:.3f}"
     if result.powerless:
-        counts += (f"): no power — {n} samples cannot detect a regression from a {b}/{n} baseline (even 0/{n} "
-                   f"candidate passes give p = {smallest:.3f}, not below {alpha:g})")
+        counts = msg("sample.counts_no_power", b=b, c=c, n=n, p=p, smallest=smallest, alpha=alpha)
     else:
-        counts += f", regression when p < {alpha:g})"
-    result.detail = f"{counts}; sample {worst + 1}: baseline: {base[worst][1]} | candidate: {cand[worst][1]}"
+        counts = msg("sample.counts", b=b, c=c, n=n, p=p, alpha=alpha)
+    result.detail = msg("sample.detail", counts=counts, worst=worst + 1, base=base[worst][1], cand=cand[worst][1])
     return result
 
 
@@ -118,7 +118,7 @@ def overall(statuses: Iterable[Status]) -> Status:
 
 
 def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
-            alpha: float) -> tuple[bool, float, float, float, str]:
+            alpha: float) -> tuple[bool, float, float, float, Message]:
     """Regression when the candidate's answer is less fluent than the baseline's by more than ``factor`` in
     perplexity AND the per-token log-likelihoods say so significantly (one-sided Welch t-test): two different
     20-token answers of the same model easily differ twofold in perplexity."""
@@ -131,8 +131,7 @@ def fluency_check(b_nll: Sequence[float], c_nll: Sequence[float], factor: float,
         p = float(ttest_ind(c_nll, b_nll, equal_var=False, alternative="greater").pvalue)
         p = 1.0 if math.isnan(p) else p
     ok = not (ratio > factor and p < alpha)
-    detail = (f"baseline model's PPL of candidate answer {pc:.2f} vs of its own answer {pb:.2f} "
-              f"(×{ratio:.2f}, p = {p:.3f}; regression when > ×{factor:g} and p < {alpha:g})")
+    detail = msg("fluency.detail", pc=pc, pb=pb, ratio=ratio, p=p, factor=factor, alpha=alpha)
     return ok, pb, pc, p, detail
 
 
