@@ -16,6 +16,7 @@ from fakequant.quant.stats import compare_tensors
 from fakequant.suite import rules
 from fakequant.suite.conversation import cjk_ratio, repetition_score
 from fakequant.suite.criteria import Thresholds, load_criteria
+from fakequant.suite.rules.conversation import battery_test
 from fakequant.suite.vocab import Status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,6 +94,11 @@ CASES: dict[str, Callable[[Thresholds], tuple[object, object]]] = {
                                   repetition_score("the the the the the the the the the") <= th.repetition_max),
     "cjk_min_ratio": lambda th: (cjk_ratio("你好，我是一個助手。") >= th.cjk_min_ratio,
                                  cjk_ratio("Hello, I am an assistant, 助手.") >= th.cjk_min_ratio),
+    # 3 of 26 passing answers broken by the candidate and by none of its twins: significant against the shipped K
+    # twins ((1/5)^3 = 0.008), not against one twin ((1/2)^3 = 0.125)
+    "battery_placebos": lambda th: tuple(
+        battery_test([True] * 3 + [False] * 23, [[False] * 26] * k, th.conversation_alpha).p_value
+        < th.conversation_alpha for k in (th.battery_placebos, 1)),
     "speed_tolerance": lambda th: (speed(th, 0.5 * th.speed_tolerance), speed(th, 2 * th.speed_tolerance)),
     "speed_alpha": lambda th: (speed(th, 0.0), speed(th, 0.3)),
     # the smallest p the shipped rounds can reach is below the per-metric alpha: a slowdown can be called at all
@@ -110,6 +116,7 @@ EXPECTED: dict[str, tuple[object, object]] = {
     "conversation_alpha": (Status.PASS, Status.FAIL),
     "repetition_max": (True, False),
     "cjk_min_ratio": (True, False),
+    "battery_placebos": (True, False),
     "speed_tolerance": ("pass", "caution"),
     "speed_alpha": ("pass", "caution"),
     "speed_rounds": (True, False),  # 3 rounds could never call a slowdown: the criteria refuse them
