@@ -272,7 +272,23 @@ def pytest_runtest_makereport(item: pytest.Item,
     if call.when in ("setup", "call") and excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception) \
             and not item.stash.get(_RECORDED, False):
         _record_crash(item, call.when, excinfo)
+    _plain_strings(report)
     return report
+
+
+def _plain_strings(report: pytest.TestReport) -> None:
+    """Reasons are :class:`~fakequant.i18n.Message` objects (str subclasses); xdist's execnet serializes only the
+    exact built-in types, so what a report carries to the controller is turned into plain strings."""
+    def plain(value: Any) -> Any:
+        return str.__str__(value) if isinstance(value, str) else value
+
+    report.user_properties = [(key, plain(value)) for key, value in report.user_properties]
+    if isinstance(report.longrepr, tuple):
+        report.longrepr = tuple(plain(part) for part in report.longrepr)
+    elif isinstance(report.longrepr, str):
+        report.longrepr = plain(report.longrepr)
+    if isinstance(getattr(report, "wasxfail", None), str):
+        report.wasxfail = plain(report.wasxfail)
 
 
 def _record_crash(item: pytest.Item, when: str, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
