@@ -72,15 +72,20 @@ def load_pick(recipe: MixRecipe) -> dict[str, Any]:
 
 def recipe_experiment(recipe: MixRecipe) -> Experiment:
     """``recipe_<name>``: the recipe's pick, through must-pass, perplexity, conversations and speed with the recipe's
-    own prompts, thresholds, settings, chunks, model and corpus. RecipeError (one line) when nothing was picked for
+    own prompts, thresholds, settings, chunks and model, its perplexity on ``chunks`` chunks from the start of the
+    evaluation slice (its corpus). RecipeError (one line) when nothing was picked for
     this recipe and model."""
+    from fakequant.recipe.slices import recipe_slices
+
     pick = load_pick(recipe)
     description = recipe.description or f"recipe {recipe.name}"
+    # perplexity on the evaluation slice: never on the text the importance matrix or the assignment came from
+    evaluation = recipe_slices(recipe).evaluation
     return Experiment(
         name=experiment_name(recipe.name),
         description=f"{description} (try {pick['attempt']}, the best assignment within its budget not tried before: "
                     f"{pick['groups_changed']} group(s) changed, {pick['groups_kept']} kept, {pick['tensors']} "
                     f"tensors, {pick['bpw']:.3f} bits per weight)",
         recipe=pick["candidate"], thresholds=recipe.thresholds, settings=recipe.settings, chunks=recipe.chunks,
-        prompts=recipe.prompts, model=recipe.model, corpus=recipe.corpus, checks=RECIPE_CHECKS,
-        source=recipe.source, markers=(experiment_name(recipe.name),))
+        first_chunk=evaluation.first_chunk, prompts=recipe.prompts, model=recipe.model, corpus=evaluation.corpus,
+        checks=RECIPE_CHECKS, source=recipe.source, markers=(experiment_name(recipe.name),))

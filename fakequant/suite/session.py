@@ -285,12 +285,12 @@ class Suite:
         """The base model's side of the paired perplexity comparison, computed once per process and corpus."""
         from fakequant.runtime.paired import BaseReference
 
-        key = (str(exp.model), str(exp.corpus), exp.chunks, exp.settings)
+        key = (str(exp.model), str(exp.corpus), exp.chunks, exp.first_chunk, exp.settings)
         if key not in self.refs:
             if len(self.refs) >= 2:  # each holds ~50 MB of logits and ~18 MB of layer outputs per chunk
                 self.refs.pop(next(iter(self.refs)))
             self.refs[key] = BaseReference.build(self.model(exp.model, exp.settings), exp.corpus, chunks=exp.chunks,
-                                                 drift=True)
+                                                 first_chunk=exp.first_chunk, drift=True)
         return self.refs[key]
 
     def close(self) -> None:

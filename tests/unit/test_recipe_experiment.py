@@ -94,6 +94,8 @@ def test_the_experiment_is_the_pick_recorded_last(tmp_path: Path) -> None:
     assert twin_of(exp.recipe).selection == exp.recipe.selection  # the placebo of the same tensors
     assert (exp.thresholds, exp.settings, exp.chunks, exp.prompts, exp.model, exp.corpus) == \
         (recipe.thresholds, recipe.settings, recipe.chunks, recipe.prompts, recipe.model, recipe.corpus)
+    # the perplexity check starts after the calibration (8 chunks) and selection (4) slices: text neither saw
+    assert exp.first_chunk == 12 and exp.to_json()["first_chunk"] == 12
     assert exp.thresholds.ppl_increase_ideal == 0.02 and exp.settings.n_ctx == 128 and exp.chunks == 3
     assert [p.id for p in exp.prompts] == ["hi"]
     assert exp.description.startswith("two kinds (try 1, the best assignment within its budget not tried before: "
@@ -103,6 +105,21 @@ def test_the_experiment_is_the_pick_recorded_last(tmp_path: Path) -> None:
     second = recipe_experiment(recipe)
     assert dict(second.recipe.mix) == {f"blk.{i}.ffn_gate.weight": "q4_0" for i in LAYERS}
     assert second.description.startswith("two kinds (try 2,")
+
+
+@pytest.mark.parametrize(("extra", "first_chunk", "corpus"), [
+    ("calibration_chunks = 2\nselection_chunks = 3", 5, "corpus.txt"),
+    ("imatrix = false\nselection_chunks = 3", 3, "corpus.txt"),
+    ('evaluation_corpus = "other.txt"', 0, "other.txt"),
+])
+def test_a_try_is_scored_on_the_evaluation_slice(tmp_path: Path, extra: str, first_chunk: int, corpus: str) -> None:
+    path = project(tmp_path)
+    (tmp_path / "other.txt").write_text("other text\n")
+    path.write_text(path.read_text().replace("chunks = 3\n", f"chunks = 3\n{extra}\n"))
+    recipe = recipe_of(path)
+    write_pick(recipe)
+    exp = recipe_experiment(recipe)
+    assert (exp.first_chunk, exp.corpus.name) == (first_chunk, corpus)
 
 
 def test_without_a_pick_for_this_very_recipe_it_says_to_run_fakequant_recipe_first(tmp_path: Path) -> None:

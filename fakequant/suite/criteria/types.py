@@ -101,6 +101,10 @@ class Experiment:
     source: str = ""  # "experiments.layer0" or "sweeps.<name>"
     sweep: str | None = None
     markers: tuple[str, ...] = ()
+    # the corpus's chunk the perplexity check starts at: 0 for experiments (llama-perplexity's own chunks); a
+    # recipe's try starts at its evaluation slice, so it is never scored on the text its model was calibrated or
+    # chosen on
+    first_chunk: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The "experiment" artifact of the shared contract."""
@@ -111,6 +115,7 @@ class Experiment:
             "thresholds": self.thresholds.to_json(),
             "settings": self.settings.to_json(),
             "chunks": self.chunks,
+            "first_chunk": self.first_chunk,
             "model": str(self.model),
             "corpus": str(self.corpus),
             "checks": list(self.checks),
