@@ -58,8 +58,10 @@ def _slices(results: dict[str, Any], t: Callable[..., str]) -> list[list[Inline]
     if imatrix:
         items.append([t("imatrix_line", path=Path(str(imatrix.get("path"))).name,
                         sha=str(imatrix.get("sha256") or "?")[:12], chunks=fmt.integer(imatrix.get("chunks")) or "?")])
-    if results.get("suite_chunks") is not None:
-        items.append([t("suite_chunks", chunks=results["suite_chunks"])])
+    evaluation = next((d(s) for s in results.get("slices") or [] if d(s).get("name") == "evaluation"), {})
+    if results.get("suite_chunks") is not None and evaluation:
+        items.append([t("suite_chunks", chunks=results["suite_chunks"], first=evaluation.get("first_chunk"),
+                        corpus=Path(str(evaluation.get("corpus"))).name)])
     return items
 
 

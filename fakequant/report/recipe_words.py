@@ -20,8 +20,10 @@ WORDS: dict[str, tuple[str, str]] = {
                    "無（imatrix = false：所有模型皆不使用重要性矩陣量化）"),
     "imatrix_line": ("importance matrix: {path} (sha256 {sha}), {chunks} chunks", "重要性矩陣：{path}（sha256 {sha}），"
                      "{chunks} 個 chunk"),
-    "suite_chunks": ("the suite's perplexity check of each try: its own first {chunks} chunks of the corpus",
-                     "每次嘗試的測試套件 perplexity 檢查：語料庫的前 {chunks} 個 chunk"),
+    "suite_chunks": ("the suite's perplexity check of each try: {chunks} chunks of {corpus} from chunk {first} on, the "
+                     "start of the evaluation slice",
+                     "每次嘗試的測試套件 perplexity 檢查：{corpus} 從第 {first} 個 chunk 起的 {chunks} 個 chunk"
+                     "（評估切片的開頭）"),
     "tries": ("Tries through the suite", "測試套件的嘗試"),
     "tries_note": ("Each try is the best assignment within the budget that was not tried before (the earlier ones are "
                    "excluded from the same integer program), up to max_tries = {max}.",

@@ -153,6 +153,7 @@ def test_side_by_side_is_sorted_by_size_with_its_numbers(tmp_path: Path) -> None
     assert "- **evaluation (every model in the tables below):** chunks 12–19 of brown.txt, tokens \\[6144, 10240)" \
         in slices
     assert "importance matrix: abc.gguf (sha256 abcdef012345), 8 chunks" in slices
+    assert "the suite's perplexity check of each try: 10 chunks of brown.txt from chunk 12 on" in slices
     assert "**Try 1 passed the suite (CAUTION): the model this report leads with.**" in md
     assert "attention and MLP matrices \\| one format per kind" in md
     assert "![File size against mean KLD and Δ ln PPL](pareto.png)" in md
