@@ -7,8 +7,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 # BACKEND=cuda (`make report BACKEND=cuda`, `make test BACKEND=cuda`): llama-cpp-python built with CUDA for the GPUs
 # of this machine (their compute capabilities from nvidia-smi; override: CUDA_ARCHITECTURES=90), in a venv of its own
-# and with a pip cache of its own: pip keys a built wheel by its source alone, not by CMAKE_ARGS, so sharing either
-# would replace the CPU build. Every model run then offloads all its layers (FAKEQUANT_N_GPU_LAYERS=-1, the default
+# (and, like every build, a pip cache keyed by its CMake options, below). Every model run then offloads all its layers (FAKEQUANT_N_GPU_LAYERS=-1, the default
 # of the n_gpu_layers setting), baseline, candidate and placebo alike; reports record the backend and devices.
 BACKEND ?= cpu
 ifeq ($(BACKEND),cuda)
@@ -18,7 +17,6 @@ $(error BACKEND=cuda: nvidia-smi found no GPU; name the architectures, e.g. make
 endif
 VENV := .venv-cuda
 BACKEND_CMAKE_ARGS := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)
-export PIP_CACHE_DIR := $(HOME)/.cache/fakequant-pip-cuda-$(subst ;,-,$(CUDA_ARCHITECTURES))
 export FAKEQUANT_N_GPU_LAYERS ?= -1
 else ifeq ($(BACKEND),cpu)
 VENV := .venv
@@ -26,13 +24,26 @@ BACKEND_CMAKE_ARGS :=
 else
 $(error BACKEND must be cpu or cuda, got '$(BACKEND)')
 endif
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.fakequant-installed
+
+# On x86-64 the CPU kernels are those of one fixed instruction set, x86-64-v3 (AVX2, FMA, F16C, BMI2), on every
+# machine: a native build picks other kernels per CPU (AVX-512, AMX), their roundings differ, and a greedy answer or
+# a borderline decision could then differ between two runners of one CI label (docs/ci.md). Keep the list equal to
+# X86_64_V3 in fakequant/store/tools.py (a unit test compares them): the reference tools are built the same way.
+ifeq ($(shell uname -m),x86_64)
+CPU_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+else
+CPU_CMAKE_ARGS := -DGGML_NATIVE=ON
+endif
 
 # llama-cpp-python compiles llama.cpp from source. The suite needs neither the multimodal library (mtmd) nor
-# HTTPS downloads, so they are left out; GGML_NATIVE keeps every SIMD feature of this CPU. pip caches the built
-# wheel, so this costs minutes once per machine. See README, "Build time".
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON $(BACKEND_CMAKE_ARGS)
+# HTTPS downloads, so they are left out. pip caches the built wheel, so this costs minutes once per machine; pip keys
+# that wheel by its source alone, so the cache folder and the venv's stamp are keyed by these options: changing
+# them builds and installs anew instead of reusing a wheel built with other ones. See README, "Build time".
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF $(CPU_CMAKE_ARGS) $(BACKEND_CMAKE_ARGS)
+BUILD_KEY := $(shell printf '%s' '$(CMAKE_ARGS)' | sha256sum | cut -c1-12)
+export PIP_CACHE_DIR ?= $(HOME)/.cache/fakequant-pip-$(BUILD_KEY)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fakequant-installed-$(BUILD_KEY)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(NPROC)
 
 .PHONY: report test setup assets tools lint bench clean fuzz
@@ -47,6 +58,8 @@ test: setup tools
 setup: $(STAMP) assets
 
 $(STAMP): pyproject.toml
+	@if compgen -G '$(VENV)/.fakequant-installed*' >/dev/null && ! test -e $@; then \
+	  echo "$(VENV): installed with other CMake options; making it anew"; rm -rf $(VENV); fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"  # CMAKE_ARGS: $(CMAKE_ARGS)

@@ -61,7 +61,7 @@ from fakequant.quant.nudge import PLACEBO
 from fakequant.quant.select import Selection, is_pattern, select_tensors
 from fakequant.quant.stats import TensorStats, compare_tensors
 from fakequant.store.cache import atomic_path, cache_dir, file_sha256, fsync_early, locked, stable_hash, write_json
-from fakequant.store.tools import llama_cpp_version
+from fakequant.store.tools import llama_cpp_build
 
 ENGINE_VERSION = "2"  # bump when the bytes or numbers a recipe produces change
 MIX = "mix"  # the format of a mixed-precision model: each tensor in its own native ggml format (``Recipe.mix``)
@@ -255,7 +255,7 @@ def build_candidate(source: Path, recipe: Recipe, dest: Path | None = None) -> B
     if recipe.imatrix is not None:  # by its content, wherever the file lies
         keyed["imatrix"] = keyed["imatrix"]["sha256"]
     key = stable_hash({"source_sha256": sha, "recipe": keyed, "engine": ENGINE_VERSION,
-                       "llama_cpp_python": llama_cpp_version()})
+                       "llama_cpp_python": llama_cpp_build()})
     out = cache_dir("candidates") / f"{key}.gguf"
     numbers = out.with_suffix(".json")
     with locked(out):

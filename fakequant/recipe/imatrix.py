@@ -32,7 +32,7 @@ from fakequant.errors import RecipeError
 from fakequant.quant.importance import load_imatrix, reader, tensor_importance
 from fakequant.runtime.settings import RuntimeSettings
 from fakequant.store.cache import atomic_path, cache_dir, file_sha256, locked, stable_hash
-from fakequant.store.tools import llama_cpp_version, tool_path
+from fakequant.store.tools import llama_cpp_build, tool_path
 
 IMATRIX_VERSION = "1"  # bump when the command or the files written change
 
@@ -74,7 +74,7 @@ def compute_imatrix(model: Path, corpus: Path, *, chunks: int, settings: Runtime
     s = settings
     key = stable_hash({"model": file_sha256(model), "corpus": file_sha256(corpus), "chunks": chunks,
                        "n_ctx": s.n_ctx, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch, "flash_attn": s.flash_attn,
-                       "type_k": s.type_k, "type_v": s.type_v, "repack": s.repack, "llama_cpp": llama_cpp_version(),
+                       "type_k": s.type_k, "type_v": s.type_v, "repack": s.repack, "llama_cpp": llama_cpp_build(),
                        "version": IMATRIX_VERSION})
     out = cache_dir("imatrix") / f"{model.stem}-{key}.gguf"
     shown = imatrix_argv("llama-imatrix", model, corpus, out, chunks=chunks, settings=s)

@@ -33,7 +33,7 @@ from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import BaseReference, compare
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
-from fakequant.store.tools import llama_cpp_version
+from fakequant.store.tools import llama_cpp_build
 from fakequant.suite.criteria.types import MixRecipe
 
 CELL_VERSION = 2  # bump when what a cell records changes
@@ -76,7 +76,7 @@ def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, co
     return stable_hash({"v": CELL_VERSION, "model": model_sha, "corpus": corpus_sha, "settings": settings,
                         "first_chunk": where.first_chunk, "chunks": where.chunks, "imatrix": imatrix_sha,
                         "tensors": sorted(t.name for t in group.tensors), "format": fmt,
-                        "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_version()})
+                        "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_build()})
 
 
 def imatrix_sha(imatrix: Imatrix | None) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fakequant.errors import RecipeError
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash
-from fakequant.store.tools import llama_cpp_version, tool_path
+from fakequant.store.tools import llama_cpp_build, tool_path
 
 # the mixes llama-quantize offers that a Q4-class source is usually compared with, smallest first
 STOCK_MIXES = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
@@ -48,7 +48,7 @@ def stock_mix(source: Path, mix: str, *, threads: int | None = None, imatrix: Pa
     if tool is None:
         raise RecipeError("llama-quantize is not built: run `make tools` (stock mixes are written by it)")
     source = Path(source)
-    what = {"source": file_sha256(source), "mix": mix, "llama_cpp": llama_cpp_version()}
+    what = {"source": file_sha256(source), "mix": mix, "llama_cpp": llama_cpp_build()}
     if imatrix is not None:
         imatrix = Path(imatrix)
         if not imatrix.is_file():

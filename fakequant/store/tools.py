@@ -4,9 +4,9 @@ The cross-check tests and the benchmarks compare fakequant with ``llama-perplexi
 ``llama-quantize`` (the recipe uses ``llama-imatrix``, the drift check ``llama-eval-callback``). Comparing against a
 different llama.cpp would compare two versions, so :func:`build` fetches the source distribution of the installed
 llama-cpp-python (same version, from PyPI, via ``pip download``), builds only those targets from its
-``vendor/llama.cpp`` and installs the binaries under
-``cache_dir("tools")/llama.cpp-<version>/bin``. The ``bin`` folder appears in one rename, under a lock, only when all
-binaries are built: a half-built tree never looks finished, and a second run costs a directory listing.
+``vendor/llama.cpp`` and installs the binaries under ``cache_dir("tools")/llama.cpp-<version>-<cpu level>/bin``.
+The ``bin`` folder appears in one rename, under a lock, only when all binaries are built: a half-built tree never
+looks finished, and a second run costs a directory listing.
 
 ``python -m fakequant.store.tools build`` (the Makefile's ``tools`` target) builds them;
 ``python -m fakequant.store.tools path`` prints where they are.
@@ -18,6 +18,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -34,12 +35,23 @@ from fakequant.store.cache import cache_dir, locked
 TOOLS = ("llama-perplexity", "llama-bench", "llama-quantize", "llama-imatrix", "llama-eval-callback")
 PACKAGE = "llama-cpp-python"
 
-# Static binaries (nothing to find at run time), every SIMD feature of this CPU like the Makefile's llama-cpp-python
-# build, and nothing that needs the network or extra libraries.
+# The CPU kernels of the Makefile's llama-cpp-python build (its CPU_CMAKE_ARGS): on x86-64 one fixed instruction set
+# on every machine, so the tools and the runtime compute the same roundings everywhere; elsewhere this CPU's own.
+X86_64_V3 = ("-DGGML_NATIVE=OFF", "-DGGML_SSE42=ON", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_BMI2=ON",
+             "-DGGML_FMA=ON", "-DGGML_F16C=ON")
+
+
+def cpu_options(machine: str | None = None) -> tuple[str, ...]:
+    """The CMake options that choose the CPU kernels on ``machine`` (default: this one, as ``uname -m`` names it)."""
+    return X86_64_V3 if (machine or platform.machine()) in ("x86_64", "AMD64") else ("-DGGML_NATIVE=ON",)
+
+
+# Static binaries (nothing to find at run time), the CPU kernels of the runtime, and nothing that needs the network
+# or extra libraries.
 CMAKE_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
-    "-DGGML_NATIVE=ON",
+    *cpu_options(),
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=ON",
@@ -57,16 +69,30 @@ def installed_version() -> str:
 
 
 def llama_cpp_version() -> str | None:
-    """The installed llama-cpp-python's version (None: not installed). It pins the vendored llama.cpp, so it is part
-    of every cache key of something llama.cpp computed: ggml's quantized bytes, logits, a sweep cell's numbers."""
+    """The installed llama-cpp-python's version (None: not installed). It pins the vendored llama.cpp source (the
+    tools are built from it); cache keys hold :func:`llama_cpp_build`, which adds the kernels it was compiled for."""
     try:
         return importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
+def llama_cpp_build() -> str | None:
+    """The installed llama-cpp-python's version and the CPU features its kernels were compiled for (llama.cpp's system
+    info line; None: not installed). Two builds of one version with other SIMD kernels round differently, so every
+    cache key of something llama.cpp computed holds both."""
+    version = llama_cpp_version()
+    if version is None:
+        return None
+    import llama_cpp  # only here: the tools' build and path commands run without loading the library
+
+    return f"{version} {llama_cpp.llama_print_system_info().decode().strip()}"
+
+
 def tools_home() -> Path:
-    return cache_dir("tools") / f"llama.cpp-{installed_version()}"
+    """Keyed by the version and the CPU options: tools built for other kernels are never taken for these."""
+    level = "x86-64-v3" if cpu_options() == X86_64_V3 else "native"
+    return cache_dir("tools") / f"llama.cpp-{installed_version()}-{level}"
 
 
 def bin_dir() -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 from fakequant.errors import CriteriaError, FakequantError
 from fakequant.runtime.backend import backend
 from fakequant.store.cache import file_sha256, locked, sha256_file
-from fakequant.store.tools import llama_cpp_version
+from fakequant.store.tools import llama_cpp_build
 from fakequant.suite.criteria import Criteria, Experiment
 from fakequant.suite.outcomes import clear_experiment, data_dir, save_artifact
 from fakequant.suite.vocab import CONVERSATION, TEST_ORDER, Artifact
@@ -304,7 +304,7 @@ def experiment_record(exp: Experiment, model_sha256: str | None = None) -> dict[
     """The "experiment" artifact: the definition, and what its results are measured on, by content (the model's and
     the corpus's sha256, the llama-cpp-python build), so that a recorded result is only ever taken for the same."""
     return {**exp.to_json(), "model_sha256": model_sha256 or file_sha256(exp.model),
-            "corpus_sha256": file_sha256(exp.corpus), "llama_cpp_python": llama_cpp_version(), "backend": backend()}
+            "corpus_sha256": file_sha256(exp.corpus), "llama_cpp_python": llama_cpp_build(), "backend": backend()}
 
 
 def cpu_name() -> str:

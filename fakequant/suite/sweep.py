@@ -37,7 +37,7 @@ from fakequant.i18n import msg
 from fakequant.report.sensitivity import DECISIONS, ERROR, CellResult, SensitivityMap, write
 from fakequant.runtime.backend import backend
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
-from fakequant.store.tools import llama_cpp_version
+from fakequant.store.tools import llama_cpp_build
 from fakequant.suite.criteria import Criteria, Experiment, load_criteria
 from fakequant.suite.session import experiment_record
 
@@ -68,7 +68,7 @@ def cell_key(exp: Experiment) -> str:
         "chunks": exp.chunks,
         "thresholds": exp.thresholds.to_json(),
         "checks": list(exp.checks),
-        "llama_cpp": llama_cpp_version(),
+        "llama_cpp": llama_cpp_build(),
         "backend": backend(),  # a GPU build computes other numbers, even with n_gpu_layers = 0
     })
 

@@ -83,3 +83,38 @@ def test_make_backend_cuda_without_a_gpu_says_how_to_name_one():
         pytest.skip("this machine has nvidia-smi")
     done = _make_n("report", "BACKEND=cuda")
     assert done.returncode != 0 and "CUDA_ARCHITECTURES=90" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_the_runtime_and_the_reference_tools_are_built_for_one_instruction_set():
+    from fakequant.store.tools import CMAKE_OPTIONS, X86_64_V3, cpu_options
+
+    assert cpu_options("x86_64") == X86_64_V3 and cpu_options("aarch64") == ("-DGGML_NATIVE=ON",)
+    install = next(line for line in _make_n("setup", "STAMP=/nonexistent/stamp").stdout.splitlines()
+                   if "pip install" in line and "-e" in line)
+    options = install.split("# CMAKE_ARGS:")[1].split()
+    own = [o for o in options if o.startswith(("-DGGML_NATIVE", "-DGGML_SSE", "-DGGML_AVX", "-DGGML_BMI", "-DGGML_FMA",
+                                              "-DGGML_F16C"))]
+    assert tuple(own) == cpu_options() and set(cpu_options()) <= set(CMAKE_OPTIONS)  # the Makefile's list = the tools'
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_other_cmake_options_get_their_own_venv_stamp_and_wheel_cache():
+    def variables(*args: str) -> dict[str, str]:
+        out = _make_n("setup", *args, "-p").stdout
+        return {name: line.split(" ", 2)[2] for line in out.splitlines()
+                for name in ("STAMP", "BUILD_KEY", "PIP_CACHE_DIR") if line.startswith(f"{name} ")}
+
+    plain, native = variables(), variables("CMAKE_ARGS=-DGGML_NATIVE=ON")
+    assert plain["BUILD_KEY"] != native["BUILD_KEY"] and plain["STAMP"] != native["STAMP"]
+    assert plain["BUILD_KEY"] in plain["STAMP"] and "$(BUILD_KEY)" in plain["PIP_CACHE_DIR"]  # never a stale wheel
+    assert variables() == plain
+
+
+def test_cache_keys_name_the_kernels_the_build_was_compiled_for():
+    import llama_cpp
+
+    from fakequant.store.tools import llama_cpp_build, llama_cpp_version
+
+    features = llama_cpp.llama_print_system_info().decode().strip()
+    assert features.startswith("CPU :") and llama_cpp_build() == f"{llama_cpp_version()} {features}"

@@ -204,14 +204,14 @@ def test_cache_builds_once_and_reuses(tiny: Path) -> None:
 def test_an_upgrade_of_llama_cpp_python_builds_again(tiny: Path, monkeypatch: pytest.MonkeyPatch,
                                                      placebo: bool) -> None:
     """ggml's quantizer, in llama-cpp-python's libggml-base, writes a q-format candidate's bytes: a candidate of one
-    version is never taken for another's. The placebo twin shares the candidate's cache and key."""
+    version or kernels is never taken for another's. The placebo twin shares the candidate's cache and key."""
     from fakequant.quant.placebo import twin_of
 
     recipe = Recipe(Selection(names=("blk.*.attn_q.weight",)), "q4_0")
     recipe = twin_of(recipe) if placebo else recipe
     first = build_candidate(tiny, recipe)
     assert build_candidate(tiny, recipe).reused
-    monkeypatch.setattr("fakequant.quant.candidate.llama_cpp_version", lambda: "99.0.0")
+    monkeypatch.setattr("fakequant.quant.candidate.llama_cpp_build", lambda: "99.0.0 CPU : AVX512 = 1")
     upgraded = build_candidate(tiny, recipe)
     assert not upgraded.reused and upgraded.output != first.output and first.output.is_file()
     assert build_candidate(tiny, recipe).reused

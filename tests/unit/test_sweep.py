@@ -303,8 +303,8 @@ def test_recorded_cells_are_adopted_only_for_the_same_model_corpus_and_llama_cpp
         elif change == "corpus":
             (tmp_path / "corpus.txt").write_text("another text under the same name\n")
         elif change == "version":
-            monkeypatch.setattr("fakequant.suite.session.llama_cpp_version", lambda: "0.0.1")
-            monkeypatch.setattr(sweep, "llama_cpp_version", lambda: "0.0.1")
+            monkeypatch.setattr("fakequant.suite.session.llama_cpp_build", lambda: "0.0.1")
+            monkeypatch.setattr(sweep, "llama_cpp_build", lambda: "0.0.1")
         else:
             for cell in cells:
                 data = load_experiment(tmp_path / "shared", cell).artifacts["experiment"]
