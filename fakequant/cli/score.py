@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from fakequant.report import drift as drift_report
 from fakequant.runtime.llama import load_model
 from fakequant.runtime.paired import compare
 from fakequant.runtime.perplexity import perplexity
@@ -78,6 +77,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if result.placebo is not None and result.excess is not None:
         _print_floor_and_excess(result.placebo, result.excess)
     if result.drift is not None:
+        from fakequant.report import drift as drift_report  # the report package loads matplotlib: only here
+
         print("\n" + "\n".join(drift_report.text_lines(result.drift)))
     if result.nonfinite:
         print(f"NON-FINITE {result.nonfinite}")
