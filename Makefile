@@ -7,8 +7,9 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 # BACKEND=cuda (`make report BACKEND=cuda`, `make test BACKEND=cuda`): llama-cpp-python built with CUDA for the GPUs
 # of this machine (their compute capabilities from nvidia-smi; override: CUDA_ARCHITECTURES=90), in a venv of its own
-# (and, like every build, a pip cache keyed by its CMake options, below). Every model run then offloads all its layers (FAKEQUANT_N_GPU_LAYERS=-1, the default
-# of the n_gpu_layers setting), baseline, candidate and placebo alike; reports record the backend and devices.
+# (and, like every build, a pip cache keyed by its CMake options, below). Every model run then offloads all its
+# layers (FAKEQUANT_N_GPU_LAYERS=-1, the default of the n_gpu_layers setting), baseline, candidate and placebo alike;
+# reports record the backend and devices.
 BACKEND ?= cpu
 ifeq ($(BACKEND),cuda)
 CUDA_ARCHITECTURES ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d . | sort -u | paste -sd';' -)
