@@ -106,7 +106,7 @@ def _print_plan(plan: Plan) -> None:
     most = plan.fixed + sum(max(plan.size(g, o) for o in g.options) for g in plan.groups)
     print(f"{plan.budget}: {plan.limit} bytes of {'file' if recipe.budget_mib is not None else 'weight matrices'}; "
           f"reachable {plan.measure(least)} … {plan.measure(most)}")
-    print("('-': the rows do not allow that format, or every tensor of the group already has its type)")
+    print("('-': the format makes no tensor of the group smaller, or the rows of one it would change do not allow it)")
 
 
 def _print_choice(plan: Plan, costs: dict[str, float]) -> None:

@@ -71,7 +71,12 @@ def suite_decision(recipe: str, *, criteria_path: Path, report_dir: Path, out_di
         return {"decision": str(Decision.INCONCLUSIVE), "report": report,
                 **said([msg("recipe.other_mix", recipe=recipe)])}
     verdict = decide(data)
-    return {"decision": str(verdict.decision), **said(verdict.reasons), "report": report}
+    out = {"decision": str(verdict.decision), **said(verdict.reasons), "report": report}
+    perplexity = data.artifacts.get(Artifact.PERPLEXITY)
+    drift = perplexity.get("drift") if isinstance(perplexity, dict) else None
+    if isinstance(drift, dict):  # where the error enters: the statements, not the per-layer table of its report
+        out["drift"] = {k: v for k, v in drift.items() if k != "layers"}
+    return out
 
 
 def said(reasons: Sequence[str]) -> dict[str, Any]:

@@ -4,19 +4,22 @@ group's rows allow.
 Only matrices that llama-quantize quantizes can change (its ``tensor_allows_quantization``: two or more
 dimensions, a name ending in ``weight``, no norms, no MoE router); anything else keeps its type in its output
 whatever the command says, so a recipe must not change it either. A group's options are ``keep`` (every tensor in
-its source type: cost 0) and each of the recipe's formats that every one of its tensors allows (row lengths of whole
-blocks: 32 for the legacy types, mxfp4 and iq4_nl, 256 for the K-quants and the other i-quants; an i-quant that
-llama-quantize refuses without an importance matrix only where each tensor has an entry in ``imatrix``), except one
-that would store every tensor in the type it already has (that is ``keep`` again) and one that would not make the
-group smaller: a change never lowers the loss measured against the original, so such an option is never better than
-keeping (no smaller, no cheaper), and measuring it would be wasted.
+its source type: cost 0) and each of the recipe's formats, read as a ceiling: the format stores each tensor of the
+group it makes smaller and leaves the others as they are. The loss is measured against the original, so a tensor
+moved to a type no smaller than its own only adds loss and bytes (in a Q4_K_M source, ``q5_k`` for ffn_down moves
+the Q6_K layers down and keeps the Q4_K ones byte for byte). A format is an option when it changes at least one
+tensor and every tensor it changes allows it (row lengths of whole blocks: 32 for the legacy types, mxfp4 and
+iq4_nl, 256 for the K-quants and the other i-quants; an i-quant that llama-quantize refuses without an importance
+matrix only where each such tensor has an entry in ``imatrix``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from os import PathLike
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from fakequant.errors import RecipeError
 from fakequant.gguf.codec import FLOAT_TYPES, GGML_QUANT_TYPES
@@ -41,12 +44,13 @@ class Group:
         return (KEEP, *self.formats)
 
     def types(self, option: str) -> dict[str, str]:
-        """Tensor name -> the ggml type ``option`` stores it in; ``keep`` changes nothing."""
+        """Tensor name -> the ggml type ``option`` stores it in, for the tensors it changes; ``keep`` changes
+        nothing."""
         if option == KEEP:
             return {}
         if option not in self.formats:
             raise RecipeError(f"group {self.name}: {option!r} is not one of its options ({', '.join(self.options)})")
-        return {t.name: NATIVE_TYPES[option] for t in self.tensors}
+        return {t.name: NATIVE_TYPES[option] for t in changed(self.tensors, option)}
 
     def nbytes(self, option: str, alignment: int = 1) -> int:
         """Bytes of the group's tensors under ``option``, each rounded up to ``alignment`` (a file's padding)."""
@@ -87,17 +91,22 @@ def plan_groups(info: ModelInfo, selection: Selection, candidates: Sequence[str]
     for t in chosen:
         members.setdefault(group_name(t.name, grouping), []).append(t)
     path = None if imatrix is None else str(imatrix)
-    groups = [Group(name, tuple(ts), tuple(f for f in candidates if _allows(ts, f, path)))
-              for name, ts in members.items()]
-    return [replace(g, formats=tuple(f for f in g.formats if g.nbytes(f) < g.nbytes(KEEP))) for g in groups]
+    return [Group(name, tuple(ts), tuple(f for f in candidates if _allows(changed(ts, f), f, path)))
+            for name, ts in members.items()]
+
+
+def changed(tensors: Sequence[TensorInfo], fmt: str) -> tuple[TensorInfo, ...]:
+    """The tensors ``fmt`` makes smaller: those it changes (compared by bytes per value, so that a tensor whose rows
+    the format cannot cut is among them and rules the format out)."""
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[NATIVE_TYPES[fmt]]]
+    return tuple(t for t in tensors if size * t.n_elements < block * t.nbytes)
 
 
 def _allows(tensors: Sequence[TensorInfo], fmt: str, imatrix: str | None) -> bool:
-    if all(t.type_name == NATIVE_TYPES[fmt] for t in tensors):
-        return False  # the same as keep
-    return all(formats_mod.row_problem(fmt, t.n_per_row, tensor=t.name,
-                                       importance=importance_rows(imatrix, t.name, t.shape) is not None) is None
-               for t in tensors)
+    return bool(tensors) and all(
+        formats_mod.row_problem(fmt, t.n_per_row, tensor=t.name,
+                                importance=importance_rows(imatrix, t.name, t.shape) is not None) is None
+        for t in tensors)
 
 
 def cells(groups: Sequence[Group]) -> list[tuple[str, str]]:

@@ -1,10 +1,11 @@
 """The cost of each (group, format) cell of a recipe: its excess mean KLD over the group's placebo, with the interval.
 
-A cell is measured like a sweep cell's perplexity check, without the rest of the suite: the group's tensors stored
-natively in the format (the kernels a real quantization runs, with the recipe's importance matrix when it has one)
-and the group's placebo (one ulp of the same tensors in their own encoding) are scored against the base over the
-same chunks, the recipe's selection slice (:mod:`fakequant.recipe.slices`); the excess is the candidate's per-chunk
-KLD minus the placebo's, with a t interval over chunks. One placebo serves every format of its group, scored once.
+A cell is measured like a sweep cell's perplexity check, without the rest of the suite: the tensors of the group
+the format changes stored natively in it (the kernels a real quantization runs, with the recipe's importance matrix
+when it has one; the group's other tensors keep their bytes, :mod:`fakequant.recipe.groups`) and their placebo (one
+ulp of the same tensors in their own encoding) are scored against the base over the same chunks, the recipe's
+selection slice (:mod:`fakequant.recipe.slices`); the excess is the candidate's per-chunk KLD minus the placebo's,
+with a t interval over chunks. One placebo serves every format that changes the same tensors, scored once.
 
 Each result is cached under ``$FAKEQUANT_HOME/recipe-cells/`` keyed by everything it depends on: model and corpus
 sha256, runtime settings (not the thread count, which does not change logits), the selection slice, the importance
@@ -31,12 +32,12 @@ from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.slices import Slice
 from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.llama import load_model
-from fakequant.runtime.paired import BaseReference, compare
+from fakequant.runtime.paired import BaseReference, PairedComparison, compare
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash, write_json
 from fakequant.store.tools import llama_cpp_build
 from fakequant.suite.criteria.types import MixRecipe
 
-CELL_VERSION = 2  # bump when what a cell records changes
+CELL_VERSION = 3  # bump when what a cell records changes
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def cell_cache_key(recipe: MixRecipe, group: Group, fmt: str, model_sha: str, co
     settings.pop("n_threads", None)  # logits were measured bitwise identical across thread counts
     return stable_hash({"v": CELL_VERSION, "model": model_sha, "corpus": corpus_sha, "settings": settings,
                         "first_chunk": where.first_chunk, "chunks": where.chunks, "imatrix": imatrix_sha,
-                        "tensors": sorted(t.name for t in group.tensors), "format": fmt,
+                        "tensors": sorted(group.types(fmt)), "format": fmt,
                         "engine": ENGINE_VERSION, "llama_cpp": llama_cpp_build()})
 
 
@@ -132,16 +133,19 @@ def measure_cells(recipe: MixRecipe, groups: Sequence[Group], ref: Callable[[], 
     total = sum(len(v) for v in todo.values())
     log(f"recipe {recipe.name}: {len(out) + total} cells, {len(out)} cached, {total} to measure")
     done = 0
+    floors: dict[tuple[str, ...], PairedComparison] = {}
     for g in groups:
         if g.name not in todo:
             continue
-        names = tuple(t.name for t in g.tensors)
-        placebo = build_placebo(recipe.model, Selection(names=names))
-        # the placebo is scored once for all the group's formats: its logits are the same in every pass, so the
-        # excess paired per chunk is that of a pass scoring both together
-        with load_model(placebo.output, recipe.settings) as plac:
-            floor = compare(ref(), plac)
         for fmt, key in todo[g.name]:
+            names = tuple(g.types(fmt))  # the tensors the format changes: the rest of the group keeps its bytes
+            if names not in floors:
+                # one placebo for every format that changes the same tensors: its logits are the same in every
+                # pass, so the excess paired per chunk is that of a pass scoring both together
+                placebo = build_placebo(recipe.model, Selection(names=names))
+                with load_model(placebo.output, recipe.settings) as plac:
+                    floors[names] = compare(ref(), plac)
+            floor = floors[names]
             cand = build_candidate(recipe.model, Recipe(Selection(names=names), fmt, store="native",
                                                         imatrix=imatrix_path(imatrix)))
             with load_model(cand.output, recipe.settings) as model:

@@ -79,7 +79,7 @@ def changed_blocks(names: Sequence[Any]) -> set[int]:
     return {int(m.group(1)) for n in names if (m := _BLOCK.match(str(n)))}
 
 
-def _lines(drift: dict[str, Any], lang: str) -> list[str]:
+def statements(drift: dict[str, Any], lang: str) -> list[str]:
     """The one-line statements: unavailable, first resolved, largest growth, problems."""
     if drift.get("unavailable"):
         return [word(lang, "unavailable", reason=str(drift["unavailable"]).rstrip("."))]
@@ -100,7 +100,7 @@ def text_lines(drift: dict[str, Any]) -> list[str]:
     """The table and the statements for a terminal (``fakequant compare --drift``)."""
     drift = d(drift)
     if drift.get("unavailable"):
-        return _lines(drift, "en")
+        return statements(drift, "en")
     level = round(100 * float(drift.get("level", 0.95)))
     out = [f"drift of the hidden state by layer: relative error ‖h − h_base‖ / ‖h_base‖ per scored position, mean "
            f"over {drift.get('positions', '?')} positions, {drift.get('chunks', '?')} chunks; {level}% intervals "
@@ -113,7 +113,7 @@ def text_lines(drift: dict[str, Any]) -> list[str]:
                    f"{_with_ci(plac.get('rel_err')) if plac else '–':<32} "
                    f"{_with_ci(exc.get('rel_err'), signed=True) if exc else '–':<34} "
                    f"{f'{cos:.6f}' if isinstance(cos, int | float) else '–':>10}")
-    return out + _lines(drift, "en")
+    return out + statements(drift, "en")
 
 
 def section(ctx: DocContext) -> list[Block]:
@@ -124,7 +124,7 @@ def section(ctx: DocContext) -> list[Block]:
     lang = ctx.lang
     blocks: list[Block] = [Heading(3, word(lang, "heading"))]
     if drift.get("unavailable"):
-        return [*blocks, *(Para([line]) for line in _lines(drift, lang))]
+        return [*blocks, *(Para([line]) for line in statements(drift, lang))]
     level = round(100 * float(drift.get("level", 0.95)))
     blocks.append(Para([word(lang, "intro", positions=drift.get("positions", "?"), chunks=drift.get("chunks", "?"),
                              level=level)]))
@@ -140,7 +140,7 @@ def section(ctx: DocContext) -> list[Block]:
                      word(lang, "selected") if row.get("block") in changed else ""])
     blocks.append(Table([word(lang, k) for k in ("layer", "candidate", "placebo", "excess", "cos", "selected")],
                         rows, right={1, 2, 3, 4}))
-    blocks += [Para([line]) for line in _lines(drift, lang)]
+    blocks += [Para([line]) for line in statements(drift, lang)]
     if PLOT in lst(ctx.doc.get("plots")):
         blocks.append(Image(PLOT, word(lang, "plot")))
     return blocks

@@ -23,6 +23,7 @@ from typing import Any
 
 from fakequant.report import fmt, markdown
 from fakequant.report.blocks import Banner, Block, Bullets, Cell, Heading, Inline, Para, Span, Table
+from fakequant.report.drift import statements as drift_statements
 from fakequant.report.reading import badge, code, d, lst, sentences
 from fakequant.report.recipe_plot import render_png
 from fakequant.report.recipe_tables import (
@@ -107,13 +108,14 @@ def tries_section(results: dict[str, Any], t: Callable[..., str], lang: str = "e
     for x in map(d, lst(results.get("tries"))):
         changed = [f"{g} → {o}" for g, o in d(x.get("assignment")).items() if o != KEEP]
         reasons = t("clause_join").join(sentences(x, "reasons", lang))
+        drift = " ".join(drift_statements(d(x["drift"]), lang)) if x.get("drift") else ""
         rows.append([fmt.integer(x.get("attempt")) or "?", str(x.get("name") or "—"), ", ".join(changed) or "—",
-                     str(x.get("decision") or t("not_measured")), reasons or "—",
+                     str(x.get("decision") or t("not_measured")), reasons or "—", drift or "—",
                      code(str(x["report"])) if x.get("report") else "—"])
     if not rows:
         return [*blocks, Para([t("not_run")])]
     header: list[Cell] = [t("col_try"), t("col_model"), t("col_changes"), t("decision"), t("col_reasons"),
-                          t("col_report")]
+                          t("col_drift"), t("col_report")]
     return [*blocks, Table(header, rows)]
 
 

@@ -16,7 +16,6 @@ import collections
 import contextlib
 import ctypes
 import dataclasses
-import importlib.metadata
 import os
 import sys
 import threading
@@ -392,7 +391,7 @@ def build_info() -> dict[str, Any]:
     """What produced the numbers: llama-cpp-python's version (which pins the vendored llama.cpp source), the
     llama.cpp library version string, its feature line, the ggml backend and its devices."""
     return {
-        "llama_cpp_python": importlib.metadata.version("llama-cpp-python"),
+        "llama_cpp_python": llama_cpp.__version__,
         "llama_cpp": llama_cpp.llama_version().decode(),
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
         **backend_info(),

@@ -28,8 +28,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 
 def cache_root() -> Path:
     root = Path(os.environ.get("FAKEQUANT_HOME") or Path.home() / ".cache" / "fakequant")
@@ -118,6 +116,8 @@ def remove_stale_temporaries(folder: Path) -> int:
 @contextlib.contextmanager
 def locked(path: Path, timeout: float = 3600) -> Iterator[None]:
     """Hold an exclusive lock named after ``path`` (``path`` + ``.lock``) across processes."""
+    from filelock import FileLock  # here: the scoring commands, which take no lock, do not pay its import
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=timeout):

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-HEAVY = ("matplotlib", "ml_dtypes", "tqdm", "fakequant.report")
+# importlib.metadata (1.7 MiB of RSS) and filelock (0.7 MiB): a scoring command asks for no package version and
+# takes no lock, so they are imported where a version or a lock is asked for
+HEAVY = ("matplotlib", "ml_dtypes", "tqdm", "fakequant.report", "importlib.metadata", "filelock")
 
 
 @pytest.mark.parametrize("module", ["fakequant.cli", "fakequant.cli.score"])

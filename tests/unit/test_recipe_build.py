@@ -58,6 +58,28 @@ def test_formats_a_group_allows(tiny64: Path) -> None:
         groups["attn_q"].types("q4_k")
 
 
+def test_a_format_is_a_ceiling_in_a_group_of_mixed_types(tiny64: Path, tmp_path: Path) -> None:
+    info = read_layout(tiny64)
+    (group,) = plan_groups(info, Selection(layers="1"), ("q5_0", "q4_0", "q8_0", "q6_k"), "layer", source="r")
+    kinds = {t.name: t.type_name for t in group.tensors}
+    assert sorted(set(kinds.values())) == ["F16", "Q4_0", "Q8_0"]
+    # q5_0 moves the Q8_0 and F16 matrices down and leaves the Q4_0 ones (smaller already) byte for byte; q4_0 leaves
+    # them too (the same type); q8_0 moves only the F16 ones; q6_k's 256-blocks do not fit rows of 64
+    assert group.formats == ("q5_0", "q4_0", "q8_0")
+    for fmt, kept in (("q5_0", {"Q4_0"}), ("q4_0", {"Q4_0"}), ("q8_0", {"Q4_0", "Q8_0"})):
+        assert set(group.types(fmt)) == {n for n, t in kinds.items() if t not in kept}
+        assert set(group.types(fmt).values()) == {fmt.upper()}
+    q5_0 = sum(t.n_elements // 32 * 22 if t.type_name != "Q4_0" else t.nbytes for t in group.tensors)
+    assert group.nbytes("q5_0") == q5_0
+    built = build_mix(tiny64, {n: "q5_0" for n in group.types("q5_0")}, tmp_path / "mix.gguf")
+    reader, original = GGUFReader(built.output), GGUFReader(tiny64)
+    for name, type_name in kinds.items():
+        if type_name == "Q4_0":  # kept: the original bytes
+            assert _raw(reader, name)[:2] == _raw(original, name)[:2]
+        else:
+            assert _raw(reader, name)[0] == "Q5_0"
+
+
 def test_selections_that_cannot_change(tiny64: Path) -> None:
     info = read_layout(tiny64)
     with pytest.raises(RecipeError, match=r"^r: kind 'ffn_norm' has no weight matrix that llama\.cpp quantizes"):

@@ -219,6 +219,10 @@ def test_an_experiment_whose_name_contains_recipe_name_is_refused(tmp_path: Path
 # --- fakequant recipe NAME: the suite's decision read back
 
 
+DRIFT = {"growth_of": "excess", "first_resolved": "l_out-2", "largest_growth": {"layer": "l_out-2", "by": 0.01},
+         "problems": [], "chunks": 2, "layers": [{"name": "l_out-2"}]}
+
+
 class FakeSuite:
     """Stands in for `python -m pytest --recipe k -k recipe_k`: records what the acceptance tests would."""
 
@@ -233,6 +237,7 @@ class FakeSuite:
         report_dir = Path(next(a for a in cmd if a.startswith("--report-dir=")).split("=", 1)[1])
         exp = recipe_experiment(load_criteria(self.criteria_path).recipes["k"])
         save_artifact(report_dir, exp.name, "experiment", experiment_record(exp))
+        save_artifact(report_dir, exp.name, "perplexity_comparison", {"drift": DRIFT})
         for check, category, status in [*((c, "must_pass", "pass") for c in MUST_PASS_CHECKS),
                                         ("perplexity", "perplexity", self.perplexity),
                                         ("conversation[hi]", "conversation", "pass"),
@@ -266,6 +271,8 @@ def test_the_decision_is_read_back_from_what_the_suite_recorded(tmp_path: Path) 
                         log=lambda _: None)
     assert go["decision"] == "GO" and go["reasons"][0].startswith("all 9 checks pass")
     assert go["report"] == str(reports / "recipe_k" / "summary.md")
+    # where the error enters comes with the decision: the statements, not the per-layer table
+    assert go["drift"] == {k: v for k, v in DRIFT.items() if k != "layers"}
     assert fake.calls[0][1] == tmp_path  # pytest runs where criteria.toml and tests/acceptance are
     fake.perplexity = "fail"
     stop = suite_decision("k", criteria_path=path, report_dir=reports, out_dir=out, expected=expected, runner=fake,

@@ -253,7 +253,9 @@ def test_tries_when_none_passed(tmp_path: Path) -> None:
     data["passed"] = None
     data["tries"] = [
         {"attempt": 1, "name": "recipe (budget_mib = 80)", "decision": "STOP", "assignment": {"attn_q": "q4_0"},
-         "reasons": ["conversation[chat_zh]: invalid UTF-8"], "report": "/r/try-1/summary.md"},
+         "reasons": ["conversation[chat_zh]: invalid UTF-8"], "report": "/r/try-1/summary.md",
+         "drift": {"growth_of": "excess", "first_resolved": "l_out-3", "chunks": 4,
+                   "largest_growth": {"layer": "l_out-7", "by": 0.0123}, "problems": []}},
         {"attempt": 2, "name": "recipe (budget_mib = 80), try 2", "decision": "INCONCLUSIVE",
          "assignment": {"attn_q": "keep", "ffn_down": "q4_1"}, "reasons": ["perplexity: interval holds the bound"]},
         {"attempt": 3, "name": None, "decision": None, "reasons": ["every assignment within budget_mib = 80 was "
@@ -267,7 +269,12 @@ def test_tries_when_none_passed(tmp_path: Path) -> None:
     assert [r[:4] for r in rows] == [["1", "recipe (budget\\_mib = 80)", "attn\\_q → q4\\_0", "STOP"],
                                      ["2", "recipe (budget\\_mib = 80), try 2", "ffn\\_down → q4\\_1", "INCONCLUSIVE"],
                                      ["3", "—", "—", "not measured"]]
-    assert rows[0][4] == "conversation\\[chat\\_zh\\]: invalid UTF-8" and rows[0][5] == "`/r/try-1/summary.md`"
+    assert rows[0][4] == "conversation\\[chat\\_zh\\]: invalid UTF-8" and rows[0][6] == "`/r/try-1/summary.md`"
+    # where the error enters, from the try's own report: its statements, or a dash for a try without drift
+    assert rows[0][5] == ("First layer whose excess is resolved above zero: l\\_out-3. Largest growth (of the "
+                          "excess): l\\_out-7 (+1.230e-02).")
+    assert rows[1][5] == "—"
+    assert "超出量首次確定大於零的層：l\\_out-3" in zh
 
 
 def test_all_recipes_infeasible_and_no_chosen_model(tmp_path: Path) -> None:
