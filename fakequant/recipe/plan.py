@@ -94,11 +94,19 @@ class Plan:
 
     @property
     def widest(self) -> dict[str, str]:
-        """The formats of the longest provenance: every group changed, each to its format of the longest name (a
-        kept group's tensors are not named in it at all)."""
-        widest = {name: max(g.formats, key=len) for g in self.groups if g.formats
-                  for name in g.types(max(g.formats, key=len))}
+        """The formats of the longest provenance: every group changed, each to the format whose entries in it are
+        the longest (it names each changed tensor with its format, so a short name that changes more tensors can
+        outgrow a long one; the groups' entries add up, so the longest per group make the longest whole; a kept
+        group's tensors are not named at all)."""
+        widest: dict[str, str] = {}
+        for g in self.groups:
+            if g.formats:
+                fmt = max(g.formats, key=lambda f, g=g: self._length({n: f for n in g.types(f)}))
+                widest |= {n: fmt for n in g.types(fmt)}
         return {t.name: widest[t.name] for t in self.info.tensors if t.name in widest}
+
+    def _length(self, formats: dict[str, str]) -> int:
+        return sum(len(k.encode()) + len(v.encode()) for k, v in self.provenance(formats).items())
 
     def provenance(self, formats: dict[str, str]) -> dict[str, str]:
         """The provenance keys of the model in which the tensors ``formats`` names have those formats."""

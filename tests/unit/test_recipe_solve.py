@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from gguf import GGMLQuantizationType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,14 +129,28 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKEQUANT_HOME", str(tmp_path / "home"))
 
 
-def _recipe(tmp_path: Path, budget: str):
+def _recipe(tmp_path: Path, budget: str, group: str = "kind", formats: str = '"q4_0", "q8_0", "q4_k", "bf16"',
+            types: dict | None = None):
     tmp_path.mkdir(exist_ok=True)
-    write_tiny_gguf(tmp_path / "tiny.gguf", n_layers=2, dim=256)
+    write_tiny_gguf(tmp_path / "tiny.gguf", n_layers=2, dim=256, tensor_types=types or {})
     (tmp_path / "c.txt").write_text("text")
     path = tmp_path / "criteria.toml"
     path.write_text(f'[defaults]\nmodel = "tiny.gguf"\ncorpus = "c.txt"\n[recipes.r]\nkinds = ["token_embd", '
-                    f'"attn_q", "ffn_down"]\ngroup = "kind"\nformats = ["q4_0", "q8_0", "q4_k", "bf16"]\n{budget}\n')
+                    f'"attn_q", "ffn_down"]\ngroup = "{group}"\nformats = [{formats}]\n{budget}\n')
     return load_criteria(path, strict=True).recipes["r"]
+
+
+def test_the_fixed_header_bounds_every_assignment_when_formats_change_different_tensors(tmp_path: Path) -> None:
+    # blk.N holds a Q8_0 attn_q and a Q4_0 ffn_down: iq4_nl (the longer name) changes attn_q alone, since it is
+    # the size of Q4_0, and q3_k changes both, so q3_k's provenance is the longer one
+    probe = plan_recipe(_recipe(tmp_path, "budget_mib = 1", "layer", '"iq4_nl", "q3_k"',
+                                {"ffn_down": GGMLQuantizationType.Q4_0}))
+    block = next(g for g in probe.groups if g.name == "blk.0")
+    assert len(block.types("iq4_nl")) == 1 and len(block.types("q3_k")) == 2
+    for combo in itertools.product(*(g.options for g in probe.groups)):
+        a = dict(zip([g.name for g in probe.groups], combo, strict=True))
+        linear = probe.fixed + sum(probe.size(g, a[g.name]) for g in probe.groups)
+        assert linear >= _exact_size(probe, a), a
 
 
 def _costs(plan, seed: int) -> dict[str, float]:
