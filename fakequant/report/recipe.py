@@ -108,7 +108,7 @@ def tries_section(results: dict[str, Any], t: Callable[..., str], lang: str = "e
     for x in map(d, lst(results.get("tries"))):
         changed = [f"{g} → {o}" for g, o in d(x.get("assignment")).items() if o != KEEP]
         reasons = t("clause_join").join(sentences(x, "reasons", lang))
-        drift = " ".join(drift_statements(d(x["drift"]), lang)) if x.get("drift") else ""
+        drift = t("statement_join").join(drift_statements(d(x["drift"]), lang)) if x.get("drift") else ""
         rows.append([fmt.integer(x.get("attempt")) or "?", str(x.get("name") or "—"), ", ".join(changed) or "—",
                      str(x.get("decision") or t("not_measured")), reasons or "—", drift or "—",
                      code(str(x["report"])) if x.get("report") else "—"])

@@ -38,6 +38,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "col_try": ("Try", "嘗試"),
     "col_changes": ("Changed groups", "變動的群組"),
     "col_reasons": ("Why", "理由"),
+    "statement_join": (" ", ""),  # between whole sentences: a space in English, nothing after a Chinese full stop
     "col_drift": ("Where the error enters (hidden-state drift by layer, its report)",
                   "誤差從哪裡進入（逐層隱藏狀態漂移，見其報告）"),
     "col_report": ("The suite's report", "測試套件報告"),

@@ -274,7 +274,7 @@ def test_tries_when_none_passed(tmp_path: Path) -> None:
     assert rows[0][5] == ("First layer whose excess is resolved above zero: l\\_out-3. Largest growth (of the "
                           "excess): l\\_out-7 (+1.230e-02).")
     assert rows[1][5] == "—"
-    assert "超出量首次確定大於零的層：l\\_out-3" in zh
+    assert "超出量首次確定大於零的層：l\\_out-3。增長最大" in zh
 
 
 def test_all_recipes_infeasible_and_no_chosen_model(tmp_path: Path) -> None:
