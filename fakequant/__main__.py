@@ -1,3 +1,3 @@
-from fakequant.cli import main
+from fakequant.cli import run
 
-raise SystemExit(main())
+run()

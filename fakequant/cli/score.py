@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from fakequant.runtime.llama import load_model
-from fakequant.runtime.paired import compare
 from fakequant.runtime.perplexity import perplexity
 from fakequant.runtime.settings import RuntimeSettings
 
@@ -45,6 +44,8 @@ def cmd_ppl(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from fakequant.runtime.paired import compare  # the paired pass and drift capture: not for ppl
+
     settings = settings_from_args(args)
     with contextlib.ExitStack() as stack:
         base, cand = (stack.enter_context(load_model(Path(p), settings)) for p in (args.base, args.candidate))

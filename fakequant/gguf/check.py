@@ -43,6 +43,7 @@ MAX_KEY = 1 << 16  # no real key comes near; bounds what a corrupt key length ca
 HEADER_SIZE = 4 + 4 + 8 + 8  # magic, version, tensor count, key/value count
 INT64_MAX = 2**63 - 1
 _DECODE_CHUNK = 1 << 20  # array strings past the preview longer than this are validated piece by piece, not copied
+_NON_ASCII = 0x8080808080808080  # a uint64 length with one of these bits set has a byte that is not ASCII
 
 V = GGUFValueType
 # Scalar value types -> how they are stored (little-endian); STRING and ARRAY are variable.
@@ -166,10 +167,33 @@ class _Walker:
     def string_array(self, n: int, done: int) -> None:
         """Skip strings ``done + 1`` to ``n`` of an array (a tokenizer holds ~10^5 of them), validating each.
 
-        A tight loop for the common case of sound strings; at the first one that is not, the checked
-        :meth:`string` walk takes over from there, so the message names the exact string.
+        A tight loop over the lengths for the common case of sound strings; at the first one that is not, the
+        checked :meth:`string` walk takes over from there, so the message names the exact string. The UTF-8 check
+        is one decode of the bytes the strings span, lengths included, cut around the lengths that have a byte
+        of 0x80 or more: an ASCII byte can neither continue nor start a multi-byte sequence, so a stretch of
+        strings separated by ASCII lengths is valid UTF-8 exactly when each of them is. When a stretch is not, the
+        strings are decoded one by one to find the first bad one.
         """
-        buf, size, pos, utf8 = self.buf, self.size, self.pos, self.utf8_arrays
+        start, first = self.pos, done
+        done, cuts = self._skip_strings(n, done, utf8=False)
+        if self.utf8_arrays and done > first:
+            try:
+                at = start
+                for cut in (*cuts, self.pos):
+                    str(self.buf[at:cut], "utf-8")
+                    at = cut + 8
+            except UnicodeDecodeError:
+                self.pos = start
+                done, _ = self._skip_strings(n, first, utf8=True)
+        for j in range(done, n):
+            self.string(f"string {j + 1} of {n}", keep=False)
+
+    def _skip_strings(self, n: int, done: int, *, utf8: bool) -> tuple[int, list[int]]:
+        """Advance past sound strings ``done + 1`` ... of ``n`` (decoding each when ``utf8``); stop before the first
+        that runs past the file, is longer than _DECODE_CHUNK or (``utf8``) is not UTF-8. Returns how many strings
+        are done and where the lengths passed that have a non-ASCII byte start."""
+        buf, size, pos = self.buf, self.size, self.pos
+        cuts: list[int] = []
         unpack = _U64.unpack_from
         while done < n:  # n <= bytes left / 8, so this loop is bounded by the file size
             if pos + 8 > size:
@@ -183,11 +207,12 @@ class _Walker:
                     str(buf[pos + 8:end], "utf-8")
                 except UnicodeDecodeError:
                     break
+            if length & _NON_ASCII:
+                cuts.append(pos)
             pos = end
             done += 1
         self.pos = pos
-        for j in range(done, n):
-            self.string(f"string {j + 1} of {n}", keep=False)
+        return done, cuts
 
     # --- sections ---------------------------------------------------------------------------------------------------
     def value(self, vtype: int, what: str) -> Any:

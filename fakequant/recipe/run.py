@@ -43,10 +43,11 @@ from fakequant.recipe.experiment import experiment_name, record_pick
 from fakequant.recipe.groups import KEEP
 from fakequant.recipe.imatrix import Imatrix
 from fakequant.recipe.measure import CellCost, measure_cells
+from fakequant.recipe.mixes import IMATRIX_MIXES, STOCK_MIXES
 from fakequant.recipe.plan import MIB, Choice, Plan, cell_key, choose, plan_recipe
 from fakequant.recipe.size import bits_per_weight
 from fakequant.recipe.slices import Slices, recipe_slices, reference
-from fakequant.recipe.stock import IMATRIX_MIXES, STOCK_MIXES, stock_mix
+from fakequant.recipe.stock import stock_mix
 from fakequant.runtime.chunkstats import chunk_interval
 from fakequant.runtime.llama import Model, load_model
 from fakequant.runtime.paired import BaseReference, compare

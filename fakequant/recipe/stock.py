@@ -17,12 +17,6 @@ from fakequant.errors import RecipeError
 from fakequant.store.cache import cache_dir, file_sha256, locked, stable_hash
 from fakequant.store.tools import llama_cpp_build, tool_path
 
-# the mixes llama-quantize offers that a Q4-class source is usually compared with, smallest first
-STOCK_MIXES = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
-# with an importance matrix, also the i-quant mixes published beside them (IQ2_M and IQ3_M need one to be any good;
-# llama-quantize refuses IQ2_M's iq2_xs/iq2_s tensors without one), smallest first by their nominal bits per weight
-IMATRIX_MIXES = ("IQ2_M", "Q2_K", "IQ3_M", "Q3_K_M", "IQ4_XS", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
-
 
 @dataclass(frozen=True)
 class StockMix:

@@ -31,7 +31,7 @@ import numpy as np
 from llama_cpp import _internals
 
 from fakequant.errors import ModelRuntimeError
-from fakequant.gguf.check import read_layout
+from fakequant.gguf.checked import check_once
 from fakequant.runtime.backend import check_offload
 from fakequant.runtime.backend import info as backend_info
 from fakequant.runtime.settings import RuntimeSettings, SamplingParams
@@ -152,8 +152,8 @@ def load_model(path: Path, settings: RuntimeSettings) -> Model:
     if not path.is_file():
         raise ModelRuntimeError(f"{path}: no such model file")
     # llama.cpp trusts the header's counts and offsets; the bounded walk names a damaged file in one line instead
-    # (remembered per file identity, so reloading a model does not walk it again). Not part of the load time.
-    read_layout(path)
+    # (remembered per file identity, so loading an unchanged model again does not walk it). Not part of the load time.
+    check_once(path)
     check_offload(settings.n_gpu_layers, path)
     since = len(_LOG)
     start = time.perf_counter()

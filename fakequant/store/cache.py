@@ -10,6 +10,7 @@ Everything fakequant fetches or computes lives under one folder, ``$FAKEQUANT_HO
     baselines/   the original model's results, keyed by model, corpus, settings and llama.cpp build
     cells/       sweep cells' decisions
     sha256/      files' sha256 by path, size, mtime, inode and device (:func:`file_sha256`)
+    checked/     empty markers of models found sound, by file identity (:mod:`fakequant.gguf.checked`)
 
 Writers use :func:`atomic_path` (temporary file in the destination folder, fsync, rename; :func:`atomic_output`
 is the same with the file opened) and :func:`locked` (a file lock beside the artifact) so that concurrent workers

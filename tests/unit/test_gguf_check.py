@@ -330,6 +330,42 @@ def test_string_value_not_utf8(tmp_path: Path) -> None:
     assert problem(path).startswith("key 1 of 1, 'general.name': string is not valid UTF-8 (near byte ")
 
 
+def _tokens_file(path: Path, tokens: Sequence[bytes]) -> Path:
+    array = struct.pack("<IQ", STR, len(tokens)) + b"".join(gstr(t) for t in tokens)
+    return two_tensor_file(path, kvs=[kv("tokenizer.ggml.tokens", ARR, array)])
+
+
+def _near_byte(path: Path, needle: bytes) -> int:
+    return path.read_bytes().index(needle) + len(needle) - 1
+
+
+def test_array_strings_past_the_preview_of_every_length_and_script_pass(tmp_path: Path) -> None:
+    # lengths of 128, 200 and 256+ have bytes of 0x80 or more: the one decode of the array is cut around them
+    tokens = [f"t{i}".encode() for i in range(300)]
+    tokens[20:23] = [("é" * 64).encode(), ("語" * 100).encode(), b"x" * 300]
+    tokens[250] = ("Ċ" * 81).encode()
+    assert check_gguf(_tokens_file(tmp_path / "m.gguf", tokens)) is not None
+
+
+def test_array_string_not_utf8_past_the_preview(tmp_path: Path) -> None:
+    tokens = [f"t{i}".encode() for i in range(300)]
+    tokens[149] = b"ab\xffcd"
+    path = _tokens_file(tmp_path / "m.gguf", tokens)
+    at = _near_byte(path, b"ab\xff")
+    assert problem(path) == (f"key 1 of 1, 'tokenizer.ggml.tokens': string 150 of 300 is not valid UTF-8 "
+                             f"(near byte {at} of the file)")
+
+
+def test_array_string_cut_in_a_character_before_a_length_that_would_complete_it(tmp_path: Path) -> None:
+    # b"\xc3" ends string 100; the next length, 169 = 0xa9, would complete it to "é" if it were decoded with it
+    tokens = [f"t{i}".encode() for i in range(300)]
+    tokens[99], tokens[100] = b"caf\xc3", b"x" * 0xA9
+    path = _tokens_file(tmp_path / "m.gguf", tokens)
+    at = _near_byte(path, b"caf\xc3")
+    assert problem(path) == (f"key 1 of 1, 'tokenizer.ggml.tokens': string 100 of 300 is not valid UTF-8 "
+                             f"(near byte {at} of the file)")
+
+
 def test_unknown_value_type(tmp_path: Path) -> None:
     path = two_tensor_file(tmp_path / "m.gguf", kvs=[kv("general.name", 13, b"")])
     assert problem(path) == "key 1 of 1, 'general.name': unknown value type 13"

@@ -22,7 +22,7 @@ from fakequant.errors import CorpusError, ModelRuntimeError
 from fakequant.report import plots, text
 from fakequant.runtime import llama as runtime
 from fakequant.runtime.paired import BaseReference, _mean_se, compare, paired_stats
-from fakequant.runtime.perplexity import corpus_tokens, perplexity
+from fakequant.runtime.perplexity import _score_in_parts, _score_rows, corpus_tokens, perplexity
 from fakequant.runtime.settings import RuntimeSettings
 from fakequant.store import assets
 from fakequant.suite.baseline import baseline_cached, baseline_key, baseline_path
@@ -133,6 +133,31 @@ def test_perplexity_matches_a_naive_implementation(base, small_corpus, ppl_base)
     assert {"ppl", "ppl_se", "tokens", "tokens_per_s", "settings"} <= set(data)
     assert data["settings"] == SETTINGS.to_json() and data["settings"]["flash_attn"] is False
     json.dumps(data)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in a row
+def test_scoring_rows_on_threads_gives_the_numbers_and_the_first_nonfinite_logit_of_one_thread():
+    rng = np.random.default_rng(7)
+    rows = (rng.standard_normal((255, 3000)) * 4).astype(np.float32)
+    targets = rng.integers(0, 3000, 255)
+
+    def score(parts: int, check: bool = True) -> tuple[np.ndarray, str | None]:
+        return _score_in_parts(rows, targets, "chunk 2", 256, check, np.empty((parts, 4, 3000), np.float32))
+
+    one, none = _score_rows(rows, targets, "chunk 2", 256, True)
+    assert none is None
+    for parts in (1, 2, 3, 8, 300):
+        nll, bad = score(parts)
+        assert bad is None and np.array_equal(nll, one)  # each row is reduced alone: bit for bit
+    for value, where in ((-np.inf, "-inf"), (np.inf, "inf"), (np.nan, "nan")):  # each alone: min, max, both
+        rows[170, 5] = value
+        assert score(1)[1] == score(2)[1] == f"chunk 2, position 426, token id 5: {where}"
+    rows[200, 9], rows[30, 1] = np.inf, -np.inf
+    assert score(1)[1] == score(4)[1] == "chunk 2, position 286, token id 1: -inf"
+    assert score(2, check=False)[1] is None
+    targets[200] += 3000
+    with pytest.raises(IndexError):  # raised on a scoring thread, re-raised to the caller
+        score(2)
 
 
 # --- paired comparison ------------------------------------------------------------------------------------------
