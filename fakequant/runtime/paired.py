@@ -28,6 +28,7 @@ from fakequant.runtime.chunkstats import excess
 from fakequant.runtime.drift import DriftSeries, HiddenStates, LayerCapture, states_bytes, unavailable
 from fakequant.runtime.llama import Model, first_nonfinite
 from fakequant.runtime.perplexity import CorpusTokens, corpus_tokens, progress_bar, row_logsumexp, scored_logits
+from fakequant.runtime.rowparts import map_row_parts
 
 KLD_HIST_EDGES = np.linspace(-10.0, 2.0, 61)  # log10(KLD) bins for plots; values outside go to the end bins
 
@@ -150,25 +151,34 @@ class PairedComparison:
 _KLD_ROWS = 8
 
 
-def _token_stats(base: _BaseChunk, q_logits: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """Per scored token: nll of both, KL(base || Q), Δp = p_Q(tok) - p_base(tok), same argmax."""
+def _token_stats(base: _BaseChunk, q_logits: np.ndarray, targets: np.ndarray, parts: int) -> dict[str, np.ndarray]:
+    """Per scored token: nll of both, KL(base || Q), Δp = p_Q(tok) - p_base(tok), same argmax; over ``parts``
+    slices of the rows at once (:mod:`fakequant.runtime.rowparts`: every value is a row's own)."""
+    done = map_row_parts(lambda _, a, b: _token_stats_rows(base, q_logits, targets, a, b), len(targets), parts)
+    return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
+
+
+def _token_stats_rows(base: _BaseChunk, q_logits: np.ndarray, targets: np.ndarray, a: int,
+                      b: int) -> dict[str, np.ndarray]:
+    """:func:`_token_stats` of rows ``a:b``."""
+    q_logits, targets = q_logits[a:b], targets[a:b]
+    base_logits, base_norm, base_nll = base.logits[a:b], base.norm[a:b], base.nll[a:b]
     mx, lse = row_logsumexp(q_logits)
     norm_q = mx.astype(np.float64) + lse
-    rows = np.arange(len(targets))
-    nll_q = norm_q - q_logits[rows, targets]
+    nll_q = norm_q - q_logits[np.arange(len(targets)), targets]
     # KL = Σ p_b (ln p_b - ln p_q) = Σ p_b (l_b - l_q) - (norm_b - norm_q) Σ p_b, in float64 throughout, a few
     # rows at a time: the float64 temporaries stay in cache (measured 0.15-0.25 s → 0.09 s per 255-row chunk of a
     # 49152-token vocabulary, identical results)
     kld = np.empty(len(targets))
     for start in range(0, len(targets), _KLD_ROWS):
         block = slice(start, start + _KLD_ROWS)
-        lb = base.logits[block].astype(np.float64)
+        lb = base_logits[block].astype(np.float64)
         diff = lb - q_logits[block]
-        lb -= base.norm[block, None]
+        lb -= base_norm[block, None]
         np.exp(lb, out=lb)  # p_b
-        kld[block] = np.einsum("ij,ij->i", lb, diff) - (base.norm[block] - norm_q[block]) * lb.sum(axis=1)
-    return {"nll_q": nll_q, "nll_b": base.nll, "kld": kld, "dp": np.exp(-nll_q) - np.exp(-base.nll),
-            "same_top": (q_logits.argmax(axis=1) == base.top)}
+        kld[block] = np.einsum("ij,ij->i", lb, diff) - (base_norm[block] - norm_q[block]) * lb.sum(axis=1)
+    return {"nll_q": nll_q, "nll_b": base_nll, "kld": kld, "dp": np.exp(-nll_q) - np.exp(-base_nll),
+            "same_top": (q_logits.argmax(axis=1) == base.top[a:b])}
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float]:
@@ -291,12 +301,12 @@ def compare(base: Model | BaseReference, candidate: Model, corpus: Path | None =
             q_logits, targets, q_states = _scored(candidate, ct, i, caps["candidate"])
             nonfinite = nonfinite or (f"base: {b.nonfinite}" if b.nonfinite else None) or _nonfinite(
                 "candidate", q_logits, i)
-            cand.add(_token_stats(b, q_logits, targets))
+            cand.add(_token_stats(b, q_logits, targets, candidate.settings.threads))
             p_states = None
             if plac is not None:
                 p_logits, _, p_states = _scored(placebo, ct, i, caps["placebo"])
                 nonfinite = nonfinite or _nonfinite("placebo", p_logits, i)
-                plac.add(_token_stats(b, p_logits, targets))
+                plac.add(_token_stats(b, p_logits, targets, candidate.settings.threads))
                 same_as_placebo.append(q_logits.argmax(axis=1) == p_logits.argmax(axis=1))
             if series is not None and q_states is not None:
                 b_states = b.states if b.states is not None else caps["base"].scored(ct, i)[2] if caps["base"] \

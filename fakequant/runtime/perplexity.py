@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from fakequant.errors import CorpusError
 from fakequant.runtime.llama import Model, clear_memory, decode, decoded_views
+from fakequant.runtime.rowparts import map_row_parts
 
 # --- corpus -----------------------------------------------------------------------------------------------------
 
@@ -223,30 +223,11 @@ def _score_rows(rows: np.ndarray, targets: np.ndarray, where: str, offset: int, 
 
 def _score_in_parts(rows: np.ndarray, targets: np.ndarray, where: str, offset: int, check: bool,
                     scratch: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """:func:`_score_rows` over contiguous slices of the rows at once, one thread each and one ``scratch[k]``
-    each (as many slices as ``scratch`` has): numpy's loops release the GIL, and between two decodes the cores
-    llama.cpp computed on are idle. Each row is reduced on its own, so the result is that of one call; the first
+    """:func:`_score_rows` over contiguous slices of the rows, one thread and one ``scratch[k]`` each (as many
+    slices as ``scratch`` has; :mod:`fakequant.runtime.rowparts`). The result is that of one call; the first
     non-finite logit is that of the first slice that has one."""
-    bounds = np.linspace(0, len(rows), min(len(scratch), len(rows)) + 1).astype(int)
-    results: list[tuple[np.ndarray, str | None] | BaseException | None] = [None] * (len(bounds) - 1)
-
-    def score(k: int) -> None:
-        a, b = bounds[k], bounds[k + 1]
-        try:
-            results[k] = _score_rows(rows[a:b], targets[a:b], where, offset + a, check, scratch[k])
-        except BaseException as err:  # re-raised in the caller's thread
-            results[k] = err
-
-    threads = [threading.Thread(target=score, args=(k,)) for k in range(1, len(results))]
-    for t in threads:
-        t.start()
-    score(0)
-    for t in threads:
-        t.join()
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    done = [r for r in results if isinstance(r, tuple)]
+    done = map_row_parts(lambda k, a, b: _score_rows(rows[a:b], targets[a:b], where, offset + a, check, scratch[k]),
+                         len(rows), len(scratch))
     return np.concatenate([nll for nll, _ in done]), next((bad for _, bad in done if bad), None)
 
 
